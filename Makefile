@@ -1,0 +1,54 @@
+# chatapp: `make run` serves the app, `make test` runs every test.
+# Each target installs what it needs first; stamps keep repeat runs fast.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENDOR := chatapp/static/vendor
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: run test install install-test browser migrate bench clean
+
+run: install migrate
+	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+test: install-test browser
+	bash tests/run.sh
+
+install: $(VENV)/.installed $(VENDOR)/.installed
+
+install-test: install $(VENV)/.installed-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(VENV)/bin/python setup.cfg setup.py
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed setup.cfg
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
+	cp node_modules/htmx-ext-sse/dist/sse.min.js $(VENDOR)/sse.min.js
+	touch $@
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+migrate: install
+	$(BIN)/flask --app wsgi db upgrade
+
+clean:
+	rm -rf $(VENV) node_modules $(VENDOR) *.egg-info

@@ -1,0 +1,63 @@
+"""chatapp: a self-hosted chat page that streams Claude's answers into a plain browser."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, render_template
+from werkzeug.exceptions import HTTPException
+
+from . import config as defaults
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then instance/config.py, then the environment (or test_config)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(defaults.DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        defaults.load_plain_environment(app.config)
+        app.config.from_prefixed_env("CHATAPP")
+    else:
+        app.config.from_mapping(test_config)
+    defaults.normalise(app.config, app.instance_path)
+    _configure_logging(app)
+
+    from .extensions import csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_directory())
+    csrf.init_app(app)
+
+    from . import conversations, streaming
+    from .conversations.views import bp as conversations_bp
+    from .render import render_text
+
+    app.register_blueprint(conversations_bp)
+    app.register_blueprint(streaming.bp)
+    streaming.Streams(app)
+    del conversations
+
+    app.jinja_env.filters["render_text"] = render_text
+    app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[str, int]:
+        return render_template("error.html", error=exc), exc.code or 500
+
+    return app
+
+
+def _migrations_directory() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    app.logger.setLevel(logging.INFO)

@@ -1,0 +1,88 @@
+"""Embedded defaults. `instance/config.py` overrides them, then the environment does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Claude
+    "ANTHROPIC_API_KEY": None,
+    "ANTHROPIC_BASE_URL": None,
+    "MODEL": "claude-sonnet-4-6",
+    "MODELS": ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"],
+    "MAX_TOKENS": 8192,
+    # Input limits
+    "MAX_PROMPT_CHARS": 100_000,
+    # Streaming
+    "FRAME_INTERVAL": 0.05,  # at most ~20 frames/s per stream
+    "FLUSH_INTERVAL": 0.15,  # group commit of streamed text
+    "HEARTBEAT_SECONDS": 10.0,  # SSE comment while idle; proxies cut at 60 s
+    "SSE_RETRY_MS": 1000,
+    "LISTENER_QUEUE_FRAMES": 256,  # a reader further behind than this is dropped and reconnects
+    "UPSTREAM_IDLE_TIMEOUT": 90.0,
+    "UPSTREAM_CONNECT_TIMEOUT": 10.0,
+    "UPSTREAM_MAX_CONNECTIONS": 4000,
+    "UPSTREAM_MAX_RETRIES": 2,
+    # Demo upstream pace (used when there is no API key)
+    "DEMO_FIRST_TOKEN_SECONDS": [0.5, 1.5],
+    "DEMO_TOKENS_PER_SECOND": [50.0, 80.0],
+    # Storage
+    "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+}
+
+# Environment variables read without the CHATAPP_ prefix, and the config key each sets.
+PLAIN_ENVIRONMENT = {
+    "ANTHROPIC_API_KEY": "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL": "ANTHROPIC_BASE_URL",
+    "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "REDIS_URL": "REDIS_URL",
+    "SECRET_KEY": "SECRET_KEY",
+}
+
+
+def load_plain_environment(config: dict[str, Any]) -> None:
+    """Copy the unprefixed variables (the SDK's own and the usual deploy ones) into config."""
+    for variable, key in PLAIN_ENVIRONMENT.items():
+        value = os.environ.get(variable)
+        if value:
+            config[key] = value
+
+
+def normalise(config: dict[str, Any], instance_path: str) -> None:
+    """Give derived settings their final shape once every source has been applied."""
+    models = config["MODELS"]
+    if isinstance(models, str):
+        models = [name.strip() for name in models.split(",") if name.strip()]
+    if config["MODEL"] not in models:
+        models = [config["MODEL"], *models]
+    config["MODELS"] = models
+
+    uri = config.get("SQLALCHEMY_DATABASE_URI")
+    if not uri:
+        uri = f"sqlite:///{Path(instance_path) / 'chatapp.sqlite'}"
+    elif uri.startswith("postgres://"):
+        uri = "postgresql+psycopg://" + uri.removeprefix("postgres://")
+    elif uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
+    config["SQLALCHEMY_DATABASE_URI"] = uri
+
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = _instance_secret(Path(instance_path))
+
+
+def _instance_secret(instance: Path) -> str:
+    """Read the generated secret key, creating it on first start."""
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # another worker or an earlier start made it
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(os.urandom(32).hex())
+    return path.read_text().strip()

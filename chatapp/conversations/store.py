@@ -1,0 +1,90 @@
+"""Reading and writing conversations. Every query for them lives here."""
+
+from __future__ import annotations
+
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Conversation, Message, Status, utcnow
+
+TITLE_CHARS = 60
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be sent; the message says why, for the page."""
+
+
+def clean_prompt(text: str, *, limit: int) -> str:
+    """The prompt to send, or PromptError saying what is wrong with it."""
+    if not text.strip():
+        raise PromptError("Type a message first.")
+    if len(text) > limit:
+        raise PromptError(
+            f"That message is {len(text):,} characters long; the limit is {limit:,}. "
+            "Shorten it and send again."
+        )
+    return text
+
+
+def recent_conversations(page: int = 1, per_page: int = 50) -> Pagination:
+    """Conversations for the sidebar, most recently active first."""
+    query = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    return db.paginate(query, page=page, per_page=per_page, error_out=False)
+
+
+def get_conversation(conversation_id: int) -> Conversation:
+    """The conversation, or a 404."""
+    return db.get_or_404(Conversation, conversation_id)
+
+
+def get_message(message_id: int) -> Message:
+    """The message, or a 404."""
+    return db.get_or_404(Message, message_id)
+
+
+def create_conversation(*, model: str, system_prompt: str = "") -> Conversation:
+    """A new, empty conversation (not committed)."""
+    conversation = Conversation(model=model, system_prompt=system_prompt.strip())
+    db.session.add(conversation)
+    return conversation
+
+
+def streaming_answer(conversation: Conversation) -> Message | None:
+    """The answer still being written in this conversation, if any."""
+    return db.session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation.id)
+        .where(Message.status == Status.STREAMING.value)
+        .limit(1)
+    ).first()
+
+
+def add_exchange(conversation: Conversation, prompt: str) -> tuple[Message, Message]:
+    """Store the user's message and an empty answer to be streamed, and commit."""
+    if not conversation.messages:
+        conversation.title = _title_from(prompt)
+    question = Message(conversation=conversation, role="user", content=prompt)
+    answer = Message(
+        conversation=conversation,
+        role="assistant",
+        content="",
+        status=Status.STREAMING.value,
+        model=conversation.model,
+    )
+    conversation.updated_at = utcnow()
+    db.session.add_all([question, answer])
+    db.session.commit()
+    return question, answer
+
+
+def update_settings(conversation: Conversation, *, model: str, system_prompt: str) -> None:
+    """Change the model and system prompt used for the next answers."""
+    conversation.model = model
+    conversation.system_prompt = system_prompt.strip()
+    db.session.commit()
+
+
+def _title_from(prompt: str) -> str:
+    line = " ".join(prompt.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

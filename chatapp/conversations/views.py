@@ -1,0 +1,135 @@
+"""Pages and actions on conversations and their messages."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from .. import htmx
+from ..models import Conversation, MessageState
+from ..streaming import live_view, streams
+from . import store
+
+bp = Blueprint("conversations", __name__)
+
+
+@bp.get("/")
+def index() -> str:
+    """The new-chat page: the sidebar and an empty composer."""
+    return render_template("conversation.html", conversation=None, messages=[], **_sidebar())
+
+
+@bp.get("/conversations/<int:conversation_id>")
+def show(conversation_id: int) -> str:
+    conversation = store.get_conversation(conversation_id)
+    messages = [live_view(MessageState.of(m)) for m in conversation.messages]
+    return render_template(
+        "conversation.html", conversation=conversation, messages=messages, **_sidebar()
+    )
+
+
+@bp.post("/messages")
+def send() -> Response:
+    """Store the prompt and an empty answer, start the answer, and return both messages."""
+    config = current_app.config
+    conversation = _conversation_from_form()
+    try:
+        prompt = store.clean_prompt(
+            request.form.get("content", ""), limit=config["MAX_PROMPT_CHARS"]
+        )
+    except store.PromptError as exc:
+        return _composer_error(str(exc), conversation)
+    if conversation is None:
+        conversation = store.create_conversation(
+            model=_model_from_form(), system_prompt=request.form.get("system_prompt", "")
+        )
+    elif store.streaming_answer(conversation) is not None:
+        return _composer_error(
+            "Claude is still answering. Wait for the answer or press Stop, then send again.",
+            conversation,
+            status=409,
+        )
+    question, answer = store.add_exchange(conversation, prompt)
+    streams().start(answer.id, conversation.id)
+
+    page_url = url_for(".show", conversation_id=conversation.id)
+    if not htmx.is_htmx(request):
+        return redirect(page_url, code=303)
+    created = request.form.get("conversation_id", "") == ""
+    body = render_template(
+        "_exchange.html",
+        question=MessageState.of(question),
+        answer=live_view(MessageState.of(answer)),
+        conversation=conversation,
+        created=created,
+        **(_sidebar() if created else {}),
+    )
+    response = htmx.vary_on_htmx(make_response(body))
+    if created:
+        htmx.push_url(response, page_url)
+    return response
+
+
+@bp.post("/conversations/<int:conversation_id>/settings")
+def settings(conversation_id: int) -> Response:
+    """Change the model and system prompt for the next answers."""
+    conversation = store.get_conversation(conversation_id)
+    store.update_settings(
+        conversation,
+        model=_model_from_form(),
+        system_prompt=request.form.get("system_prompt", ""),
+    )
+    if htmx.is_htmx(request):
+        return make_response(render_template("_settings.html", conversation=conversation, saved=True))
+    return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+
+
+def _conversation_from_form() -> Conversation | None:
+    raw = request.form.get("conversation_id", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        abort(400, "conversation_id must be a number")
+    return store.get_conversation(int(raw))
+
+
+def _model_from_form() -> str:
+    models: list[str] = current_app.config["MODELS"]
+    model = request.form.get("model") or current_app.config["MODEL"]
+    if model not in models:
+        abort(400, f"Unknown model {model!r}")
+    return model
+
+
+def _composer_error(text: str, conversation: Conversation | None, status: int = 422) -> Response:
+    """Say what is wrong next to the composer; the typed text stays where it is."""
+    if htmx.is_htmx(request):
+        response = make_response(render_template("_composer_error.html", error=text), status)
+        return htmx.vary_on_htmx(htmx.retarget(response, "#composer-error", "outerHTML"))
+    if conversation is None:
+        messages = []
+    else:
+        messages = [live_view(MessageState.of(m)) for m in conversation.messages]
+    body = render_template(
+        "conversation.html",
+        conversation=conversation,
+        messages=messages,
+        composer_error=text,
+        draft=request.form.get("content", ""),
+        **_sidebar(),
+    )
+    return htmx.vary_on_htmx(make_response(body, status))
+
+
+def _sidebar() -> dict[str, object]:
+    page = request.args.get("page", 1, type=int)
+    return {"sidebar": store.recent_conversations(page=page)}

@@ -1,0 +1,37 @@
+"""Flask extensions, created unbound and attached in `create_app`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+csrf = CSRFProtect()
+
+
+@event.listens_for(Engine, "connect")
+def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
+    """SQLite: WAL so readers never wait for the writer, enforced foreign keys, short lock waits.
+
+    A lock wait blocks the whole gevent worker, so it is kept short; writes are short too.
+    """
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=2000")
+    cursor.close()

@@ -1,0 +1,29 @@
+"""The one place that knows HTMX's request and response headers."""
+
+from __future__ import annotations
+
+from flask import Request, Response
+
+
+def is_htmx(request: Request) -> bool:
+    """True when HTMX made the request, so a fragment is the answer, not a page."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def vary_on_htmx(response: Response) -> Response:
+    """Mark a response that differs for HTMX and plain requests, for caches."""
+    response.vary.add("HX-Request")
+    return response
+
+
+def retarget(response: Response, target: str, swap: str = "innerHTML") -> Response:
+    """Swap the response into `target` instead of the element's own target."""
+    response.headers["HX-Retarget"] = target
+    response.headers["HX-Reswap"] = swap
+    return response
+
+
+def push_url(response: Response, url: str) -> Response:
+    """Put `url` in the address bar and history, as if the page had been loaded there."""
+    response.headers["HX-Push-Url"] = url
+    return response

@@ -1,0 +1,82 @@
+"""Say in one sentence a person understands why an answer failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx2
+
+# Anthropic's error `type` values and what they mean to the reader.
+_BY_TYPE = {
+    "overloaded_error": "Claude is overloaded right now, try again in a moment.",
+    "rate_limit_error": "Too many requests to Claude right now, try again in a moment.",
+    "api_error": "Claude had an internal error, try again in a moment.",
+    "authentication_error": (
+        "Claude refused this server's API key. Ask whoever runs chatapp to check ANTHROPIC_API_KEY."
+    ),
+    "permission_error": "This server's API key is not allowed to use this model.",
+    "not_found_error": "Claude does not know the model this conversation uses.",
+    "request_too_large": "This conversation is too large to send to Claude.",
+    "billing_error": "Claude refused the request because of a billing problem with the API key.",
+}
+
+
+def describe(exc: BaseException, *, idle_timeout: float | None = None) -> str:
+    """Explain `exc`, raised while asking Claude, as a sentence for the page."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return _describe_status(exc)
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        if idle_timeout:
+            return f"Claude sent nothing for {idle_timeout:g} seconds, so the answer was stopped."
+        return "Claude did not answer in time, try again in a moment."
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.ConnectError):
+        return "Could not reach Claude: the connection failed. Try again in a moment."
+    if isinstance(exc, httpx2.TransportError):
+        return "The connection to Claude dropped partway through the answer."
+    return "Something went wrong while asking Claude; the error is in the server log."
+
+
+def cut_off() -> str:
+    """The sentence for a stream that ended without Claude saying it was done."""
+    return "The answer was cut off before Claude finished it."
+
+
+def _describe_status(exc: anthropic.APIStatusError) -> str:
+    kind = _error_type(exc.body)
+    status = exc.status_code
+    if status == 429 or kind == "rate_limit_error":
+        wait = exc.response.headers.get("retry-after") if exc.response is not None else None
+        if wait and wait.isdigit():
+            return f"Too many requests to Claude right now, try again in {wait} seconds."
+        return _BY_TYPE["rate_limit_error"]
+    if status == 529:
+        return _BY_TYPE["overloaded_error"]
+    if kind in _BY_TYPE:
+        return _BY_TYPE[kind]
+    if status == 401:
+        return _BY_TYPE["authentication_error"]
+    if status == 413:
+        return _BY_TYPE["request_too_large"]
+    if status == 400:
+        detail = _error_message(exc.body)
+        return f"Claude rejected the request: {detail}" if detail else "Claude rejected the request."
+    if status >= 500:
+        return _BY_TYPE["api_error"]
+    return f"Claude answered with an error ({status}), try again in a moment."
+
+
+def _error_type(body: Any) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("type"), str):
+            return error["type"]
+    return None
+
+
+def _error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    return None

@@ -1,0 +1,114 @@
+"""The stored shape of conversations and their messages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Status(str, enum.Enum):
+    """Where a message is in its life. Every answer ends in exactly one terminal status."""
+
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not Status.STREAMING
+
+
+class Conversation(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "conversation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), default="New chat")
+    model: Mapped[str] = mapped_column(String(100))
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation",
+        order_by="Message.id",
+        cascade="all, delete-orphan",
+    )
+
+
+class Message(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
+    content: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=Status.COMPLETE.value, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(100))
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_creation_tokens: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == Status.STREAMING.value
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """A message as plain values: what templates render and what streams carry.
+
+    Streams never hold ORM objects or sessions, so a finished or live answer travels as this.
+    """
+
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    status: str
+    error: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    ttft_ms: int | None = None
+    duration_ms: int | None = None
+
+    @classmethod
+    def of(cls, message: Message) -> MessageState:
+        return cls(**{name: getattr(message, name) for name in _STATE_FIELDS})
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == Status.STREAMING.value
+
+    @property
+    def is_terminal(self) -> bool:
+        return not self.is_streaming
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(MessageState))

@@ -1,0 +1,67 @@
+// chatapp's own browser code: the composer's keys, staying pinned to the newest text, and
+// resuming streams exactly. No build step; htmx and its SSE extension do the rest.
+(function () {
+  "use strict";
+
+  // -- Resume: a new EventSource carries the last id it saw --------------------------------
+  // The browser's own reconnect sends Last-Event-ID. When the SSE extension replaces a CLOSED
+  // source with a new one, that header is lost, so the id travels as a query parameter.
+  // This runs before the extension loads, which then keeps our factory.
+  var lastIds = new Map();
+  htmx.createEventSource = function (url) {
+    var last = lastIds.get(url);
+    var target = last ? url + (url.indexOf("?") < 0 ? "?" : "&") + "last_event_id=" + encodeURIComponent(last) : url;
+    var source = new EventSource(target, { withCredentials: true });
+    var remember = function (event) {
+      if (event.lastEventId) lastIds.set(url, event.lastEventId);
+    };
+    source.addEventListener("frame", remember);
+    source.addEventListener("done", remember);
+    return source;
+  };
+
+  // -- Composer: Enter sends, Shift+Enter is a new line; cleared once the send is taken ----
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (!(box instanceof HTMLTextAreaElement) || box.id !== "message-input") return;
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    box.form.requestSubmit();
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (!(form instanceof HTMLFormElement) || form.id !== "composer") return;
+    if (event.detail.xhr && event.detail.xhr.status === 200) {
+      form.querySelector("textarea[name=content]").value = "";
+      pinned = true;
+      scrollToEnd();
+    }
+    var box = form.querySelector("textarea[name=content]");
+    // hx-disabled-elt re-enables after the request; put the cursor back for the next message.
+    setTimeout(function () { box.focus(); }, 0);
+  });
+
+  // -- Stay pinned to the bottom while text streams, unless the reader scrolled up ---------
+  var pinned = true;
+  function scroller() { return document.getElementById("scroller"); }
+  function scrollToEnd() {
+    var el = scroller();
+    if (el) el.scrollTop = el.scrollHeight;
+  }
+
+  document.addEventListener("scroll", function (event) {
+    var el = scroller();
+    if (event.target !== el) return;
+    pinned = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
+  }, true);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var messages = document.getElementById("messages");
+    if (!messages) return;
+    scrollToEnd();
+    new MutationObserver(function () {
+      if (pinned) scrollToEnd();
+    }).observe(messages, { childList: true, subtree: true, characterData: true });
+  });
+})();

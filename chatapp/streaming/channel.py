@@ -1,0 +1,88 @@
+"""Fan-out of one message's frames to every listener in this worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gevent.queue import Empty, Full, Queue
+
+if TYPE_CHECKING:
+    from ..models import MessageState
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One update of a message, framed once and sent to every listener.
+
+    `start` and `end` are character offsets into the answer text: a listener that has exactly
+    `start` characters sends `payload` as is; any other listener is served from the text.
+    """
+
+    start: int
+    end: int
+    text: str = ""
+    payload: str = ""
+    final: MessageState | None = None
+
+
+class Overflowed(Exception):
+    """The listener fell too far behind and must reconnect."""
+
+
+class Subscription:
+    """One listener's bounded queue of frames."""
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: Queue[Frame] = Queue(maxsize=capacity)
+        self.overflowed = False
+
+    def offer(self, frame: Frame) -> None:
+        """Queue a frame without ever waiting; a listener that is too far behind is cut loose."""
+        if self.overflowed:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except Full:
+            # Its client stopped reading. It reconnects with its last id and catches up from
+            # the stored text, so nothing is lost and the generation never waits for it.
+            self.overflowed = True
+
+    def next(self, timeout: float) -> Frame | None:
+        """The next frame, or None after `timeout` seconds without one.
+
+        Raises `Overflowed` once frames were dropped for this listener.
+        """
+        if self.overflowed:
+            raise Overflowed
+        try:
+            return self._queue.get(timeout=timeout)
+        except Empty:
+            return None
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+
+class Channel:
+    """The listeners of one message in this worker."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(self._capacity)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    def publish(self, frame: Frame) -> None:
+        for subscription in tuple(self._subscriptions):
+            subscription.offer(frame)
+
+    @property
+    def listeners(self) -> int:
+        return len(self._subscriptions)

@@ -1,0 +1,106 @@
+"""What one listener receives: catch-up from where it was, then live frames, then the end.
+
+The listener's position is a character offset into the answer (the `id:` of the last event it
+got). Catch-up and live frames are cut against that offset, so a reconnecting browser gets no
+gap and no duplicate, and nothing here ever asks Claude again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import gevent
+
+from ..models import MessageState
+from ..render import append_fragment
+from . import persistence, sse
+from .channel import Overflowed
+from .hub import Streams
+
+log = logging.getLogger(__name__)
+
+RenderFinal = Callable[[MessageState], str]
+
+
+def follow(
+    streams: Streams,
+    state: MessageState,
+    offset: int,
+    render_final: RenderFinal,
+    *,
+    heartbeat: float,
+    retry_ms: int,
+    poll_interval: float = 0.5,
+) -> Iterator[str]:
+    """Yield the SSE text for one listener of the answer `state` that has `offset` characters."""
+    yield sse.retry(retry_ms)
+    generation = streams.live.get(state.id)
+    if generation is None:
+        yield from _follow_stored(streams, state, offset, render_final, heartbeat, poll_interval)
+        return
+
+    catch_up, subscription = generation.subscribe(offset)
+    try:
+        if catch_up:
+            offset += len(catch_up)
+            yield _text_event(state.id, catch_up, offset)
+        while True:
+            try:
+                frame = subscription.next(timeout=heartbeat)
+            except Overflowed:
+                log.info("listener of answer %s fell behind; it will reconnect", state.id)
+                return
+            if frame is None:
+                yield sse.comment("keep-alive")
+                continue
+            if frame.final is not None:
+                yield _final_event(frame.final, render_final)
+                return
+            if frame.end <= offset:
+                continue  # the listener has this already
+            if frame.start == offset:
+                yield frame.payload
+            else:
+                # The listener's position falls inside this frame: send only what it lacks.
+                yield _text_event(state.id, generation.text()[offset : frame.end], frame.end)
+            offset = frame.end
+    finally:
+        generation.channel.unsubscribe(subscription)
+
+
+def _follow_stored(
+    streams: Streams,
+    state: MessageState,
+    offset: int,
+    render_final: RenderFinal,
+    heartbeat: float,
+    poll_interval: float,
+) -> Iterator[str]:
+    """Follow an answer that this worker is not writing, from the database."""
+    quiet = 0.0
+    while state.is_streaming:
+        # Another worker is writing it (or was, and the sweeper will say so): poll what it stores.
+        if len(state.content) > offset:
+            yield _text_event(state.id, state.content[offset:], len(state.content))
+            offset, quiet = len(state.content), 0.0
+        elif quiet >= heartbeat:
+            yield sse.comment("keep-alive")
+            quiet = 0.0
+        gevent.sleep(poll_interval)
+        quiet += poll_interval
+        loaded = persistence.load_state(streams.app, state.id)
+        if loaded is None:
+            return
+        state = loaded
+    yield _final_event(state, render_final)
+
+
+def _text_event(message_id: int, text: str, end: int) -> str:
+    return sse.event(append_fragment(message_id, text), name="frame", id=sse.event_id(message_id, end))
+
+
+def _final_event(state: MessageState, render_final: RenderFinal) -> str:
+    return sse.event(
+        render_final(state), name="done", id=sse.event_id(state.id, len(state.content))
+    )

@@ -1,0 +1,210 @@
+"""A generation: one answer being written by Claude, in a greenlet of its own.
+
+It calls the SDK, turns events into text, coalesces the text into frames (at most one per
+FRAME_INTERVAL, the first at once), publishes them on the message's channel, hands the text to
+the group-commit flusher and, whatever happens, ends in exactly one terminal status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anthropic
+import gevent
+import httpx2
+from gevent import Greenlet, GreenletExit
+
+from ..llm import errors
+from ..llm.reply import Reply
+from ..llm.request import build_request
+from ..models import MessageState, Status
+from ..render import append_fragment
+from . import persistence, sse
+from .channel import Channel, Frame, Subscription
+
+if TYPE_CHECKING:
+    from .hub import Streams
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(GreenletExit):
+    """Raised inside a generation's greenlet when someone pressed Stop."""
+
+
+class Generation:
+    """One answer in progress in this worker."""
+
+    def __init__(self, streams: Streams, message_id: int, conversation_id: int) -> None:
+        self.streams = streams
+        self.message_id = message_id
+        self.conversation_id = conversation_id
+        self.channel = Channel(streams.listener_capacity)
+        self.reply = Reply()
+        self.length = 0  # characters received
+        self.published = 0  # characters sent to listeners
+        self.final: MessageState | None = None
+        self._pending: list[str] = []
+        self._last_frame_at = 0.0
+        self._frame_timer: Greenlet | None = None
+        self._greenlet: Greenlet | None = None
+        self._finishing = False
+        self._model: str | None = None
+
+    # -- life -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        """Stop the answer: the upstream request is closed, the text so far is kept."""
+        if self._greenlet is not None and not self._greenlet.dead and not self._finishing:
+            self._greenlet.kill(StopRequested, block=False)
+
+    def interrupt(self) -> None:
+        """End the answer because the worker is going away; the text so far is kept."""
+        if self._greenlet is not None and not self._greenlet.dead and not self._finishing:
+            self._greenlet.kill(GreenletExit, block=False)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._greenlet is not None:
+            self._greenlet.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    # -- listeners --------------------------------------------------------------------------
+
+    def subscribe(self, offset: int) -> tuple[str, Subscription]:
+        """Text the listener lacks up to now, and a subscription for what follows.
+
+        Both are taken without yielding to another greenlet, so nothing falls between them.
+        """
+        catch_up = self.text()[offset : self.published] if offset < self.published else ""
+        return catch_up, self.channel.subscribe()
+
+    def text(self) -> str:
+        return self.reply.text
+
+    def published_text(self) -> str:
+        return self.text()[: self.published]
+
+    def stored_text(self) -> str:
+        """What the flusher writes: everything received so far."""
+        return self.text()
+
+    # -- the answer -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        status, error = Status.FAILED, None
+        try:
+            self._model, system_prompt, history = persistence.load_history(
+                self.streams.app, self.message_id
+            )
+            request = build_request(
+                model=self._model,
+                system_prompt=system_prompt,
+                history=history,
+                max_tokens=self.streams.max_tokens,
+            )
+            self.reply = Reply()  # the clock for time to first token starts now
+            with self.streams.claude.client.messages.stream(**request) as stream:
+                for event in stream:
+                    text = self.reply.apply(event)
+                    if text:
+                        self._receive(text)
+            if self.reply.finished:
+                status = Status.COMPLETE
+            else:
+                error = errors.cut_off()
+        except StopRequested:
+            status = Status.CANCELLED
+        except GreenletExit:
+            status, error = Status.INTERRUPTED, "The server stopped while writing this answer."
+        except (anthropic.APIError, httpx2.HTTPError) as exc:
+            error = errors.describe(exc, idle_timeout=self.streams.idle_timeout)
+            log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
+        except Exception as exc:
+            error = errors.describe(exc)
+            log.exception("answer %s failed unexpectedly", self.message_id)
+        finally:
+            self._finish(status, error)
+
+    def _receive(self, text: str) -> None:
+        self.length += len(text)
+        self._pending.append(text)
+        self.streams.flusher.mark(self)
+        wait = self._last_frame_at + self.streams.frame_interval - time.monotonic()
+        if wait <= 0:
+            self._publish_pending()
+        elif self._frame_timer is None:
+            self._frame_timer = gevent.spawn_later(wait, self._publish_pending)
+
+    def _publish_pending(self) -> None:
+        self._frame_timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        start, end = self.published, self.published + len(text)
+        payload = sse.event(
+            append_fragment(self.message_id, text),
+            name="frame",
+            id=sse.event_id(self.message_id, end),
+        )
+        self.published = end
+        self._last_frame_at = time.monotonic()
+        self.channel.publish(Frame(start=start, end=end, text=text, payload=payload))
+
+    def _finish(self, status: Status, error: str | None) -> None:
+        self._finishing = True
+        if self._frame_timer is not None:
+            self._frame_timer.kill(block=False)
+        self._publish_pending()
+        reply = self.reply
+        usage = reply.usage
+        state = MessageState(
+            id=self.message_id,
+            conversation_id=self.conversation_id,
+            role="assistant",
+            content=reply.text,
+            status=status.value,
+            error=error,
+            model=reply.model or self._model,
+            stop_reason=reply.stop_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_creation_tokens=usage.cache_creation_tokens,
+            ttft_ms=reply.ttft_ms,
+            duration_ms=round((time.monotonic() - reply.started) * 1000),
+        )
+        self.streams.flusher.forget(self.message_id)
+        try:
+            persistence.store_final(self.streams.app, state)
+        except Exception:
+            log.exception("could not store the end of answer %s", self.message_id)
+        self.final = state
+        self.streams.forget(self)
+        self.channel.publish(Frame(start=self.published, end=self.published, final=state))
+        log.info("generation finished %s", json.dumps(_log_fields(state), sort_keys=False))
+
+
+def _log_fields(state: MessageState) -> dict[str, Any]:
+    return {
+        "conversation": state.conversation_id,
+        "message": state.id,
+        "model": state.model,
+        "status": state.status,
+        "stop_reason": state.stop_reason,
+        "ttft_ms": state.ttft_ms,
+        "duration_ms": state.duration_ms,
+        "input_tokens": state.input_tokens,
+        "output_tokens": state.output_tokens,
+        "cache_read_tokens": state.cache_read_tokens,
+        "cache_creation_tokens": state.cache_creation_tokens,
+    }

@@ -1,0 +1,64 @@
+"""The answers this worker is writing, and what they share: the client and the flusher."""
+
+from __future__ import annotations
+
+import logging
+from flask import Flask, current_app
+
+from ..llm.client import Claude
+from .generation import Generation
+from .persistence import Flusher
+
+log = logging.getLogger(__name__)
+
+EXTENSION_KEY = "chatapp.streams"
+
+
+class Streams:
+    """Per-app (and so per-worker) registry of live generations."""
+
+    def __init__(self, app: Flask) -> None:
+        config = app.config
+        self.app = app
+        self.claude = Claude(config)
+        self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]))
+        self.frame_interval = float(config["FRAME_INTERVAL"])
+        self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
+        self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
+        self.max_tokens = int(config["MAX_TOKENS"])
+        self.live: dict[int, Generation] = {}
+        app.extensions[EXTENSION_KEY] = self
+
+    def start(self, message_id: int, conversation_id: int) -> Generation:
+        """Start writing the answer `message_id` (stored with status `streaming`)."""
+        generation = Generation(self, message_id, conversation_id)
+        self.live[message_id] = generation
+        generation.start()
+        return generation
+
+    def stop(self, message_id: int) -> bool:
+        """Stop the answer if this worker is writing it; False if it is not live here."""
+        generation = self.live.get(message_id)
+        if generation is None:
+            return False
+        generation.stop()
+        return True
+
+    def forget(self, generation: Generation) -> None:
+        if self.live.get(generation.message_id) is generation:
+            del self.live[generation.message_id]
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Interrupt every live answer, store what it has, and release the client."""
+        for generation in list(self.live.values()):
+            generation.interrupt()
+        for generation in list(self.live.values()):
+            generation.join(timeout)
+        self.flusher.stop()
+        self.claude.close()
+
+
+def streams(app: Flask | None = None) -> Streams:
+    """The registry of the current app."""
+    target = app if app is not None else current_app
+    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]

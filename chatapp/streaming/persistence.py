@@ -1,0 +1,122 @@
+"""Storing answers while they stream: group commit, and the final write.
+
+Generations never write per token. They mark themselves dirty; one ticker per worker writes
+the text of every dirty answer in a single short transaction every FLUSH_INTERVAL seconds.
+No session or connection is held between ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Protocol
+
+import gevent
+from flask import Flask
+from sqlalchemy import bindparam, update
+
+from ..extensions import db
+from ..models import Message, MessageState, Status, utcnow
+
+if TYPE_CHECKING:
+    from gevent import Greenlet
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What the flusher needs from a live answer."""
+
+    message_id: int
+
+    def stored_text(self) -> str: ...
+
+
+class Flusher:
+    """Writes the text of every answer that changed since the last tick, in one transaction."""
+
+    def __init__(self, app: Flask, interval: float) -> None:
+        self._app = app
+        self._interval = interval
+        self._dirty: dict[int, Progress] = {}
+        self._ticker: Greenlet | None = None
+        self.writes = 0  # statements executed, for metrics and benchmarks
+
+    def mark(self, progress: Progress) -> None:
+        """Note that `progress` has text the database does not have yet."""
+        self._dirty[progress.message_id] = progress
+        if self._ticker is None or self._ticker.dead:
+            self._ticker = gevent.spawn(self._run)
+
+    def forget(self, message_id: int) -> None:
+        """Drop a pending write; the final write supersedes it."""
+        self._dirty.pop(message_id, None)
+
+    def flush(self) -> None:
+        """Write everything pending now."""
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, {}
+        rows = [{"answer_id": mid, "text": p.stored_text()} for mid, p in batch.items()]
+        started = time.monotonic()
+        try:
+            with self._app.app_context():
+                # Core executemany: one statement, one round of the driver, for all answers.
+                table = Message.__table__
+                db.session.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("answer_id"))
+                    .where(table.c.status == Status.STREAMING.value)
+                    .values(content=bindparam("text"), updated_at=utcnow()),
+                    rows,
+                )
+                db.session.commit()
+            self.writes += 1
+        except Exception:
+            log.exception("could not store streamed text of %d answers; retrying", len(rows))
+            for mid, progress in batch.items():
+                self._dirty.setdefault(mid, progress)
+        log.debug("flushed %d answers in %.1f ms", len(rows), (time.monotonic() - started) * 1000)
+
+    def stop(self) -> None:
+        """Write what is pending and end the ticker."""
+        if self._ticker is not None:
+            self._ticker.kill()
+            self._ticker = None
+        self.flush()
+
+    def _run(self) -> None:
+        while self._dirty:
+            gevent.sleep(self._interval)
+            self.flush()
+
+
+def store_final(app: Flask, state: MessageState) -> None:
+    """Write the finished answer with its status, usage and timing."""
+    values = asdict(state)
+    for key in ("id", "conversation_id", "role"):
+        values.pop(key)
+    with app.app_context():
+        db.session.execute(
+            update(Message).where(Message.id == state.id).values(**values, updated_at=utcnow())
+        )
+        db.session.commit()
+
+
+def load_state(app: Flask, message_id: int) -> MessageState | None:
+    """The stored state of a message, read in a short session of its own."""
+    with app.app_context():
+        message = db.session.get(Message, message_id)
+        return MessageState.of(message) if message is not None else None
+
+
+def load_history(app: Flask, message_id: int) -> tuple[str, str, list[MessageState]]:
+    """The model, system prompt and earlier messages for the answer `message_id`."""
+    with app.app_context():
+        answer = db.session.get(Message, message_id)
+        if answer is None:
+            raise LookupError(f"message {message_id} does not exist")
+        conversation = answer.conversation
+        history = [MessageState.of(m) for m in conversation.messages if m.id < message_id]
+        return conversation.model, conversation.system_prompt, history

@@ -1,0 +1,64 @@
+"""The stream of an answer, and Stop."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+
+from ..conversations import store
+from ..extensions import db
+from ..models import MessageState
+from . import sse
+from .feed import follow
+from .hub import streams
+
+bp = Blueprint("streaming", __name__)
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+}
+
+
+@bp.get("/messages/<int:message_id>/stream")
+def stream(message_id: int) -> Response:
+    """Server-sent events for one answer, from the listener's position to its end."""
+    state = MessageState.of(store.get_message(message_id))
+    db.session.close()  # the stream holds no connection while it waits
+    offset = _resume_offset(message_id)
+    config = current_app.config
+    body = follow(
+        streams(),
+        state,
+        offset,
+        _render_final,
+        heartbeat=float(config["HEARTBEAT_SECONDS"]),
+        retry_ms=int(config["SSE_RETRY_MS"]),
+    )
+    return Response(
+        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
+@bp.post("/messages/<int:message_id>/stop")
+def stop(message_id: int) -> Response:
+    """Stop writing the answer; its text so far stays. Harmless once it has ended."""
+    store.get_message(message_id)
+    streams().stop(message_id)
+    return Response(status=204)
+
+
+def _resume_offset(message_id: int) -> int:
+    """How much of the answer the listener already shows.
+
+    The browser's own reconnect sends Last-Event-ID; a new EventSource made by our script after
+    a closed one passes it as `last_event_id`; a page rendered mid-answer passes `from`.
+    """
+    for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id")):
+        offset = sse.parse_event_id(value, message_id)
+        if offset is not None:
+            return offset
+    return max(request.args.get("from", 0, type=int), 0)
+
+
+def _render_final(state: MessageState) -> str:
+    return render_template("_message.html", message=state, oob=True)
