@@ -1,0 +1,142 @@
+"""Fixtures: a per-test app on its own database, talking to a fake upstream on loopback.
+
+The suite runs under `python -m gevent.monkey --module pytest` (tests/run.sh), as the app
+runs under gunicorn's gevent worker: generations are greenlets and the fake serves in the
+same hub.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bs4 import BeautifulSoup
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from sqlalchemy import text
+
+from chatapp import create_app
+from chatapp.extensions import db
+from chatapp.llm.demo import FakeUpstream, Pace
+from chatapp.streaming import streams
+
+FAST = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(2000.0, 2000.0), ping_seconds=1.0)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """The fake Anthropic API, fast-paced; tests push scenarios onto it."""
+    fake = FakeUpstream(FAST)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def database_url(tmp_path: Path) -> str:
+    """PostgreSQL when DATABASE_URL says so, else a fresh SQLite file for this test."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path / 'test.sqlite'}"
+
+
+def app_config(tmp_path: Path, upstream: FakeUpstream, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "WTF_CSRF_ENABLED": False,
+        "SQLALCHEMY_DATABASE_URI": database_url(tmp_path),
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": upstream.url,
+        "UPSTREAM_MAX_RETRIES": 0,
+        "HEARTBEAT_SECONDS": 5.0,
+    }
+    config.update(overrides)
+    return config
+
+
+def make_app(config: dict[str, Any]) -> Flask:
+    app = create_app(config)
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade()
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
+    app = make_app(app_config(tmp_path, upstream))
+    yield app
+    streams(app).shutdown()
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def html(body: bytes | str) -> BeautifulSoup:
+    return BeautifulSoup(body, "html.parser")
+
+
+def send(client: FlaskClient, content: str, conversation_id: int | None = None) -> BeautifulSoup:
+    """Post a prompt as the composer does; return the parsed answer (the two messages)."""
+    response = client.post(
+        "/messages",
+        data={"content": content, "conversation_id": conversation_id or ""},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.data
+    return html(response.data)
+
+
+def stream_url(fragment: BeautifulSoup) -> str:
+    article = fragment.select_one('article[data-role="assistant"]')
+    assert article is not None
+    return str(article["sse-connect"])
+
+
+def read_events(client: FlaskClient, url: str, headers: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """Read a whole event stream into events: {"event", "id", "data", "comment"}."""
+    response = client.get(url, headers=headers or {}, buffered=False)
+    assert response.status_code == 200
+    return parse_events(b"".join(response.response).decode())
+
+
+def parse_events(raw: str) -> list[dict[str, str]]:
+    events = []
+    for block in re.split(r"\n\n", raw):
+        if not block:
+            continue
+        event: dict[str, str] = {}
+        data = []
+        for line in block.split("\n"):
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "":
+                event["comment"] = value
+            elif field == "data":
+                data.append(value)
+            else:
+                event[field] = value
+        if data:
+            event["data"] = "\n".join(data)
+        events.append(event)
+    return events
+
+
+def streamed_text(events: list[dict[str, str]]) -> str:
+    """The answer text carried by the `frame` events, as the browser would append it."""
+    parts = []
+    for event in events:
+        if event.get("event") == "frame":
+            span = html(event["data"]).find("span")
+            assert span is not None and span["hx-swap-oob"].startswith("beforeend:")
+            parts.append(span.get_text())
+    return "".join(parts)

@@ -1,0 +1,425 @@
+"""A whole answer through the real WSGI app, the real SDK and the fake upstream on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from chatapp.extensions import db
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.models import Conversation, Message
+from chatapp.streaming import streams
+
+from .conftest import html, read_events, send, stream_url, streamed_text
+
+TRICKY = "Unicode: naïve café — 日本語 🌍👍🏽\n<script>alert('x')</script> & &amp; \"quotes\"\r\nend"
+
+
+def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
+    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
+
+
+def stored(app: Flask, message_id: int) -> Message:
+    with app.app_context():
+        message = db.session.get(Message, message_id)
+        assert message is not None
+        db.session.expunge(message)
+        return message
+
+
+def wait_finished(app: Flask, message_id: int, timeout: float = 10.0) -> Message:
+    deadline = time.monotonic() + timeout
+    while message_id in streams(app).live:
+        assert time.monotonic() < deadline, "the answer never finished"
+        gevent.sleep(0.01)
+    return stored(app, message_id)
+
+
+def test_send_answers_with_both_partials_at_once(client: FlaskClient, upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Hi there.", pace=Pace(first_token_seconds=(1.0, 1.0))))
+    started = time.monotonic()
+    fragment = send(client, "Hello")
+    assert time.monotonic() - started < 0.5  # does not wait for the model
+    user, assistant = fragment.select("article")
+    assert user["data-role"] == "user" and user["data-status"] == "complete"
+    assert user.select_one("[data-content]").get_text() == "Hello"
+    assert assistant["data-role"] == "assistant" and assistant["data-status"] == "streaming"
+    assert assistant["hx-ext"] == "sse" and assistant["sse-close"] == "done"
+    assert assistant["sse-connect"].startswith(f"/messages/{answer_id(fragment)}/stream")
+    assert assistant.select_one("[data-content]").has_attr("hx-disable")
+    assert fragment.find(string="Stop") is not None
+
+
+def test_frames_carry_the_exact_text_and_it_is_stored(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text=TRICKY, pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(200.0, 200.0))))
+    fragment = send(client, "Say tricky things")
+    events = read_events(client, stream_url(fragment))
+
+    assert events[0].get("retry") == "1000"
+    frames = [e for e in events if e.get("event") == "frame"]
+    assert len(frames) >= 2
+    assert all(e.get("id") for e in events if "event" in e)
+    assert streamed_text(events) == TRICKY
+    # No frame carries markup from the model: the script tag is text.
+    assert all("<script>" not in e["data"] for e in frames)
+
+    done = events[-1]
+    assert done["event"] == "done" and done["id"] == f"{answer_id(fragment)}:{len(TRICKY)}"
+    final = html(done["data"]).find("article")
+    assert final["hx-swap-oob"] == "true" and final["data-status"] == "complete"
+    assert final.select_one("[data-content]").get_text() == TRICKY
+    assert not final.has_attr("sse-connect")
+
+    message = stored(app, answer_id(fragment))
+    assert message.content == TRICKY
+    assert message.status == "complete" and message.stop_reason == "end_turn"
+    assert message.input_tokens and message.output_tokens
+    assert message.cache_read_tokens == 0 and message.cache_creation_tokens == 0
+    assert message.ttft_ms is not None and message.duration_ms is not None
+    assert message.model == "claude-sonnet-4-6"
+
+
+def test_first_frame_arrives_while_the_upstream_is_still_writing(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="word " * 200, pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(100.0, 100.0))))
+    fragment = send(client, "A long one")
+    response = client.get(stream_url(fragment), buffered=False)
+    chunks = iter(response.response)
+    while b"event: frame" not in next(chunks):
+        pass
+    generation = streams(app).live[answer_id(fragment)]
+    assert not generation.reply.finished  # the stream is not buffered anywhere on the way
+    response.close()
+
+
+def test_history_and_system_prompt_go_upstream_and_the_page_keeps_them(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="First answer."), Scenario(text="Second answer."))
+    response = client.post(
+        "/messages",
+        data={"content": "First question", "conversation_id": "", "system_prompt": "Be brief.", "model": "claude-sonnet-4-6"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.headers["HX-Push-Url"].startswith("/conversations/")
+    conversation_id = int(response.headers["HX-Push-Url"].rsplit("/", 1)[1])
+    first = html(response.data)
+    wait_finished(app, answer_id(first))
+    second = send(client, "Second question", conversation_id)
+    wait_finished(app, answer_id(second))
+
+    request = upstream.requests[-1]
+    assert request["system"] == "Be brief."
+    assert request["messages"] == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "Second question"},
+    ]
+    assert request["stream"] is True
+
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    articles = page.select("article[data-role][data-status]")
+    assert [(a["data-role"], a.select_one("[data-content]").get_text()) for a in articles] == [
+        ("user", "First question"),
+        ("assistant", "First answer."),
+        ("user", "Second question"),
+        ("assistant", "Second answer."),
+    ]
+    sidebar = page.select(".sidebar__list a")
+    assert sidebar[0].get_text() == "First question"
+
+
+def test_sidebar_lists_newest_first(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+    for prompt in ("older", "newer"):
+        wait_finished(app, answer_id(send(client, prompt)))
+    titles = [a.get_text() for a in html(client.get("/").data).select(".sidebar__list a")]
+    assert titles == ["newer", "older"]
+
+
+def test_page_contract_labels(client: FlaskClient) -> None:
+    page = html(client.get("/").data)
+    textarea = page.select_one("textarea#message-input")
+    assert page.select_one(f'label[for="{textarea["id"]}"]').get_text() == "Message"
+    assert page.find("button", string="Send") is not None
+    assert page.find("a", string="New chat") is not None
+    assert page.select_one("body")["hx-headers"]
+    assert page.find(string=lambda s: s and "Demo mode" in s) is None  # a key is configured
+
+
+def test_demo_mode_is_announced_on_every_page(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, ANTHROPIC_API_KEY=None))
+    client = app.test_client()
+    for url in ("/", "/conversations/999"):
+        page = html(client.get(url).data)
+        notice = page.select_one(".demo-notice")
+        assert notice is not None and "not by Claude" in notice.get_text()
+    streams(app).shutdown()
+
+
+def test_demo_mode_streams_markdown_from_the_builtin_upstream(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(
+        app_config(tmp_path, upstream, ANTHROPIC_API_KEY=None, DEMO_FIRST_TOKEN_SECONDS=0.01, DEMO_TOKENS_PER_SECOND=3000)
+    )
+    client = app.test_client()
+    fragment = send(client, "How do I learn Rust?")
+    events = read_events(client, stream_url(fragment))
+    text = streamed_text(events)
+    assert "#" in text and "```" in text and ("\n- " in text or "\n1. " in text)
+    assert stored(app, answer_id(fragment)).content == text
+    assert not upstream.requests  # the configured fake was not used
+    streams(app).shutdown()
+
+
+@pytest.mark.parametrize("content", ["", "   \n\t  "])
+def test_empty_prompt_gets_an_inline_error_and_stores_nothing(app: Flask, client: FlaskClient, content: str) -> None:
+    response = client.post("/messages", data={"content": content}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert response.headers["HX-Retarget"] == "#composer-error"
+    assert "Type a message" in html(response.data).get_text()
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Message.id))) == 0
+        assert db.session.scalar(select(func.count(Conversation.id))) == 0
+
+
+def test_oversized_prompt_gets_a_clear_error(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, MAX_PROMPT_CHARS=50))
+    client = app.test_client()
+    response = client.post("/messages", data={"content": "x" * 51}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert "limit is 50" in html(response.data).get_text()
+    assert not upstream.requests
+    # Without htmx, the page comes back with the text still in the composer.
+    response = client.post("/messages", data={"content": "y" * 51})
+    assert response.status_code == 422
+    assert html(response.data).select_one("textarea#message-input").get_text() == "y" * 51
+    streams(app).shutdown()
+
+
+def test_unknown_conversation_and_message_are_404(client: FlaskClient) -> None:
+    response = client.get("/conversations/12345")
+    assert response.status_code == 404 and "There is nothing here" in html(response.data).get_text()
+    assert client.get("/messages/12345/stream").status_code == 404
+    assert client.post("/messages/12345/stop").status_code == 404
+    assert client.post("/messages", data={"content": "hi", "conversation_id": "12345"}).status_code == 404
+    assert client.post("/messages", data={"content": "hi", "conversation_id": "abc"}).status_code == 400
+
+
+def test_plain_form_post_redirects_to_the_conversation(app: Flask, client: FlaskClient) -> None:
+    response = client.post("/messages", data={"content": "no javascript here"})
+    assert response.status_code == 303 and response.headers["Location"].startswith("/conversations/")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sentence"),
+    [
+        (Scenario(status=401), "API key"),
+        (Scenario(status=429, retry_after=17), "try again in 17 seconds"),
+        (Scenario(status=529), "overloaded"),
+        (Scenario(status=500), "internal error"),
+    ],
+)
+def test_upstream_error_before_the_stream_fails_the_answer_clearly(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, scenario: Scenario, sentence: str
+) -> None:
+    upstream.push(scenario)
+    fragment = send(client, "Hello?")
+    events = read_events(client, stream_url(fragment))
+    final = html(events[-1]["data"]).find("article")
+    assert final["data-status"] == "failed"
+    assert sentence in final.select_one(".message__error").get_text()
+    message = stored(app, answer_id(fragment))
+    assert message.status == "failed" and sentence in (message.error or "")
+    # The app keeps serving.
+    upstream.push(Scenario(text="Fine now."))
+    fragment = send(client, "Again?")
+    assert wait_finished(app, answer_id(fragment)).content == "Fine now."
+
+
+def test_connection_refused_fails_the_answer(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, ANTHROPIC_BASE_URL="http://127.0.0.1:9"))
+    client = app.test_client()
+    fragment = send(client, "Anyone there?")
+    message = wait_finished(app, answer_id(fragment))
+    assert message.status == "failed" and "Could not reach Claude" in (message.error or "")
+    streams(app).shutdown()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sentence"),
+    [
+        (Scenario(text="Half an answer, then trouble.", error_after=14), "overloaded"),
+        (Scenario(text="Half an answer, then a drop.", drop_after=14), "dropped"),
+        (Scenario(text="Half an answer, then nothing.", cut_after=14), "cut off"),
+    ],
+)
+def test_mid_stream_failures_keep_the_partial_text(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, scenario: Scenario, sentence: str
+) -> None:
+    upstream.push(scenario)
+    fragment = send(client, "Go")
+    events = read_events(client, stream_url(fragment))
+    assert streamed_text(events) == "Half an answer"
+    final = html(events[-1]["data"]).find("article")
+    assert final["data-status"] == "failed"
+    assert final.select_one("[data-content]").get_text() == "Half an answer"
+    assert sentence in final.select_one(".message__error").get_text()
+    message = stored(app, answer_id(fragment))
+    assert message.status == "failed" and message.content == "Half an answer"
+
+
+def test_stream_of_a_finished_answer_returns_its_final_state_at_once(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="All done."))
+    fragment = send(client, "Quick")
+    wait_finished(app, answer_id(fragment))
+    started = time.monotonic()
+    events = read_events(client, stream_url(fragment))
+    assert time.monotonic() - started < 1
+    assert [e.get("event") for e in events[1:]] == ["done"]
+    assert html(events[-1]["data"]).select_one("[data-content]").get_text() == "All done."
+
+
+def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    text = "".join(f"sentence {i}. " for i in range(120))
+    upstream.push(Scenario(text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(300.0, 300.0))))
+    fragment = send(client, "Long")
+    url = stream_url(fragment)
+
+    received, last_id = "", None
+    for _ in range(4):  # connect, take two frames, drop, reconnect with the last id
+        response = client.get(url, headers={"Last-Event-ID": last_id} if last_id else {}, buffered=False)
+        frames = 0
+        buffer = ""
+        finished = False
+        for chunk in response.response:
+            buffer += chunk.decode()
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                from .conftest import parse_events
+
+                for event in parse_events(block + "\n\n"):
+                    if event.get("event") == "frame":
+                        received += streamed_text([event])
+                        last_id, frames = event["id"], frames + 1
+                    if event.get("event") == "done":
+                        finished = True
+            if frames >= 2 or finished:
+                break
+        response.close()
+        if finished:
+            break
+    rest = read_events(client, url, headers={"Last-Event-ID": last_id} if last_id else {})
+    received += streamed_text(rest)
+    assert received == text
+    assert wait_finished(app, answer_id(fragment)).content == text
+    assert len(upstream.requests) == 1  # Claude was asked once
+
+
+def test_heartbeat_comment_while_waiting_for_the_first_token(
+    tmp_path, upstream: FakeUpstream  # type: ignore[no-untyped-def]
+) -> None:
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, HEARTBEAT_SECONDS=0.1))
+    client = app.test_client()
+    upstream.push(Scenario(text="Slow start.", pace=Pace(first_token_seconds=(0.6, 0.6))))
+    events = read_events(client, stream_url(send(client, "Take your time")))
+    before_text = []
+    for event in events:
+        if event.get("event") == "frame":
+            break
+        before_text.append(event)
+    assert sum(1 for e in before_text if "comment" in e) >= 3
+    streams(app).shutdown()
+
+
+def test_stop_keeps_the_text_and_closes_the_upstream(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="word " * 500, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0))))
+    fragment = send(client, "Go on and on")
+    message_id = answer_id(fragment)
+    generation = streams(app).live[message_id]
+    while generation.published < 20:
+        gevent.sleep(0.01)
+    pressed = time.monotonic()
+    assert client.post(f"/messages/{message_id}/stop").status_code == 204
+    message = wait_finished(app, message_id)
+    assert message.status == "cancelled" and message.content.startswith("word word")
+    assert len(message.content) < len("word " * 500)
+    deadline = time.monotonic() + 2
+    while not upstream.disconnects and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    assert upstream.disconnects and upstream.disconnects[0] - pressed < 1.0
+    # Stop on a finished answer does no harm.
+    assert client.post(f"/messages/{message_id}/stop").status_code == 204
+    assert stored(app, message_id).status == "cancelled"
+
+
+def test_sending_while_an_answer_streams_is_refused_politely(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="slow " * 100, pace=Pace(first_token_seconds=(0.5, 0.5))))
+    first = send(client, "One")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    response = client.post(
+        "/messages", data={"content": "Two", "conversation_id": conversation_id}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 409 and "still answering" in html(response.data).get_text()
+
+
+def test_text_is_stored_in_batches_while_it_streams(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    text = "token " * 300
+    upstream.push(Scenario(text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(400.0, 400.0))))
+    fragment = send(client, "Batch it")
+    message_id = answer_id(fragment)
+    flusher = streams(app).flusher
+    generation = streams(app).live[message_id]
+    seen_partial = False
+    while message_id in streams(app).live:
+        gevent.sleep(0.1)
+        partial = stored(app, message_id).content
+        if 0 < len(partial) < len(text):
+            seen_partial = True
+    deltas = len(generation.reply.text_parts)
+    assert seen_partial  # stored as it arrives, not only at the end
+    assert flusher.writes < deltas / 10  # ... in batches, not one write per token
+    assert stored(app, message_id).content == text
+
+
+def test_finished_generation_logs_one_structured_line(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    upstream.push(Scenario(text="Logged."))
+    with caplog.at_level(logging.INFO, logger="chatapp.streaming.generation"):
+        fragment = send(client, "Log it")
+        wait_finished(app, answer_id(fragment))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("generation finished")]
+    assert len(lines) == 1
+    fields = json.loads(lines[0].removeprefix("generation finished "))
+    assert fields["message"] == answer_id(fragment) and fields["status"] == "complete"
+    assert set(fields) >= {"conversation", "model", "stop_reason", "ttft_ms", "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"}

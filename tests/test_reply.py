@@ -1,0 +1,91 @@
+"""Turning the SDK's events into an answer, against real SDK events from the fake upstream."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import anthropic
+import httpx2
+import pytest
+
+from chatapp.llm.demo import FakeUpstream, Scenario
+from chatapp.llm.reply import Reply
+
+REQUEST = {
+    "model": "claude-sonnet-4-6",
+    "max_tokens": 1024,
+    "messages": [{"role": "user", "content": "Tell me about streams"}],
+}
+
+
+def collect(upstream: FakeUpstream) -> tuple[Reply, str]:
+    client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
+    reply, seen = Reply(), []
+    try:
+        with client.messages.stream(**REQUEST) as stream:
+            for event in stream:
+                seen.append(reply.apply(event))
+    finally:
+        client.close()
+    return reply, "".join(seen)
+
+
+def test_text_usage_and_stop_reason(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Hello, <world> & 🌍 — naïve café\nbye"))
+    reply, seen = collect(upstream)
+    assert seen == reply.text == "Hello, <world> & 🌍 — naïve café\nbye"
+    assert reply.finished and reply.stop_reason == "end_turn"
+    assert reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
+    assert reply.model == "claude-sonnet-4-6"
+    assert reply.ttft_ms is not None and reply.ttft_ms >= 0
+
+
+def test_thinking_block_first_is_kept_apart_from_the_text(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="The answer is 4.", thinking="2 + 2 is 4, say so."))
+    reply, seen = collect(upstream)
+    assert seen == "The answer is 4."
+    assert reply.thinking == "2 + 2 is 4, say so."
+    assert list(reply.block_types.values()) == ["thinking", "text"]
+
+
+def test_unknown_event_types_are_ignored(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Still whole.", unknown_events=True))
+    reply, seen = collect(upstream)
+    assert seen == "Still whole." and reply.finished
+
+
+def test_unknown_event_object_adds_nothing() -> None:
+    reply = Reply()
+    assert reply.apply(SimpleNamespace(type="brand_new_event", payload=1)) == ""
+    assert reply.apply(object()) == ""
+    assert reply.text == ""
+
+
+def test_stream_cut_before_message_stop_raises_nothing(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="This answer will be cut short.", cut_after=10))
+    reply, seen = collect(upstream)
+    assert seen == "This answer will be cut short."[:10]
+    assert not reply.finished and reply.stop_reason is None
+
+
+def test_mid_stream_error_event_raises_status_200(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Partial text then trouble.", error_after=7))
+    client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
+    reply = Reply()
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        with client.messages.stream(**REQUEST) as stream:
+            for event in stream:
+                reply.apply(event)
+    assert caught.value.status_code == 200
+    assert reply.text == "Partial"
+
+
+def test_dropped_connection_raises_protocol_error(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Dropped halfway through.", drop_after=8))
+    client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
+    reply = Reply()
+    with pytest.raises(httpx2.RemoteProtocolError):
+        with client.messages.stream(**REQUEST) as stream:
+            for event in stream:
+                reply.apply(event)
+    assert reply.text == "Dropped "
