@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_SECONDS": 10.0,  # SSE comment while idle; proxies cut at 60 s
     "SSE_RETRY_MS": 1000,
     "LISTENER_QUEUE_FRAMES": 256,  # a reader further behind than this is dropped and reconnects
+    "SWEEP_INTERVAL": 15.0,  # how often live answers are touched and orphans looked for
+    "STALE_AFTER": 60.0,  # a `streaming` answer untouched this long is marked interrupted
     "UPSTREAM_IDLE_TIMEOUT": 90.0,
     "UPSTREAM_CONNECT_TIMEOUT": 10.0,
     "UPSTREAM_MAX_CONNECTIONS": 4000,

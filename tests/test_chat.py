@@ -423,3 +423,25 @@ def test_finished_generation_logs_one_structured_line(
     fields = json.loads(lines[0].removeprefix("generation finished "))
     assert fields["message"] == answer_id(fragment) and fields["status"] == "complete"
     assert set(fields) >= {"conversation", "model", "stop_reason", "ttft_ms", "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"}
+
+
+def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: FlaskClient) -> None:
+    from datetime import timedelta
+
+    from chatapp.models import utcnow
+
+    with app.app_context():
+        conversation = Conversation(model="claude-sonnet-4-6", system_prompt="")
+        orphan = Message(conversation=conversation, role="assistant", content="half", status="streaming",
+                         updated_at=utcnow() - timedelta(minutes=5))
+        fresh = Message(conversation=conversation, role="assistant", content="", status="streaming")
+        db.session.add_all([conversation, orphan, fresh])
+        db.session.commit()
+        orphan_id, fresh_id = orphan.id, fresh.id
+    assert streams(app).sweeper.sweep() == 1
+    assert stored(app, orphan_id).status == "interrupted"
+    assert stored(app, orphan_id).content == "half"
+    assert stored(app, fresh_id).status == "streaming"
+    # A listener of the orphan gets its final state instead of waiting forever.
+    events = read_events(client, f"/messages/{orphan_id}/stream?from=4")
+    assert html(events[-1]["data"]).find("article")["data-status"] == "interrupted"

@@ -8,6 +8,7 @@ from flask import Flask, current_app
 from ..llm.client import Claude
 from .generation import Generation
 from .persistence import Flusher
+from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ class Streams:
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
         self.live: dict[int, Generation] = {}
+        self.sweeper = Sweeper(app, lambda: tuple(self.live))
         app.extensions[EXTENSION_KEY] = self
+        app.before_request(self.sweeper.ensure_running)
 
     def start(self, message_id: int, conversation_id: int) -> Generation:
         """Start writing the answer `message_id` (stored with status `streaming`)."""
@@ -55,6 +58,7 @@ class Streams:
         for generation in list(self.live.values()):
             generation.join(timeout)
         self.flusher.stop()
+        self.sweeper.stop()
         self.claude.close()
 
 

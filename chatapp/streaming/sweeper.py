@@ -1,0 +1,73 @@
+"""Nothing spins forever: answers whose writer vanished are marked `interrupted`.
+
+Every worker periodically touches the answers it is writing, and marks as interrupted any
+`streaming` answer nobody has touched for STALE_AFTER seconds (its worker died or was killed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from datetime import timedelta
+
+import gevent
+from flask import Flask
+from sqlalchemy import update
+
+from ..extensions import db
+from ..models import Message, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "The server stopped while writing this answer. The text so far is kept."
+
+
+class Sweeper:
+    """A greenlet per worker that keeps live answers fresh and ends orphaned ones."""
+
+    def __init__(self, app: Flask, live_ids: Callable[[], Collection[int]]) -> None:
+        self._app = app
+        self._live_ids = live_ids
+        self._interval = float(app.config["SWEEP_INTERVAL"])
+        self._stale_after = float(app.config["STALE_AFTER"])
+        self._greenlet: gevent.Greenlet | None = None
+
+    def ensure_running(self) -> None:
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+
+    def sweep(self) -> int:
+        """Touch this worker's live answers; interrupt stale ones. Returns how many ended."""
+        live = list(self._live_ids())
+        now = utcnow()
+        with self._app.app_context():
+            if live:
+                db.session.execute(
+                    update(Message).where(Message.id.in_(live)).values(updated_at=now)
+                )
+            stale = (
+                update(Message)
+                .where(Message.status == Status.STREAMING.value)
+                .where(Message.updated_at < now - timedelta(seconds=self._stale_after))
+                .values(status=Status.INTERRUPTED.value, error=INTERRUPTED, updated_at=now)
+            )
+            if live:
+                stale = stale.where(Message.id.not_in(live))
+            ended = db.session.execute(stale).rowcount or 0
+            db.session.commit()
+        if ended:
+            log.warning("marked %d answers interrupted: no progress for %gs", ended, self._stale_after)
+        return ended
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweep failed; trying again in %gs", self._interval)
+            gevent.sleep(self._interval)
