@@ -26,10 +26,31 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 
-def worker_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
-    """Store what each live answer has before the worker goes away."""
+# gunicorn kills a worker graceful_timeout seconds after asking it to stop; answers still being
+# written are interrupted this long before that, so their text is stored in time.
+SHUTDOWN_MARGIN = 3
+
+
+def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
+    """On SIGTERM (stop, reload), let answers finish, then store the rest as interrupted."""
+    import signal
+
+    import gevent
+
     from chatapp.streaming import streams
 
-    app = getattr(worker, "wsgi", None)
-    if app is not None:
-        streams(app).shutdown(timeout=5.0)
+    stop_accepting = worker.handle_exit
+
+    def handle_exit(sig, frame):  # noqa: ANN001
+        stop_accepting(sig, frame)
+        grace = max(worker.cfg.graceful_timeout - SHUTDOWN_MARGIN, 0)
+        gevent.spawn(streams(worker.wsgi).wind_down, grace)
+
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def worker_int(worker):  # noqa: ANN001 - gunicorn's hook signature
+    """On SIGINT or SIGQUIT (a quick stop), store what each live answer has at once."""
+    from chatapp.streaming import streams
+
+    streams(worker.wsgi).shutdown(timeout=2.0)

@@ -61,3 +61,6 @@ def _configure_logging(app: Flask) -> None:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
     app.logger.setLevel(logging.INFO)
+    # One line per answer comes from chatapp; the libraries' per-request lines are noise here.
+    for noisy in ("httpx2", "httpcore2", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -20,6 +20,7 @@ client that closes the stream is noticed at once, even during the first-token wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -153,10 +154,10 @@ class FakeUpstream:
         )
         server.start()
         self._server = server
-        bound_host, bound_port = server.server_host, server.server_port
+        bound_host = server.server_host or host
         if ":" in bound_host:
             bound_host = f"[{bound_host}]"
-        self.url = f"http://{bound_host}:{bound_port}"
+        self.url = f"http://{bound_host}:{server.server_port}"
         return self.url
 
     def stop(self, timeout: float = 0.0) -> None:
@@ -290,9 +291,8 @@ class _Reply:
             },
         }
 
-    def output_tokens(self, chars: int | None = None) -> int:
-        if chars is None:
-            chars = len(self.text) + len(self.thinking or "")
+    def output_tokens(self) -> int:
+        chars = len(self.text) + len(self.thinking or "")
         return max(1, round(chars / _CHARS_PER_TOKEN))
 
     def pieces(self, text: str, cuts: Iterable[int] = ()) -> list[str]:
@@ -360,8 +360,11 @@ class _ReplyStream:
         yield self._write(
             _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": index,
-                 "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
             )
             + (_unknown_event("after_block_start") if unknown else b"")
         )
@@ -374,9 +377,11 @@ class _ReplyStream:
             _event("content_block_stop", {"type": "content_block_stop", "index": index})
             + _event(
                 "message_delta",
-                {"type": "message_delta",
-                 "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                 "usage": {"output_tokens": reply.output_tokens()}},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": reply.output_tokens()},
+                },
             )
             + (_unknown_event("before_message_stop") if unknown else b"")
             + _event("message_stop", {"type": "message_stop"})
@@ -386,8 +391,11 @@ class _ReplyStream:
         yield self._write(
             _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": index,
-                 "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                },
             )
         )
         due = time.monotonic()
@@ -418,7 +426,7 @@ class _ReplyStream:
         batch: list[bytes] = []
         due = time.monotonic()
         sent = 0
-        for piece in [""] + self.reply.pieces(text, cuts):
+        for piece in ["", *self.reply.pieces(text, cuts)]:
             if piece:
                 batch.append(_delta(index, {"type": "text_delta", "text": piece}))
                 sent += len(piece)
@@ -437,8 +445,10 @@ class _ReplyStream:
                 batch.append(
                     _event(
                         "error",
-                        {"type": "error",
-                         "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                        {
+                            "type": "error",
+                            "error": {"type": "overloaded_error", "message": "Overloaded"},
+                        },
                     )
                 )
                 yield self._write(b"".join(batch))
@@ -469,6 +479,7 @@ class _ReplyStream:
     def _pause(self, seconds: float, *, pings: bool = True) -> Iterator[bytes]:
         """Wait, sending pings if silent for `ping_seconds`; raise `_ClientGone` if it leaves."""
         end = time.monotonic() + seconds
+        pings = pings and self.reply.ping_seconds > 0
         while True:
             now = time.monotonic()
             if now >= end:
@@ -518,18 +529,18 @@ class _ClientWatch:
     def _peek_closed(self) -> bool:
         try:
             # Readable means data is there, so this returns at once; the timeout is a backstop.
-            data = gevent.with_timeout(0.05, self._sock.recv, 1, socket.MSG_PEEK, timeout_value=None)
+            data = gevent.with_timeout(
+                0.05, self._sock.recv, 1, socket.MSG_PEEK, timeout_value=None
+            )
         except OSError:
             return True
-        return data == b""
+        return isinstance(data, bytes) and not data
 
     def drop(self) -> None:
         """End the connection mid-body: the client sees the body end incomplete."""
         if self._sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self._watcher is not None:
@@ -557,8 +568,9 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def _delta(index: int, delta: dict[str, Any]) -> bytes:
-    return _event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                          "delta": delta})
+    return _event(
+        "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+    )
 
 
 def _unknown_event(where: str) -> bytes:
@@ -696,7 +708,8 @@ def mean(values: list[float]) -> float:
 The guard clause matters: an empty list would otherwise raise `ZeroDivisionError`, which says \
 little about the real problem.
 
-**In short:** clarify, build the smallest thing that works, then iterate.""" + _DEMO_FOOTER,
+**In short:** clarify, build the smallest thing that works, then iterate."""
+    + _DEMO_FOOTER,
     """# Short answer: it depends — but usually yes
 
 On “{topic}”, the honest answer is that the trade-offs decide. Things to weigh:
@@ -716,7 +729,8 @@ time ./run-benchmark --iterations 1000
 
 > Premature optimisation is the root of much wasted effort.
 
-If the difference is under ~5 %, keep the simpler version. 🙂""" + _DEMO_FOOTER,
+If the difference is under ~5 %, keep the simpler version. 🙂"""
+    + _DEMO_FOOTER,
     """## Step by step
 
 Let's work through “{topic}” together.
@@ -740,7 +754,8 @@ python -m venv .venv && . .venv/bin/activate
 Empty input, very large input, and input with unicode such as “café”, “Ünïcødé” or “東京”.
 
 **Tip:** when something fails, reduce it to the smallest input that still fails — that input is \
-usually the whole explanation.""" + _DEMO_FOOTER,
+usually the whole explanation."""
+    + _DEMO_FOOTER,
     """# Checklist
 
 Before you go further with “{topic}”, walk through this list:
@@ -762,7 +777,8 @@ Compare that with a bare `throw new Error("failed")`: the first tells the reader
 the second tells them nothing.
 
 **Rule of thumb:** if you would have to open the source to understand an error, rewrite the \
-message.""" + _DEMO_FOOTER,
+message."""
+    + _DEMO_FOOTER,
     """## Thinking it through
 
 “{topic}” is a good question, and a common one. A few points:
@@ -783,7 +799,8 @@ LIMIT 5;
 ```
 
 This answers “where do new users come from?” in one readable statement — no ORM gymnastics \
-needed. Mind the details: `COUNT(*)` counts rows, while `COUNT(column)` skips `NULL`s.""" + _DEMO_FOOTER,
+needed. Mind the details: `COUNT(*)` counts rows, `COUNT(column)` skips `NULL`s."""
+    + _DEMO_FOOTER,
     """# Pros and cons
 
 Here is a balanced look at “{topic}”.
@@ -808,7 +825,8 @@ timeout_seconds = 30
 ```
 
 **My suggestion:** try it on a small, real task first; keep what works and drop the rest. \
-Good luck! 🚀""" + _DEMO_FOOTER,
+Good luck! 🚀"""
+    + _DEMO_FOOTER,
 )
 
 
@@ -829,17 +847,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument(
-        "--first-token", type=float, nargs="+", metavar="SECONDS",
+        "--first-token",
+        type=float,
+        nargs="+",
+        metavar="SECONDS",
         default=list(default.first_token_seconds),
         help="seconds before the first token: one value, or a range LOW HIGH",
     )
     parser.add_argument(
-        "--tokens-per-second", type=float, nargs="+", metavar="RATE",
+        "--tokens-per-second",
+        type=float,
+        nargs="+",
+        metavar="RATE",
         default=list(default.tokens_per_second),
         help="tokens per second (about 4 characters each): one value, or a range LOW HIGH",
     )
     parser.add_argument(
-        "--piece-chars", type=int, nargs="+", metavar="CHARS",
+        "--piece-chars",
+        type=int,
+        nargs="+",
+        metavar="CHARS",
         default=list(default.piece_chars),
         help="characters per text delta: one value, or a range LOW HIGH",
     )

@@ -24,6 +24,7 @@ from ..models import MessageState, Status
 from ..render import append_fragment
 from . import persistence, sse
 from .channel import Channel, Frame, Subscription
+from .sweeper import INTERRUPTED
 
 if TYPE_CHECKING:
     from .hub import Streams
@@ -124,7 +125,7 @@ class Generation:
         except StopRequested:
             status = Status.CANCELLED
         except GreenletExit:
-            status, error = Status.INTERRUPTED, "The server stopped while writing this answer."
+            status, error = Status.INTERRUPTED, INTERRUPTED
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             error = errors.describe(exc, idle_timeout=self.streams.idle_timeout)
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)

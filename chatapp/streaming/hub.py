@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+
+import gevent
 from flask import Flask, current_app
 
 from ..llm.client import Claude
@@ -50,6 +53,19 @@ class Streams:
     def forget(self, generation: Generation) -> None:
         if self.live.get(generation.message_id) is generation:
             del self.live[generation.message_id]
+
+    def wind_down(self, grace: float) -> None:
+        """Let live answers finish for up to `grace` seconds, then interrupt the rest.
+
+        Called when the worker is asked to stop (SIGTERM, a reload). Every answer ends with
+        what it has stored: `complete` if it finished in time, else `interrupted`.
+        """
+        deadline = time.monotonic() + max(grace, 0.0)
+        while self.live and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if self.live:
+            log.warning("interrupting %d answers still being written at shutdown", len(self.live))
+        self.shutdown()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Interrupt every live answer, store what it has, and release the client."""
