@@ -445,3 +445,51 @@ def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: Fl
     # A listener of the orphan gets its final state instead of waiting forever.
     events = read_events(client, f"/messages/{orphan_id}/stream?from=4")
     assert html(events[-1]["data"]).find("article")["data-status"] == "interrupted"
+
+
+def test_upstream_stall_fails_after_the_idle_timeout(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, UPSTREAM_IDLE_TIMEOUT=0.4))
+    client = app.test_client()
+    upstream.push(Scenario(text="Begins, then silence.", stall_after=7, stall_seconds=3.0))
+    fragment = send(client, "Stall please")
+    message = wait_finished(app, answer_id(fragment))
+    assert message.status == "failed" and message.content == "Begins,"
+    assert "sent nothing for 0.4 seconds" in (message.error or "")
+    streams(app).shutdown()
+
+
+def test_retry_replaces_a_failed_answer_in_place(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(status=529), Scenario(text="Better now."))
+    fragment = send(client, "Try me")
+    message_id = answer_id(fragment)
+    assert wait_finished(app, message_id).status == "failed"
+    page = html(client.get(f"/conversations/{stored(app, message_id).conversation_id}").data)
+    assert page.select_one(f"#m-{message_id}").find("button", string="Retry") is not None
+
+    response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    article = html(response.data).find("article")
+    assert article["id"] == f"m-{message_id}" and article["data-status"] == "streaming"
+    message = wait_finished(app, message_id)
+    assert message.status == "complete" and message.content == "Better now." and message.error is None
+    # The failed attempt is not part of the history Claude sees.
+    assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["user"]
+
+
+def test_continue_asks_for_the_rest_in_a_new_turn(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="The first half", cut_after=8), Scenario(text=" and the rest."))
+    fragment = send(client, "Tell me")
+    message_id = answer_id(fragment)
+    assert wait_finished(app, message_id).status == "failed"
+    response = client.post(f"/messages/{message_id}/continue", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    new_id = answer_id(html(response.data))
+    assert wait_finished(app, new_id).content == " and the rest."
+    sent = upstream.requests[-1]["messages"]
+    assert sent[1] == {"role": "assistant", "content": "The firs"}
+    assert sent[2]["role"] == "user" and "continue" in sent[2]["content"]
+    # Only the last answer can be retried or continued, and only once it has ended.
+    response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
+    assert response.status_code == 409 and "last answer" in html(response.data).get_text()

@@ -78,6 +78,56 @@ def add_exchange(conversation: Conversation, prompt: str) -> tuple[Message, Mess
     return question, answer
 
 
+CONTINUE_PROMPT = "Please continue your previous answer exactly where it stopped."
+
+
+class ActionError(ValueError):
+    """An action that does not apply to this message; the message says why, for the page."""
+
+
+def last_answer(message: Message) -> Message:
+    """`message`, checked to be the ended last answer of its conversation."""
+    conversation = message.conversation
+    if message.role != "assistant" or message.status == Status.STREAMING.value:
+        raise ActionError("Only an answer that has ended can be retried or continued.")
+    if conversation.messages[-1].id != message.id:
+        raise ActionError("Only the last answer of a conversation can be retried or continued.")
+    return message
+
+
+def restart_answer(message: Message) -> Message:
+    """Empty the answer for a fresh attempt, in place, and commit.
+
+    Retry replaces a failed, stopped or interrupted answer: the new answer takes its place
+    in the history, so Claude never sees the broken one.
+    """
+    last_answer(message)
+    for name in (
+        "error", "stop_reason", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cache_creation_tokens", "ttft_ms", "duration_ms",
+    ):
+        setattr(message, name, None)
+    message.content = ""
+    message.status = Status.STREAMING.value
+    message.model = message.conversation.model
+    message.conversation.updated_at = utcnow()
+    db.session.commit()
+    return message
+
+
+def continue_answer(message: Message) -> tuple[Message, Message]:
+    """Keep the cut answer and ask, in a new turn, for the rest of it.
+
+    Claude 4.6 and later reject an assistant prefill, so the request is a new user message.
+    """
+    last_answer(message)
+    if message.status not in (Status.INTERRUPTED.value, Status.CANCELLED.value, Status.FAILED.value):
+        raise ActionError("Only an answer that was cut short can be continued.")
+    if not message.content.strip():
+        raise ActionError("There is nothing to continue yet; retry the answer instead.")
+    return add_exchange(message.conversation, CONTINUE_PROMPT)
+
+
 def update_settings(conversation: Conversation, *, model: str, system_prompt: str) -> None:
     """Change the model and system prompt used for the next answers."""
     conversation.model = model

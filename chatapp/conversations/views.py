@@ -15,7 +15,7 @@ from flask import (
 )
 
 from .. import htmx
-from ..models import Conversation, MessageState
+from ..models import Conversation, Message, MessageState
 from ..streaming import live_view, streams
 from . import store
 
@@ -79,6 +79,40 @@ def send() -> Response:
     return response
 
 
+@bp.post("/messages/<int:message_id>/retry")
+def retry(message_id: int) -> Response:
+    """Write the last answer again, in place of the failed, stopped or interrupted one."""
+    message = store.get_message(message_id)
+    try:
+        store.restart_answer(message)
+    except store.ActionError as exc:
+        return _composer_error(str(exc), message.conversation, status=409)
+    streams().start(message.id, message.conversation_id)
+    body = render_template("_message.html", message=live_view(MessageState.of(message)), last=True)
+    return htmx.vary_on_htmx(make_response(body)) if htmx.is_htmx(request) else _back_to(message)
+
+
+@bp.post("/messages/<int:message_id>/continue")
+def continue_(message_id: int) -> Response:
+    """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
+    message = store.get_message(message_id)
+    try:
+        question, answer = store.continue_answer(message)
+    except store.ActionError as exc:
+        return _composer_error(str(exc), message.conversation, status=409)
+    streams().start(answer.id, answer.conversation_id)
+    if not htmx.is_htmx(request):
+        return _back_to(message)
+    body = render_template(
+        "_exchange.html",
+        question=MessageState.of(question),
+        answer=live_view(MessageState.of(answer)),
+        conversation=message.conversation,
+        created=False,
+    )
+    return htmx.vary_on_htmx(make_response(body))
+
+
 @bp.post("/conversations/<int:conversation_id>/settings")
 def settings(conversation_id: int) -> Response:
     """Change the model and system prompt for the next answers."""
@@ -91,6 +125,10 @@ def settings(conversation_id: int) -> Response:
     if htmx.is_htmx(request):
         return make_response(render_template("_settings.html", conversation=conversation, saved=True))
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+
+
+def _back_to(message: Message) -> Response:
+    return redirect(url_for(".show", conversation_id=message.conversation_id), code=303)
 
 
 def _conversation_from_form() -> Conversation | None:

@@ -61,4 +61,5 @@ def _resume_offset(message_id: int) -> int:
 
 
 def _render_final(state: MessageState) -> str:
-    return render_template("_message.html", message=state, oob=True)
+    # A streamed answer is always its conversation's last message: sending waits for it.
+    return render_template("_message.html", message=state, oob=True, last=True)
