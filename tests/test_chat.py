@@ -493,3 +493,44 @@ def test_continue_asks_for_the_rest_in_a_new_turn(app: Flask, client: FlaskClien
     # Only the last answer can be retried or continued, and only once it has ended.
     response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
     assert response.status_code == 409 and "last answer" in html(response.data).get_text()
+
+
+def test_other_open_pages_of_the_conversation_see_a_new_exchange(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="First."), Scenario(text="Second, seen everywhere."))
+    first = send(client, "Open this in two tabs")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    wait_finished(app, answer_id(first))
+
+    def listen(tab: str) -> list[dict[str, str]]:
+        from .conftest import parse_events
+
+        response = client.get(f"/conversations/{conversation_id}/events?tab={tab}", buffered=False)
+        raw = ""
+        with gevent.Timeout(2.0, False):
+            for chunk in response.response:
+                raw += chunk.decode()
+                if "event: exchange" in raw:
+                    break
+        response.close()
+        return parse_events(raw)
+
+    other, same = gevent.spawn(listen, "tab-b"), gevent.spawn(listen, "tab-a")
+    gevent.sleep(0.2)
+    response = client.post(
+        "/messages",
+        data={"content": "Second question", "conversation_id": conversation_id},
+        headers={"HX-Request": "true", "X-Chat-Tab": "tab-a"},
+    )
+    second_id = answer_id(html(response.data))
+    news = [e for e in other.get() if e.get("event") == "exchange"]
+    assert len(news) == 1
+    wrapper = html(news[0]["data"]).find("div")
+    assert wrapper["hx-swap-oob"] == "beforeend:#messages"
+    articles = wrapper.find_all("article")
+    assert [a["data-role"] for a in articles] == ["user", "assistant"]
+    assert articles[1]["id"] == f"m-{second_id}" and articles[1].has_attr("sse-connect")
+    # The tab that sent it shows it already and is not told again.
+    assert not [e for e in same.get() if e.get("event") == "exchange"]
+    assert not streams(app)._conversations  # subscriptions are released when pages go away

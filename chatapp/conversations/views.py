@@ -60,6 +60,7 @@ def send() -> Response:
         )
     question, answer = store.add_exchange(conversation, prompt)
     streams().start(answer.id, conversation.id)
+    _announce(conversation.id, "exchange", question.id, answer.id)
 
     page_url = url_for(".show", conversation_id=conversation.id)
     if not htmx.is_htmx(request):
@@ -88,6 +89,7 @@ def retry(message_id: int) -> Response:
     except store.ActionError as exc:
         return _composer_error(str(exc), message.conversation, status=409)
     streams().start(message.id, message.conversation_id)
+    _announce(message.conversation_id, "restart", message.id)
     body = render_template("_message.html", message=live_view(MessageState.of(message)), last=True)
     return htmx.vary_on_htmx(make_response(body)) if htmx.is_htmx(request) else _back_to(message)
 
@@ -101,6 +103,7 @@ def continue_(message_id: int) -> Response:
     except store.ActionError as exc:
         return _composer_error(str(exc), message.conversation, status=409)
     streams().start(answer.id, answer.conversation_id)
+    _announce(answer.conversation_id, "exchange", question.id, answer.id)
     if not htmx.is_htmx(request):
         return _back_to(message)
     body = render_template(
@@ -125,6 +128,11 @@ def settings(conversation_id: int) -> Response:
     if htmx.is_htmx(request):
         return make_response(render_template("_settings.html", conversation=conversation, saved=True))
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+
+
+def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:
+    """Show the change on the conversation's other open pages (not on the one that made it)."""
+    streams().announce(conversation_id, kind, message_ids, origin=request.headers.get("X-Chat-Tab"))
 
 
 def _back_to(message: Message) -> Response:

@@ -3,6 +3,12 @@
 (function () {
   "use strict";
 
+  // -- This tab's name: the server tells the other tabs of a conversation about our sends ---
+  var tab = (window.crypto && crypto.randomUUID) ? crypto.randomUUID() : String(Math.random()).slice(2);
+  document.addEventListener("htmx:configRequest", function (event) {
+    event.detail.headers["X-Chat-Tab"] = tab;
+  });
+
   // -- Resume: a new EventSource carries the last id it saw --------------------------------
   // The browser's own reconnect sends Last-Event-ID. When the SSE extension replaces a CLOSED
   // source with a new one, that header is lost, so the id travels as a query parameter.
@@ -10,7 +16,8 @@
   var lastIds = new Map();
   htmx.createEventSource = function (url) {
     var last = lastIds.get(url);
-    var target = last ? url + (url.indexOf("?") < 0 ? "?" : "&") + "last_event_id=" + encodeURIComponent(last) : url;
+    var target = url + (url.indexOf("?") < 0 ? "?" : "&") + "tab=" + encodeURIComponent(tab);
+    if (last) target += "&last_event_id=" + encodeURIComponent(last);
     var source = new EventSource(target, { withCredentials: true });
     var remember = function (event) {
       if (event.lastEventId) lastIds.set(url, event.lastEventId);

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from gevent.queue import Empty, Full, Queue
 
@@ -26,18 +26,30 @@ class Frame:
     final: MessageState | None = None
 
 
+@dataclass(frozen=True)
+class Announcement:
+    """News for everyone who has a conversation open: messages appeared or were restarted."""
+
+    kind: str  # "exchange": new messages to append; "restart": a message to replace
+    message_ids: tuple[int, ...]
+    origin: str | None = None  # the tab that caused it, which already shows it
+
+
+Item = TypeVar("Item")
+
+
 class Overflowed(Exception):
     """The listener fell too far behind and must reconnect."""
 
 
-class Subscription:
+class Subscription(Generic[Item]):
     """One listener's bounded queue of frames."""
 
     def __init__(self, capacity: int) -> None:
-        self._queue: Queue[Frame] = Queue(maxsize=capacity)
+        self._queue: Queue[Item] = Queue(maxsize=capacity)
         self.overflowed = False
 
-    def offer(self, frame: Frame) -> None:
+    def offer(self, frame: Item) -> None:
         """Queue a frame without ever waiting; a listener that is too far behind is cut loose."""
         if self.overflowed:
             return
@@ -48,7 +60,7 @@ class Subscription:
             # the stored text, so nothing is lost and the generation never waits for it.
             self.overflowed = True
 
-    def next(self, timeout: float) -> Frame | None:
+    def next(self, timeout: float) -> Item | None:
         """The next frame, or None after `timeout` seconds without one.
 
         Raises `Overflowed` once frames were dropped for this listener.
@@ -64,22 +76,22 @@ class Subscription:
         return self._queue.qsize()
 
 
-class Channel:
-    """The listeners of one message in this worker."""
+class Channel(Generic[Item]):
+    """The listeners of one message (or one conversation) in this worker."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: set[Subscription[Item]] = set()
 
-    def subscribe(self) -> Subscription:
-        subscription = Subscription(self._capacity)
+    def subscribe(self) -> Subscription[Item]:
+        subscription: Subscription[Item] = Subscription(self._capacity)
         self._subscriptions.add(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription[Item]) -> None:
         self._subscriptions.discard(subscription)
 
-    def publish(self, frame: Frame) -> None:
+    def publish(self, frame: Item) -> None:
         for subscription in tuple(self._subscriptions):
             subscription.offer(frame)
 

@@ -15,7 +15,7 @@ import gevent
 from ..models import MessageState
 from ..render import append_fragment
 from . import persistence, sse
-from .channel import Overflowed
+from .channel import Announcement, Overflowed
 from .hub import Streams
 
 log = logging.getLogger(__name__)
@@ -104,3 +104,36 @@ def _final_event(state: MessageState, render_final: RenderFinal) -> str:
     return sse.event(
         render_final(state), name="done", id=sse.event_id(state.id, len(state.content))
     )
+
+
+def watch_conversation(
+    streams: Streams,
+    conversation_id: int,
+    tab: str | None,
+    render: Callable[[Announcement, list[MessageState]], str],
+    *,
+    heartbeat: float,
+    retry_ms: int,
+) -> Iterator[str]:
+    """Yield the SSE text that keeps one open page of a conversation up to date.
+
+    New exchanges and restarted answers from other tabs arrive here; the answers themselves
+    then stream through their own message streams.
+    """
+    yield sse.retry(retry_ms)
+    subscription = streams.watch(conversation_id)
+    try:
+        while True:
+            try:
+                news = subscription.next(timeout=heartbeat)
+            except Overflowed:
+                return
+            if news is None:
+                yield sse.comment("keep-alive")
+                continue
+            if tab and news.origin == tab:
+                continue  # that page made the change and shows it already
+            states = [persistence.load_state(streams.app, mid) for mid in news.message_ids]
+            yield sse.event(render(news, [s for s in states if s is not None]), name=news.kind)
+    finally:
+        streams.unwatch(conversation_id, subscription)

@@ -43,7 +43,7 @@ class Generation:
         self.streams = streams
         self.message_id = message_id
         self.conversation_id = conversation_id
-        self.channel = Channel(streams.listener_capacity)
+        self.channel: Channel[Frame] = Channel(streams.listener_capacity)
         self.reply = Reply()
         self.length = 0  # characters received
         self.published = 0  # characters sent to listeners
@@ -80,7 +80,7 @@ class Generation:
 
     # -- listeners --------------------------------------------------------------------------
 
-    def subscribe(self, offset: int) -> tuple[str, Subscription]:
+    def subscribe(self, offset: int) -> tuple[str, Subscription[Frame]]:
         """Text the listener lacks up to now, and a subscription for what follows.
 
         Both are taken without yielding to another greenlet, so nothing falls between them.

@@ -9,6 +9,7 @@ import gevent
 from flask import Flask, current_app
 
 from ..llm.client import Claude
+from .channel import Announcement, Channel, Subscription
 from .generation import Generation
 from .persistence import Flusher
 from .sweeper import Sweeper
@@ -31,6 +32,7 @@ class Streams:
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
         self.live: dict[int, Generation] = {}
+        self._conversations: dict[int, Channel[Announcement]] = {}
         self.sweeper = Sweeper(app, lambda: tuple(self.live))
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self.sweeper.ensure_running)
@@ -49,6 +51,29 @@ class Streams:
             return False
         generation.stop()
         return True
+
+    def announce(
+        self, conversation_id: int, kind: str, message_ids: tuple[int, ...], origin: str | None
+    ) -> None:
+        """Tell every open page of the conversation that messages appeared or restarted."""
+        channel = self._conversations.get(conversation_id)
+        if channel is not None:
+            channel.publish(Announcement(kind, message_ids, origin))
+
+    def watch(self, conversation_id: int) -> Subscription[Announcement]:
+        """Subscribe to a conversation's announcements; `unwatch` when done."""
+        channel = self._conversations.setdefault(
+            conversation_id, Channel(self.listener_capacity)
+        )
+        return channel.subscribe()
+
+    def unwatch(self, conversation_id: int, subscription: Subscription[Announcement]) -> None:
+        channel = self._conversations.get(conversation_id)
+        if channel is None:
+            return
+        channel.unsubscribe(subscription)
+        if not channel.listeners:
+            del self._conversations[conversation_id]
 
     def forget(self, generation: Generation) -> None:
         if self.live.get(generation.message_id) is generation:

@@ -8,7 +8,8 @@ from ..conversations import store
 from ..extensions import db
 from ..models import MessageState
 from . import sse
-from .feed import follow
+from .channel import Announcement
+from .feed import follow, watch_conversation
 from .hub import streams
 
 bp = Blueprint("streaming", __name__)
@@ -39,6 +40,25 @@ def stream(message_id: int) -> Response:
     )
 
 
+@bp.get("/conversations/<int:conversation_id>/events")
+def conversation_events(conversation_id: int) -> Response:
+    """Server-sent events that show other tabs' new messages on this open page."""
+    store.get_conversation(conversation_id)
+    db.session.close()
+    config = current_app.config
+    body = watch_conversation(
+        streams(),
+        conversation_id,
+        request.args.get("tab"),
+        _render_news,
+        heartbeat=float(config["HEARTBEAT_SECONDS"]),
+        retry_ms=int(config["SSE_RETRY_MS"]),
+    )
+    return Response(
+        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
 @bp.post("/messages/<int:message_id>/stop")
 def stop(message_id: int) -> Response:
     """Stop writing the answer; its text so far stays. Harmless once it has ended."""
@@ -58,6 +78,10 @@ def _resume_offset(message_id: int) -> int:
         if offset is not None:
             return offset
     return max(request.args.get("from", 0, type=int), 0)
+
+
+def _render_news(news: Announcement, messages: list[MessageState]) -> str:
+    return render_template("_news.html", news=news, messages=messages)
 
 
 def _render_final(state: MessageState) -> str:
