@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 
 from ..conversations import store
@@ -26,18 +29,7 @@ def stream(message_id: int) -> Response:
     state = MessageState.of(store.get_message(message_id))
     db.session.close()  # the stream holds no connection while it waits
     offset = _resume_offset(message_id)
-    config = current_app.config
-    body = follow(
-        streams(),
-        state,
-        offset,
-        _render_final,
-        heartbeat=float(config["HEARTBEAT_SECONDS"]),
-        retry_ms=int(config["SSE_RETRY_MS"]),
-    )
-    return Response(
-        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
-    )
+    return _event_stream(follow(streams(), state, offset, _render_final, **_pace()))
 
 
 @bp.get("/conversations/<int:conversation_id>/events")
@@ -45,17 +37,9 @@ def conversation_events(conversation_id: int) -> Response:
     """Server-sent events that show other tabs' new messages on this open page."""
     store.get_conversation(conversation_id)
     db.session.close()
-    config = current_app.config
-    body = watch_conversation(
-        streams(),
-        conversation_id,
-        request.args.get("tab"),
-        _render_news,
-        heartbeat=float(config["HEARTBEAT_SECONDS"]),
-        retry_ms=int(config["SSE_RETRY_MS"]),
-    )
-    return Response(
-        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
+    tab = request.args.get("tab")
+    return _event_stream(
+        watch_conversation(streams(), conversation_id, tab, _render_news, **_pace())
     )
 
 
@@ -65,6 +49,21 @@ def stop(message_id: int) -> Response:
     store.get_message(message_id)
     streams().stop(message_id)
     return Response(status=204)
+
+
+def _event_stream(body: Iterator[str]) -> Response:
+    """A streamed SSE response; every header is set before the first byte."""
+    return Response(
+        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
+def _pace() -> dict[str, Any]:
+    config = current_app.config
+    return {
+        "heartbeat": float(config["HEARTBEAT_SECONDS"]),
+        "retry_ms": int(config["SSE_RETRY_MS"]),
+    }
 
 
 def _resume_offset(message_id: int) -> int:
