@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test browser migrate bench clean
+.PHONY: run test install install-test browser migrate clean
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app

@@ -23,6 +23,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 # A stream's access line is written when it ends; %(D)s is its duration in microseconds.
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 
+# gunicorn's control socket lives at one path per user; instances side by side (tests, a
+# benchmark beside `make run`) would take it from each other. chatapp does not use it.
+control_socket_disable = True
+
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 

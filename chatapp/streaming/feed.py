@@ -79,7 +79,7 @@ def _follow_stored(
 ) -> Iterator[str]:
     """Follow an answer that this worker is not writing, from the database."""
     quiet = 0.0
-    while state.is_streaming:
+    while state.is_streaming and not streams.closing:
         # Another worker is writing it (or was, and the sweeper will say so): poll what it stores.
         if len(state.content) > offset:
             yield _text_event(state.id, state.content[offset:], len(state.content))
@@ -93,7 +93,8 @@ def _follow_stored(
         if loaded is None:
             return
         state = loaded
-    yield _final_event(state, render_final)
+    if state.is_terminal:
+        yield _final_event(state, render_final)
 
 
 def _text_event(message_id: int, text: str, end: int) -> str:
@@ -121,6 +122,8 @@ def watch_conversation(
     then stream through their own message streams.
     """
     yield sse.retry(retry_ms)
+    if streams.closing:
+        return
     subscription = streams.watch(conversation_id)
     try:
         while True:
@@ -131,6 +134,8 @@ def watch_conversation(
             if news is None:
                 yield sse.comment("keep-alive")
                 continue
+            if news.kind == "closing":
+                return
             if tab and news.origin == tab:
                 continue  # that page made the change and shows it already
             states = [persistence.load_state(streams.app, mid) for mid in news.message_ids]

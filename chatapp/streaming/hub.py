@@ -33,6 +33,7 @@ class Streams:
         self.max_tokens = int(config["MAX_TOKENS"])
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
+        self.closing = False  # the worker is stopping: streams that would wait end instead
         self.sweeper = Sweeper(app, lambda: tuple(self.live))
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self.sweeper.ensure_running)
@@ -75,6 +76,12 @@ class Streams:
         if not channel.listeners:
             del self._conversations[conversation_id]
 
+    def _close_watchers(self) -> None:
+        """End the open pages' conversation streams; browsers reconnect to another worker."""
+        self.closing = True
+        for channel in self._conversations.values():
+            channel.publish(Announcement("closing", ()))
+
     def forget(self, generation: Generation) -> None:
         if self.live.get(generation.message_id) is generation:
             del self.live[generation.message_id]
@@ -85,6 +92,7 @@ class Streams:
         Called when the worker is asked to stop (SIGTERM, a reload). Every answer ends with
         what it has stored: `complete` if it finished in time, else `interrupted`.
         """
+        self._close_watchers()
         deadline = time.monotonic() + max(grace, 0.0)
         while self.live and time.monotonic() < deadline:
             gevent.sleep(0.1)
@@ -94,6 +102,7 @@ class Streams:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Interrupt every live answer, store what it has, and release the client."""
+        self._close_watchers()
         for generation in list(self.live.values()):
             generation.interrupt()
         for generation in list(self.live.values()):

@@ -1,0 +1,338 @@
+"""A real Chromium, driven by Playwright, against the real server (gunicorn, gevent worker).
+
+The test process is gevent-patched (tests/run.sh) and serves the fake upstream from its hub.
+Playwright's sync API runs an asyncio loop in greenlets of its own; gevent does not support
+asyncio in the same thread, and a blocked loop there would also stall the fake upstream that
+the server is streaming from. So the browser is driven from a separate, unpatched Python
+process: this module run as `python -m tests.test_browser REQUEST.json`. That process does what
+a user does, records what the page showed, and writes it as JSON; the test judges it, together
+with what the fake upstream was asked and what the database stored.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+
+from .server import ROOT, app_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+DRIVER_TIMEOUT = 60.0
+
+PROMPT = "Tell me about streaming"
+# About 600 characters: markup that must stay text, non-ASCII, line ends of every kind.
+ANSWER = (
+    "Streaming answers arrive a few characters at a time, and the page shows each piece as it "
+    "comes.\n\n"
+    "1. The browser posts the prompt and gets both messages back at once.\n"
+    "2. An EventSource listens for frames: <b>this is not bold</b> & neither is &amp;this.\n"
+    "3. When the answer ends, the last frame replaces the whole message.\n\n"
+    "Unicode stays intact: naïve café — 日本語 🌍 Ω≈ç√.\r\n"
+    "A Windows line end came just before this line, and a lone CR\rjust before this one.\n"
+    "    Indented text keeps its spaces.   \n"
+    "If you reload the page, the same text is read back from the database, and nothing is "
+    "asked of the model again. That is the whole point of storing the answer as it streams."
+)
+# ~60 tokens/s (~240 characters/s): the answer takes about 2.5 s to write.
+PACE = Pace(first_token_seconds=(0.3, 0.3), tokens_per_second=(60.0, 60.0), ping_seconds=1.0)
+
+
+# -- the test (gevent-patched pytest process) -----------------------------------------------
+
+
+def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) -> None:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}; the browser tests need it. "
+            "Install it with `make browser` (`make test` does this)."
+        )
+    if importlib.util.find_spec("playwright") is None:
+        pytest.fail("Playwright is not installed: `.venv/bin/pip install -e '.[test]'`.")
+
+    upstream = FakeUpstream(PACE, seed=1)
+    upstream.start()
+    upstream.push(Scenario(text=ANSWER))
+    try:
+        # An open conversation page keeps an event stream; a closed one is noticed at the next
+        # heartbeat, and gunicorn's graceful stop waits for it. A short heartbeat keeps the
+        # stop after the browser has gone quick.
+        with app_server(tmp_path, upstream=upstream, env={"CHATAPP_HEARTBEAT_SECONDS": "1"}) as server:
+            seen = drive_browser(tmp_path, server.url)
+            stored = stored_answer(server.database_path, seen["answer_id"])
+    finally:
+        upstream.stop()
+
+    # "New chat" leads to an empty chat.
+    assert seen["new_chat"] == {"path": "/", "heading": "New chat", "articles": 0}
+
+    # Enter sent the prompt, once, and the model was asked once.
+    assert [r["messages"][-1]["content"] for r in upstream.requests] == [PROMPT]
+    assert seen["posts"] == 1
+    assert seen["user_text"] == PROMPT
+
+    # The composer was disabled while the send was in flight, and is usable (and empty) after.
+    assert seen["composer_in_flight"] == {"textarea": True, "button": True}
+    assert seen["composer_after"] == {"textarea": False, "button": False, "value": ""}
+
+    # The text grew on screen in steps before the answer was complete.
+    streaming_lengths = {
+        s["length"] for s in seen["samples"] if s["status"] == "streaming" and s["length"] > 0
+    }
+    assert len(streaming_lengths) >= 5, seen["samples"]
+    statuses = [s["status"] for s in seen["samples"]]
+    assert statuses[0] == "streaming" and statuses[-1] == "complete", statuses
+    assert set(statuses[statuses.index("complete") :]) == {"complete"}, statuses
+    lengths = [s["length"] for s in seen["samples"] if s["status"] == "streaming"]
+    assert lengths == sorted(lengths), "the text on screen never shrinks while it streams"
+
+    # What the page shows is what was streamed and what was stored.
+    assert seen["final_status"] == "complete"
+    assert seen["final_text"] == ANSWER
+    assert stored == ("complete", ANSWER)
+
+    # After a reload the page reads the same answer back.
+    assert re.fullmatch(r"/conversations/\d+", seen["reloaded"]["path"])
+    assert seen["reloaded"]["status"] == "complete"
+    assert seen["reloaded"]["text"] == ANSWER
+    assert seen["reloaded"]["user_text"] == PROMPT
+
+    # Shift+Enter puts a new line in the message and sends nothing.
+    assert seen["shift_enter"] == {
+        "value": "first line\nsecond line",
+        "articles_before": 2,
+        "articles_after": 2,
+        "posts": 0,
+    }
+    assert len(upstream.requests) == 1
+
+    assert seen["page_errors"] == []
+
+
+def drive_browser(tmp_path: Path, base_url: str) -> dict[str, Any]:
+    """Run the browser part in a plain Python process; return what it saw."""
+    request_path = tmp_path / "browser-request.json"
+    result_path = tmp_path / "browser-result.json"
+    request_path.write_text(
+        json.dumps(
+            {
+                "base_url": base_url,
+                "result_path": str(result_path),
+                "artifacts": str(ARTIFACTS),
+                "prompt": PROMPT,
+            }
+        )
+    )
+    try:
+        # The patched subprocess module waits cooperatively: the fake upstream keeps serving.
+        finished = subprocess.run(
+            [sys.executable, "-m", "tests.test_browser", str(request_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=DRIVER_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(
+            f"the browser driver did not finish in {DRIVER_TIMEOUT:.0f} s\n"
+            f"stdout:\n{exc.stdout!r}\nstderr:\n{exc.stderr!r}"
+        )
+    if finished.returncode != 0 or not result_path.exists():
+        pytest.fail(
+            f"the browser driver failed (exit code {finished.returncode}); "
+            f"screenshots are in {ARTIFACTS}\nstdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
+        )
+    result: dict[str, Any] = json.loads(result_path.read_text())
+    return result
+
+
+def stored_answer(database: Path, answer_id: int) -> tuple[str, str]:
+    """(status, content) of the answer as the server stored it."""
+    connection = sqlite3.connect(database)
+    try:
+        row = connection.execute(
+            "SELECT status, content FROM message WHERE id = ? AND role = 'assistant'", (answer_id,)
+        ).fetchone()
+    finally:
+        connection.close()
+    assert row is not None, f"answer {answer_id} is not stored"
+    return row[0], row[1]
+
+
+# -- the browser driver (plain Python process, no gevent) ------------------------------------
+
+# Installed in the page before sending: records the answer as it changes on screen (on every
+# DOM change and every animation frame), and the composer's state as HTMX sends the form.
+RECORDER = """
+() => {
+  const rec = window.__chatRecord = { samples: [], inFlight: null, posts: 0 };
+  const form = document.getElementById("composer");
+  const box = form.querySelector("textarea[name=content]");
+  const button = form.querySelector("button[type=submit]");
+  const sample = () => {
+    const articles = document.querySelectorAll('article[data-role="assistant"]');
+    const article = articles[articles.length - 1];
+    if (!article) return;
+    const content = article.querySelector("[data-content]");
+    const length = content ? content.textContent.length : -1;
+    const status = article.dataset.status;
+    const last = rec.samples[rec.samples.length - 1];
+    if (!last || last.length !== length || last.status !== status) {
+      rec.samples.push({ length, status });
+    }
+  };
+  new MutationObserver(sample).observe(document.getElementById("messages"), {
+    subtree: true, childList: true, characterData: true, attributes: true,
+  });
+  const tick = () => { sample(); requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  // htmx:beforeSend fires right before xhr.send(), after hx-disabled-elt has done its work.
+  document.body.addEventListener("htmx:beforeSend", (event) => {
+    if (event.detail.elt !== form) return;
+    rec.posts += 1;
+    rec.inFlight = { textarea: box.disabled, button: button.disabled };
+  });
+}
+"""
+
+
+def _driver_main(request_path: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    request = json.loads(Path(request_path).read_text())
+    artifacts = Path(request["artifacts"])
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(20_000)
+            page_errors: list[str] = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.on(
+                "console",
+                lambda message: page_errors.append(message.text)
+                if message.type == "error"
+                else None,
+            )
+            try:
+                result = _use_the_page(page, request["base_url"], request["prompt"], artifacts)
+            except Exception:
+                page.screenshot(path=str(artifacts / "browser-failure.png"), full_page=True)
+                raise
+            result["page_errors"] = page_errors
+        finally:
+            browser.close()
+    Path(request["result_path"]).write_text(json.dumps(result))
+
+
+def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dict[str, Any]:
+    from playwright.sync_api import expect
+
+    result: dict[str, Any] = {}
+    page.goto(base_url + "/")
+
+    page.get_by_role("link", name="New chat").click()
+    page.wait_for_load_state()
+    result["new_chat"] = {
+        "path": _path(page.url),
+        "heading": page.get_by_role("heading", level=1).inner_text(),
+        "articles": page.locator("article").count(),
+    }
+
+    page.evaluate(RECORDER)
+    box = page.get_by_label("Message")
+    button = page.get_by_role("button", name="Send")
+    box.fill(prompt)
+    box.press("Enter")
+
+    assistant = page.locator('article[data-role="assistant"]')
+    expect(assistant).to_have_count(1)
+    # A picture of the answer half written, for humans.
+    page.wait_for_function(
+        """() => {
+          const el = document.querySelector('article[data-role="assistant"] [data-content]');
+          return el && el.textContent.length > 150;
+        }"""
+    )
+    page.screenshot(path=str(artifacts / "browser-streaming.png"))
+    expect(assistant).to_have_attribute("data-status", "complete")
+    expect(box).to_be_enabled()
+    expect(button).to_be_enabled()
+
+    record = page.evaluate("() => window.__chatRecord")
+    result["samples"] = record["samples"]
+    result["posts"] = record["posts"]
+    result["composer_in_flight"] = record["inFlight"]
+    result["composer_after"] = {
+        "textarea": box.is_disabled(),
+        "button": button.is_disabled(),
+        "value": box.input_value(),
+    }
+    result["answer_id"] = int(assistant.get_attribute("id").removeprefix("m-"))
+    result["final_status"] = assistant.get_attribute("data-status")
+    result["final_text"] = assistant.locator("[data-content]").text_content()
+    result["user_text"] = page.locator('article[data-role="user"] [data-content]').text_content()
+
+    page.reload()
+    page.wait_for_load_state()
+    reloaded = page.locator('article[data-role="assistant"]')
+    result["reloaded"] = {
+        "path": _path(page.url),
+        "status": reloaded.get_attribute("data-status"),
+        "text": reloaded.locator("[data-content]").text_content(),
+        "user_text": page.locator('article[data-role="user"] [data-content]').text_content(),
+    }
+
+    # Shift+Enter: a new line, not a send.
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    box = page.get_by_label("Message")
+    articles_before = page.locator("article").count()
+    box.click()
+    box.press_sequentially("first line")
+    box.press("Shift+Enter")
+    box.press_sequentially("second line")
+    # Nothing should happen; give a wrongly sent form the time to show itself.
+    page.wait_for_timeout(500)
+    result["shift_enter"] = {
+        "value": box.input_value(),
+        "articles_before": articles_before,
+        "articles_after": page.locator("article").count(),
+        "posts": len(posts),
+    }
+    page.screenshot(path=str(artifacts / "browser-chat.png"), full_page=True)
+    return result
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+if __name__ == "__main__":
+    _driver_main(sys.argv[1])

@@ -1,0 +1,208 @@
+"""The real server: gunicorn with its gevent worker, many answers streaming at once.
+
+Each stream is read as a browser's EventSource would: the page first (session cookie and CSRF
+token), the send as HTMX posts it, then the `sse-connect` URL of the answer. This checks that
+every character arrives, in order, exactly once; speed is the benchmark's business, not this one's.
+"""
+
+from __future__ import annotations
+
+import html
+import http.cookiejar
+import json
+import re
+import sqlite3
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent
+import pytest
+from bs4 import BeautifulSoup
+from gevent.event import Event
+
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+
+from .conftest import parse_events
+from .server import AppServer, app_server
+
+STREAMS = 50
+# About 1-3 s per answer, so that all of them are streaming at the same time.
+PACE = Pace(first_token_seconds=(0.3, 0.8), tokens_per_second=(40.0, 80.0), ping_seconds=1.0)
+# Every I/O wait of a client; a stream that stalls this long fails the test instead of hanging it.
+SOCKET_TIMEOUT = 30.0
+FRAME = re.compile(r'<span hx-swap-oob="beforeend:#m-(\d+)-content">(.*)</span>', re.DOTALL)
+
+
+def answer_text(n: int) -> str:
+    """A distinct answer for stream `n`: markup-like text, non-ASCII and line ends included."""
+    lines = [
+        f"Answer {n:02d}: the quick brown fox jumps over the lazy dog.",
+        f"<b>not bold</b> & &amp; \"quoted\" 'single' <script>alert({n})</script>",
+        "Unicode: naïve café — 日本語 🌍👍🏽 Ω≈ç√",
+        "  indented line, trailing spaces  ",
+        "",
+        " ".join(f"word{n}-{i}" for i in range(25)),
+        f"windows line end\r\nand a lone CR\rin answer {n}.",
+        f"The end of answer {n:02d}.",
+    ]
+    return "\n".join(lines)
+
+
+class Browser:
+    """One visitor: a cookie jar and the CSRF token of its session."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.csrf_token = ""
+        jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def open_page(self) -> None:
+        with self.opener.open(self.base_url + "/", timeout=SOCKET_TIMEOUT) as response:
+            page = BeautifulSoup(response.read(), "html.parser")
+        body = page.select_one("body")
+        assert body is not None and body.has_attr("hx-headers")
+        self.csrf_token = json.loads(str(body["hx-headers"]))["X-CSRFToken"]
+        assert self.csrf_token
+
+    def send(self, prompt: str) -> tuple[int, str]:
+        """Post a prompt in a new conversation as HTMX does; return (answer id, stream URL)."""
+        request = urllib.request.Request(
+            self.base_url + "/messages",
+            data=urllib.parse.urlencode({"content": prompt, "conversation_id": ""}).encode(),
+            headers={"HX-Request": "true", "X-CSRFToken": self.csrf_token},
+            method="POST",
+        )
+        with self.opener.open(request, timeout=SOCKET_TIMEOUT) as response:
+            assert response.status == 200
+            fragment = BeautifulSoup(response.read(), "html.parser")
+        assistant = fragment.select_one('article[data-role="assistant"]')
+        assert assistant is not None and assistant["data-status"] == "streaming"
+        answer_id = int(str(assistant["id"]).removeprefix("m-"))
+        return answer_id, str(assistant["sse-connect"])
+
+    def read_stream(self, url: str) -> str:
+        """The whole event stream, read until the server ends it."""
+        request = urllib.request.Request(
+            urllib.parse.urljoin(self.base_url, url), headers={"Accept": "text/event-stream"}
+        )
+        with self.opener.open(request, timeout=SOCKET_TIMEOUT) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            return response.read().decode("utf-8")
+
+
+@dataclass
+class Outcome:
+    prompt: str
+    answer_id: int = 0
+    raw: str = ""
+    error: BaseException | None = None
+
+
+def reassemble(answer_id: int, raw: str) -> tuple[str, list[dict[str, str]]]:
+    """The answer text from the `frame` events, checking each frame and id on the way."""
+    events = parse_events(raw)
+    text = ""
+    for event in events:
+        if event.get("event") != "frame":
+            continue
+        match = FRAME.fullmatch(event["data"])
+        assert match, f"unexpected frame data: {event['data']!r}"
+        assert int(match.group(1)) == answer_id
+        assert "<" not in match.group(2), "model text must arrive escaped"
+        text += html.unescape(match.group(2))
+        # The id says how far the listener is: this message, this many characters.
+        assert event["id"] == f"{answer_id}:{len(text)}"
+    return text, events
+
+
+def stored_messages(server: AppServer) -> dict[int, tuple[str, str, str]]:
+    """id -> (role, status, content) of every stored message."""
+    connection = sqlite3.connect(server.database_path)
+    try:
+        rows = connection.execute("SELECT id, role, status, content FROM message").fetchall()
+    finally:
+        connection.close()
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(PACE, seed=7)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def test_fifty_concurrent_streams_each_deliver_every_character(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    texts = [answer_text(n) for n in range(STREAMS)]
+    # The fake hands scenarios out in the order requests reach it, which need not be the order
+    # of the sends; `upstream.requests` keeps that order, so each prompt's text is known after.
+    upstream.push(*(Scenario(text=text) for text in texts))
+    prompts = [f"Prompt number {n:02d}" for n in range(STREAMS)]
+    outcomes = [Outcome(prompt) for prompt in prompts]
+    all_sent = Event()
+    sent = 0
+
+    with app_server(tmp_path, upstream=upstream) as server:
+
+        def visit(outcome: Outcome) -> None:
+            nonlocal sent
+            try:
+                browser = Browser(server.url)
+                browser.open_page()
+                outcome.answer_id, url = browser.send(outcome.prompt)
+            except BaseException as exc:  # reported with its prompt below
+                outcome.error = exc
+                return
+            finally:
+                sent += 1
+                if sent == STREAMS:
+                    all_sent.set()
+            # Open every stream together, once all the answers have been asked for.
+            all_sent.wait()
+            try:
+                outcome.raw = browser.read_stream(url)
+            except BaseException as exc:
+                outcome.error = exc
+
+        visitors = [gevent.spawn(visit, outcome) for outcome in outcomes]
+        gevent.joinall(visitors, timeout=SOCKET_TIMEOUT * 2)
+        unfinished = [v for v in visitors if not v.dead]
+        gevent.killall(unfinished)
+        assert not unfinished, f"{len(unfinished)} visitors never finished"
+        failures = [f"{o.prompt}: {o.error!r}" for o in outcomes if o.error is not None]
+        assert not failures, "\n".join(failures)
+
+        # Which scenario each prompt got: the n-th request to reach the fake took texts[n].
+        assert len(upstream.requests) == STREAMS
+        expected = {}
+        for text, request in zip(texts, upstream.requests):
+            last = request["messages"][-1]
+            assert last["role"] == "user"
+            expected[last["content"]] = text
+        assert sorted(expected) == sorted(prompts)
+
+        for outcome in outcomes:
+            streamed, events = reassemble(outcome.answer_id, outcome.raw)
+            assert streamed == expected[outcome.prompt], outcome.prompt
+            done = [e for e in events if e.get("event") == "done"]
+            assert len(done) == 1 and events[-1] is done[0], f"{outcome.prompt}: no done event last"
+            assert done[0]["id"] == f"{outcome.answer_id}:{len(streamed)}"
+            final = BeautifulSoup(done[0]["data"], "html.parser").select_one("article")
+            assert final is not None and final["data-status"] == "complete"
+            content = final.select_one("[data-content]")
+            assert content is not None and content.get_text() == streamed
+
+        stored = stored_messages(server)
+        for outcome in outcomes:
+            assert stored[outcome.answer_id] == ("assistant", "complete", expected[outcome.prompt])
+        assert sorted(c for role, _, c in stored.values() if role == "user") == sorted(prompts)
+        assert not upstream.disconnects  # no upstream request was dropped on the way
+        assert "Traceback" not in server.output()
