@@ -30,12 +30,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
-    from . import conversations, streaming
+    from . import conversations, operations, streaming
     from .conversations.views import bp as conversations_bp
     from .render import render_text
 
     app.register_blueprint(conversations_bp)
     app.register_blueprint(streaming.bp)
+    app.register_blueprint(operations.bp)
     streaming.Streams(app)
     del conversations
 

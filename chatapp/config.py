@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_SECONDS": 10.0,  # SSE comment while idle; proxies cut at 60 s
     "SSE_RETRY_MS": 1000,
     "LISTENER_QUEUE_FRAMES": 256,  # a reader further behind than this is dropped and reconnects
+    "STREAM_WRITE_TIMEOUT": 30.0,  # a reader whose socket takes no bytes this long is dropped
     "SWEEP_INTERVAL": 15.0,  # how often live answers are touched and orphans looked for
     "STALE_AFTER": 60.0,  # a `streaming` answer untouched this long is marked interrupted
     "UPSTREAM_IDLE_TIMEOUT": 90.0,

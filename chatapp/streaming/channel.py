@@ -38,39 +38,53 @@ class Announcement:
 Item = TypeVar("Item")
 
 
-class Overflowed(Exception):
-    """The listener fell too far behind and must reconnect."""
+class Ended(Exception):
+    """The subscription is over: its listener left, or fell too far behind and must reconnect."""
 
 
 class Subscription(Generic[Item]):
     """One listener's bounded queue of frames."""
 
     def __init__(self, capacity: int) -> None:
-        self._queue: Queue[Item] = Queue(maxsize=capacity)
+        self._queue: Queue[Item | None] = Queue(maxsize=capacity + 1)
+        self._capacity = capacity
         self.overflowed = False
+        self.closed = False
 
     def offer(self, frame: Item) -> None:
         """Queue a frame without ever waiting; a listener that is too far behind is cut loose."""
-        if self.overflowed:
+        if self.overflowed or self.closed:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except Full:
+        if self._queue.qsize() >= self._capacity:
             # Its client stopped reading. It reconnects with its last id and catches up from
             # the stored text, so nothing is lost and the generation never waits for it.
             self.overflowed = True
+            return
+        self._queue.put_nowait(frame)
+
+    def close(self) -> None:
+        """End the subscription now (its listener left), waking a listener that waits."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self._queue.put_nowait(None)  # the one slot kept free for this
+            except Full:
+                pass
 
     def next(self, timeout: float) -> Item | None:
         """The next frame, or None after `timeout` seconds without one.
 
-        Raises `Overflowed` once frames were dropped for this listener.
+        Raises `Ended` once frames were dropped for this listener, or it was closed.
         """
-        if self.overflowed:
-            raise Overflowed
+        if self.overflowed or self.closed:
+            raise Ended
         try:
-            return self._queue.get(timeout=timeout)
+            item = self._queue.get(timeout=timeout)
         except Empty:
             return None
+        if item is None or self.closed:
+            raise Ended
+        return item
 
     def __len__(self) -> int:
         return self._queue.qsize()

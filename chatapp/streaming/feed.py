@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
-import gevent
+from gevent.event import Event
 
 from ..models import MessageState
 from ..render import append_fragment
 from . import persistence, sse
-from .channel import Announcement, Overflowed
+from .channel import Announcement, Ended, Subscription
 from .hub import Streams
 
 log = logging.getLogger(__name__)
@@ -31,16 +31,23 @@ def follow(
     *,
     heartbeat: float,
     retry_ms: int,
+    gone: Event | None = None,
     poll_interval: float = 0.5,
 ) -> Iterator[str]:
-    """Yield the SSE text for one listener of the answer `state` that has `offset` characters."""
+    """Yield the SSE text for one listener of the answer `state` that has `offset` characters.
+
+    `gone` is set when the listener's browser leaves; the stream then ends at once.
+    """
     yield sse.retry(retry_ms)
     generation = streams.live.get(state.id)
     if generation is None:
-        yield from _follow_stored(streams, state, offset, render_final, heartbeat, poll_interval)
+        yield from _follow_stored(
+            streams, state, offset, render_final, heartbeat, poll_interval, gone or Event()
+        )
         return
 
     catch_up, subscription = generation.subscribe(offset)
+    _end_when(gone, subscription)
     try:
         if catch_up:
             offset += len(catch_up)
@@ -48,8 +55,9 @@ def follow(
         while True:
             try:
                 frame = subscription.next(timeout=heartbeat)
-            except Overflowed:
-                log.info("listener of answer %s fell behind; it will reconnect", state.id)
+            except Ended:
+                if subscription.overflowed:
+                    log.info("listener of answer %s fell behind; it will reconnect", state.id)
                 return
             if frame is None:
                 yield sse.comment("keep-alive")
@@ -76,10 +84,11 @@ def _follow_stored(
     render_final: RenderFinal,
     heartbeat: float,
     poll_interval: float,
+    gone: Event,
 ) -> Iterator[str]:
     """Follow an answer that this worker is not writing, from the database."""
     quiet = 0.0
-    while state.is_streaming and not streams.closing:
+    while state.is_streaming and not streams.closing and not gone.is_set():
         # Another worker is writing it (or was, and the sweeper will say so): poll what it stores.
         if len(state.content) > offset:
             yield _text_event(state.id, state.content[offset:], len(state.content))
@@ -87,7 +96,7 @@ def _follow_stored(
         elif quiet >= heartbeat:
             yield sse.comment("keep-alive")
             quiet = 0.0
-        gevent.sleep(poll_interval)
+        gone.wait(poll_interval)
         quiet += poll_interval
         loaded = persistence.load_state(streams.app, state.id)
         if loaded is None:
@@ -95,6 +104,12 @@ def _follow_stored(
         state = loaded
     if state.is_terminal:
         yield _final_event(state, render_final)
+
+
+def _end_when(gone: Event | None, subscription: Subscription[object]) -> None:
+    """Close the subscription as soon as the browser leaves."""
+    if gone is not None:
+        gone.rawlink(lambda _event: subscription.close())
 
 
 def _text_event(message_id: int, text: str, end: int) -> str:
@@ -115,6 +130,7 @@ def watch_conversation(
     *,
     heartbeat: float,
     retry_ms: int,
+    gone: Event | None = None,
 ) -> Iterator[str]:
     """Yield the SSE text that keeps one open page of a conversation up to date.
 
@@ -125,11 +141,12 @@ def watch_conversation(
     if streams.closing:
         return
     subscription = streams.watch(conversation_id)
+    _end_when(gone, subscription)
     try:
         while True:
             try:
                 news = subscription.next(timeout=heartbeat)
-            except Overflowed:
+            except Ended:
                 return
             if news is None:
                 yield sse.comment("keep-alive")

@@ -34,6 +34,7 @@ class Streams:
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
+        self.open_streams = 0  # SSE responses being written by this worker
         self.sweeper = Sweeper(app, lambda: tuple(self.live))
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self.sweeper.ensure_running)
@@ -75,6 +76,16 @@ class Streams:
         channel.unsubscribe(subscription)
         if not channel.listeners:
             del self._conversations[conversation_id]
+
+    def counts(self) -> dict[str, int]:
+        """What this worker holds right now, for /metrics and leak checks."""
+        return {
+            "answers_live": len(self.live),
+            "streams_open": self.open_streams,
+            "answer_subscriptions": sum(g.channel.listeners for g in self.live.values()),
+            "conversation_subscriptions": sum(c.listeners for c in self._conversations.values()),
+            "db_flushes": self.flusher.writes,
+        }
 
     def _close_watchers(self) -> None:
         """End the open pages' conversation streams; browsers reconnect to another worker."""

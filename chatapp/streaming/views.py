@@ -12,6 +12,7 @@ from ..extensions import db
 from ..models import MessageState
 from . import sse
 from .channel import Announcement
+from .connection import Connection
 from .feed import follow, watch_conversation
 from .hub import streams
 
@@ -29,7 +30,11 @@ def stream(message_id: int) -> Response:
     state = MessageState.of(store.get_message(message_id))
     db.session.close()  # the stream holds no connection while it waits
     offset = _resume_offset(message_id)
-    return _event_stream(follow(streams(), state, offset, _render_final, **_pace()))
+    connection = _connection()
+    return _event_stream(
+        follow(streams(), state, offset, _render_final, gone=connection.gone, **_pace()),
+        connection,
+    )
 
 
 @bp.get("/conversations/<int:conversation_id>/events")
@@ -38,8 +43,12 @@ def conversation_events(conversation_id: int) -> Response:
     store.get_conversation(conversation_id)
     db.session.close()
     tab = request.args.get("tab")
+    connection = _connection()
     return _event_stream(
-        watch_conversation(streams(), conversation_id, tab, _render_news, **_pace())
+        watch_conversation(
+            streams(), conversation_id, tab, _render_news, gone=connection.gone, **_pace()
+        ),
+        connection,
     )
 
 
@@ -51,11 +60,28 @@ def stop(message_id: int) -> Response:
     return Response(status=204)
 
 
-def _event_stream(body: Iterator[str]) -> Response:
+def _event_stream(body: Iterator[str], connection: Connection) -> Response:
     """A streamed SSE response; every header is set before the first byte."""
     return Response(
-        stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS
+        stream_with_context(connection.send(_counted(body))),
+        mimetype="text/event-stream",
+        headers=STREAM_HEADERS,
     )
+
+
+def _counted(body: Iterator[str]) -> Iterator[str]:
+    hub = streams()
+    hub.open_streams += 1
+    try:
+        yield from body
+    finally:
+        hub.open_streams -= 1
+
+
+def _connection() -> Connection:
+    """A watch on this request's client socket (gunicorn's gevent worker exposes it)."""
+    sock = request.environ.get("gunicorn.socket")
+    return Connection(sock, write_timeout=float(current_app.config["STREAM_WRITE_TIMEOUT"]))
 
 
 def _pace() -> dict[str, Any]:
