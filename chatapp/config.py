@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_RETRY_MS": 1000,
     "LISTENER_QUEUE_FRAMES": 256,  # a reader further behind than this is dropped and reconnects
     "STREAM_WRITE_TIMEOUT": 30.0,  # a reader whose socket takes no bytes this long is dropped
+    "ABANDON_AFTER": 0.0,  # seconds with nobody watching an answer before it is stopped; 0 = never
     "SWEEP_INTERVAL": 15.0,  # how often live answers are touched and orphans looked for
     "STALE_AFTER": 60.0,  # a `streaming` answer untouched this long is marked interrupted
     "UPSTREAM_IDLE_TIMEOUT": 90.0,

@@ -534,3 +534,21 @@ def test_other_open_pages_of_the_conversation_see_a_new_exchange(
     # The tab that sent it shows it already and is not told again.
     assert not [e for e in same.get() if e.get("event") == "exchange"]
     assert not streams(app)._conversations  # subscriptions are released when pages go away
+
+
+def test_abandon_after_stops_an_answer_nobody_watches(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, ABANDON_AFTER=0.4))
+    client = app.test_client()
+    upstream.push(Scenario(text="word " * 400, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(40.0, 40.0))))
+    fragment = send(client, "Nobody will read this")
+    message = wait_finished(app, answer_id(fragment))
+    assert message.status == "cancelled" and 0 < len(message.content) < len("word " * 400)
+    streams(app).shutdown()
+
+
+def test_by_default_an_answer_nobody_watches_still_finishes(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Finished in the background."))
+    fragment = send(client, "Leave right away")
+    assert wait_finished(app, answer_id(fragment)).status == "complete"

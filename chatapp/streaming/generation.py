@@ -59,6 +59,20 @@ class Generation:
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
+        if self.streams.abandon_after > 0:
+            gevent.spawn(self._stop_when_abandoned, self.streams.abandon_after)
+
+    def _stop_when_abandoned(self, after: float) -> None:
+        """Stop the answer once nobody has watched it for `after` seconds (CHATAPP_ABANDON_AFTER)."""
+        step = min(1.0, after / 4)
+        unwatched = 0.0
+        while not self.done:
+            gevent.sleep(step)
+            unwatched = unwatched + step if self.streams.listeners(self.message_id) == 0 else 0.0
+            if unwatched >= after:
+                log.info("answer %s: nobody watched it for %gs; stopping it", self.message_id, after)
+                self.stop()
+                return
 
     def stop(self) -> None:
         """Stop the answer: the upstream request is closed, the text so far is kept."""

@@ -31,6 +31,7 @@ class Streams:
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
+        self.abandon_after = float(config["ABANDON_AFTER"])
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
@@ -92,6 +93,11 @@ class Streams:
         self.closing = True
         for channel in self._conversations.values():
             channel.publish(Announcement("closing", ()))
+
+    def listeners(self, message_id: int) -> int:
+        """How many streams are following the answer `message_id` in this worker."""
+        generation = self.live.get(message_id)
+        return generation.channel.listeners if generation is not None else 0
 
     def forget(self, generation: Generation) -> None:
         if self.live.get(generation.message_id) is generation:
