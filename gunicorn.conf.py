@@ -8,6 +8,13 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # them (REDIS_URL); with SQLite and the in-process channel keep the default of one.
 worker_class = "gevent"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+if workers > 1 and not os.environ.get("REDIS_URL"):
+    # Without a shared channel a stream opened on one worker would never see an answer written
+    # on another, and Stop would miss it. Refuse rather than run half-broken.
+    raise SystemExit(
+        f"chatapp: WEB_CONCURRENCY={workers} needs REDIS_URL, so that workers share streams "
+        "and Stop. Set REDIS_URL, or run one worker (one gevent worker serves many streams)."
+    )
 worker_connections = 1000
 
 # For gevent workers `timeout` is a heartbeat: a worker whose hub is blocked this long is killed.

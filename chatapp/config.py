@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Demo upstream pace (used when there is no API key)
     "DEMO_FIRST_TOKEN_SECONDS": [0.5, 1.5],
     "DEMO_TOKENS_PER_SECOND": [50.0, 80.0],
+    # Fan-out between workers (REDIS_URL)
+    "REDIS_URL": None,
+    "REDIS_PREFIX": "chatapp",  # keys and channels start with this; one per installation
     # Storage
     "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
     "SQLALCHEMY_ENGINE_OPTIONS": {},

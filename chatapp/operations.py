@@ -23,14 +23,22 @@ _METRICS = {
 
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, str], int]:
-    """200 when the database answers; 503 with the reason otherwise."""
+    """200 when the database (and Redis, if configured) answer; 503 with the reason otherwise."""
+    report = {"status": "ok", "database": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means unhealthy
-        return {"status": "unhealthy", "database": type(exc).__name__}, 503
+        report.update(status="unhealthy", database=type(exc).__name__)
     finally:
         db.session.close()
-    return {"status": "ok", "database": "ok"}, 200
+    relay = streams().relay
+    if relay is not None:
+        try:
+            relay.ping()
+            report["redis"] = "ok"
+        except Exception as exc:  # any failure to reach Redis means unhealthy
+            report.update(status="unhealthy", redis=type(exc).__name__)
+    return report, 200 if report["status"] == "ok" else 503
 
 
 @bp.get("/metrics")

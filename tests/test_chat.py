@@ -552,3 +552,18 @@ def test_by_default_an_answer_nobody_watches_still_finishes(app: Flask, client: 
     upstream.push(Scenario(text="Finished in the background."))
     fragment = send(client, "Leave right away")
     assert wait_finished(app, answer_id(fragment)).status == "complete"
+
+
+def test_health_and_metrics(client: FlaskClient) -> None:
+    assert client.get("/healthz").json == {"status": "ok", "database": "ok"}
+    body = client.get("/metrics").data.decode()
+    assert "# TYPE chatapp_answers_live gauge" in body and "chatapp_db_connections_in_use 0" in body
+
+
+def test_health_says_when_redis_is_unreachable(tmp_path, upstream: FakeUpstream) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import app_config, make_app
+
+    app = make_app(app_config(tmp_path, upstream, REDIS_URL="redis://127.0.0.1:9/0"))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503 and response.json["redis"] == "ConnectionError"
+    streams(app).shutdown()

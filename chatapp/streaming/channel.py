@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from gevent.queue import Empty, Full, Queue
 
+from ..render import append_fragment
+from . import sse
+
 if TYPE_CHECKING:
     from ..models import MessageState
 
@@ -24,6 +27,15 @@ class Frame:
     text: str = ""
     payload: str = ""
     final: MessageState | None = None
+
+
+def text_frame(message_id: int, start: int, text: str) -> Frame:
+    """The frame that appends `text` to an answer whose listener has `start` characters."""
+    end = start + len(text)
+    payload = sse.event(
+        append_fragment(message_id, text), name="frame", id=sse.event_id(message_id, end)
+    )
+    return Frame(start=start, end=end, text=text, payload=payload)
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,11 @@ class Channel(Generic[Item]):
 
     def unsubscribe(self, subscription: Subscription[Item]) -> None:
         self._subscriptions.discard(subscription)
+
+    def close_all(self) -> None:
+        """End every subscription, waking their listeners."""
+        for subscription in tuple(self._subscriptions):
+            subscription.close()
 
     def publish(self, frame: Item) -> None:
         for subscription in tuple(self._subscriptions):

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from gevent.event import Event
 
 from ..models import MessageState
-from ..render import append_fragment
 from . import persistence, sse
-from .channel import Announcement, Ended, Subscription
+from .channel import Announcement, Ended, Subscription, text_frame
 from .hub import Streams
 
 log = logging.getLogger(__name__)
@@ -40,13 +39,25 @@ def follow(
     """
     yield sse.retry(retry_ms)
     generation = streams.live.get(state.id)
-    if generation is None:
+    if generation is not None:
+        catch_up, subscription = generation.subscribe(offset)
+        text_of: Callable[[], str] = generation.text
+
+        def release() -> None:
+            generation.channel.unsubscribe(subscription)
+
+    elif streams.relay is not None and state.is_streaming and (
+        remote := streams.relay.follow_answer(state.id, offset)
+    ):
+        catch_up, subscription, text_of, release = (
+            remote.catch_up, remote.subscription, remote.text, remote.release
+        )
+    else:
         yield from _follow_stored(
             streams, state, offset, render_final, heartbeat, poll_interval, gone or Event()
         )
         return
 
-    catch_up, subscription = generation.subscribe(offset)
     _end_when(gone, subscription)
     try:
         if catch_up:
@@ -71,10 +82,10 @@ def follow(
                 yield frame.payload
             else:
                 # The listener's position falls inside this frame: send only what it lacks.
-                yield _text_event(state.id, generation.text()[offset : frame.end], frame.end)
+                yield _text_event(state.id, text_of()[offset : frame.end], frame.end)
             offset = frame.end
     finally:
-        generation.channel.unsubscribe(subscription)
+        release()
 
 
 def _follow_stored(
@@ -113,7 +124,7 @@ def _end_when(gone: Event | None, subscription: Subscription[object]) -> None:
 
 
 def _text_event(message_id: int, text: str, end: int) -> str:
-    return sse.event(append_fragment(message_id, text), name="frame", id=sse.event_id(message_id, end))
+    return text_frame(message_id, end - len(text), text).payload
 
 
 def _final_event(state: MessageState, render_final: RenderFinal) -> str:
@@ -140,7 +151,7 @@ def watch_conversation(
     yield sse.retry(retry_ms)
     if streams.closing:
         return
-    subscription = streams.watch(conversation_id)
+    subscription, release = streams.watch(conversation_id)
     _end_when(gone, subscription)
     try:
         while True:
@@ -151,11 +162,9 @@ def watch_conversation(
             if news is None:
                 yield sse.comment("keep-alive")
                 continue
-            if news.kind == "closing":
-                return
             if tab and news.origin == tab:
                 continue  # that page made the change and shows it already
             states = [persistence.load_state(streams.app, mid) for mid in news.message_ids]
             yield sse.event(render(news, [s for s in states if s is not None]), name=news.kind)
     finally:
-        streams.unwatch(conversation_id, subscription)
+        release()

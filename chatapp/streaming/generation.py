@@ -21,9 +21,8 @@ from ..llm import errors
 from ..llm.reply import Reply
 from ..llm.request import build_request
 from ..models import MessageState, Status
-from ..render import append_fragment
-from . import persistence, sse
-from .channel import Channel, Frame, Subscription
+from . import persistence
+from .channel import Channel, Frame, Subscription, text_frame
 from .sweeper import INTERRUPTED
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ class Generation:
         unwatched = 0.0
         while not self.done:
             gevent.sleep(step)
-            unwatched = unwatched + step if self.streams.listeners(self.message_id) == 0 else 0.0
+            unwatched = unwatched + step if self.streams.watchers(self.message_id) == 0 else 0.0
             if unwatched >= after:
                 log.info("answer %s: nobody watched it for %gs; stopping it", self.message_id, after)
                 self.stop()
@@ -165,15 +164,16 @@ class Generation:
             return
         text = "".join(self._pending)
         self._pending.clear()
-        start, end = self.published, self.published + len(text)
-        payload = sse.event(
-            append_fragment(self.message_id, text),
-            name="frame",
-            id=sse.event_id(self.message_id, end),
-        )
-        self.published = end
+        frame = text_frame(self.message_id, self.published, text)
+        self.published = frame.end
         self._last_frame_at = time.monotonic()
-        self.channel.publish(Frame(start=start, end=end, text=text, payload=payload))
+        self.channel.publish(frame)
+        if self.streams.relay is not None:
+            try:
+                self.streams.relay.frame(self.message_id, frame)
+            except Exception:
+                # Listeners on other workers catch up from the database when they reconnect.
+                log.exception("could not relay a frame of answer %s", self.message_id)
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
@@ -206,6 +206,11 @@ class Generation:
         self.final = state
         self.streams.forget(self)
         self.channel.publish(Frame(start=self.published, end=self.published, final=state))
+        if self.streams.relay is not None:
+            try:
+                self.streams.relay.final(self.message_id)
+            except Exception:
+                log.exception("could not tell other workers that answer %s ended", self.message_id)
         log.info("generation finished %s", json.dumps(_log_fields(state), sort_keys=False))
 
 

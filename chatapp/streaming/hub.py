@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import gevent
+import redis
 from flask import Flask, current_app
 
 from ..llm.client import Claude
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
-from .persistence import Flusher
+from .persistence import Flusher, load_state
+from .relay import Relay
 from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -36,19 +39,49 @@ class Streams:
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
         self.open_streams = 0  # SSE responses being written by this worker
-        self.sweeper = Sweeper(app, lambda: tuple(self.live))
+        self.relay: Relay | None = None
+        if config.get("REDIS_URL"):
+            self.relay = Relay(
+                config["REDIS_URL"],
+                config["REDIS_PREFIX"],
+                self.listener_capacity,
+                on_stop=self._stop_here,
+                load_state=lambda message_id: load_state(app, message_id),
+            )
+        self.sweeper = Sweeper(app, lambda: tuple(self.live), on_interrupted=self._interrupted)
         app.extensions[EXTENSION_KEY] = self
-        app.before_request(self.sweeper.ensure_running)
+        app.before_request(self._ensure_running)
+
+    def _ensure_running(self) -> None:
+        """Start this worker's background greenlets on its first request (after the fork)."""
+        self.sweeper.ensure_running()
+        if self.relay is not None:
+            try:
+                self.relay.start()  # listen for Stop pressed on other workers
+            except redis.RedisError:
+                log.warning("Redis is unreachable; streams stay within this worker for now")
 
     def start(self, message_id: int, conversation_id: int) -> Generation:
         """Start writing the answer `message_id` (stored with status `streaming`)."""
         generation = Generation(self, message_id, conversation_id)
+        if self.relay is not None:
+            try:
+                self.relay.begin(message_id)
+            except redis.RedisError:
+                log.warning("Redis is unreachable; answer %s streams in this worker only", message_id)
         self.live[message_id] = generation
         generation.start()
         return generation
 
-    def stop(self, message_id: int) -> bool:
-        """Stop the answer if this worker is writing it; False if it is not live here."""
+    def stop(self, message_id: int) -> None:
+        """Stop the answer, whichever worker writes it. Harmless if it has ended."""
+        if not self._stop_here(message_id) and self.relay is not None:
+            try:
+                self.relay.request_stop(message_id)
+            except redis.RedisError:
+                log.warning("Redis is unreachable; could not pass on Stop for %s", message_id)
+
+    def _stop_here(self, message_id: int) -> bool:
         generation = self.live.get(message_id)
         if generation is None:
             return False
@@ -59,32 +92,57 @@ class Streams:
         self, conversation_id: int, kind: str, message_ids: tuple[int, ...], origin: str | None
     ) -> None:
         """Tell every open page of the conversation that messages appeared or restarted."""
+        news = Announcement(kind, message_ids, origin)
+        if self.relay is not None:
+            try:
+                self.relay.announce(conversation_id, news)  # comes back to this worker's pages too
+            except redis.RedisError:
+                log.warning("Redis is unreachable; other tabs see the news on reload")
+            return
         channel = self._conversations.get(conversation_id)
         if channel is not None:
-            channel.publish(Announcement(kind, message_ids, origin))
+            channel.publish(news)
 
-    def watch(self, conversation_id: int) -> Subscription[Announcement]:
-        """Subscribe to a conversation's announcements; `unwatch` when done."""
+    def watch(
+        self, conversation_id: int
+    ) -> tuple[Subscription[Announcement], Callable[[], None]]:
+        """Subscribe to a conversation's announcements; call the second value when done."""
+        if self.relay is not None:
+            return self.relay.watch(conversation_id)
         channel = self._conversations.setdefault(
             conversation_id, Channel(self.listener_capacity)
         )
-        return channel.subscribe()
+        subscription = channel.subscribe()
 
-    def unwatch(self, conversation_id: int, subscription: Subscription[Announcement]) -> None:
-        channel = self._conversations.get(conversation_id)
-        if channel is None:
-            return
-        channel.unsubscribe(subscription)
-        if not channel.listeners:
-            del self._conversations[conversation_id]
+        def release() -> None:
+            channel.unsubscribe(subscription)
+            if not channel.listeners and self._conversations.get(conversation_id) is channel:
+                del self._conversations[conversation_id]
+
+        return subscription, release
+
+    def watchers(self, message_id: int) -> int:
+        """How many follow the answer: streams in this worker, or workers following it."""
+        local = self.listeners(message_id)
+        if local or self.relay is None:
+            return local
+        return self.relay.watching_workers(message_id)
+
+    def _interrupted(self, message_ids: list[int]) -> None:
+        """Answers the sweeper ended: tell their listeners on every worker."""
+        if self.relay is not None:
+            for message_id in message_ids:
+                self.relay.final(message_id)
 
     def counts(self) -> dict[str, int]:
         """What this worker holds right now, for /metrics and leak checks."""
         return {
             "answers_live": len(self.live),
             "streams_open": self.open_streams,
-            "answer_subscriptions": sum(g.channel.listeners for g in self.live.values()),
-            "conversation_subscriptions": sum(c.listeners for c in self._conversations.values()),
+            "answer_subscriptions": sum(g.channel.listeners for g in self.live.values())
+            + (self.relay.listeners("answer") if self.relay else 0),
+            "conversation_subscriptions": sum(c.listeners for c in self._conversations.values())
+            + (self.relay.listeners("conversation") if self.relay else 0),
             "db_flushes": self.flusher.writes,
         }
 
@@ -92,7 +150,9 @@ class Streams:
         """End the open pages' conversation streams; browsers reconnect to another worker."""
         self.closing = True
         for channel in self._conversations.values():
-            channel.publish(Announcement("closing", ()))
+            channel.close_all()
+        if self.relay is not None:
+            self.relay.close_all()
 
     def listeners(self, message_id: int) -> int:
         """How many streams are following the answer `message_id` in this worker."""
@@ -127,6 +187,8 @@ class Streams:
         self.flusher.stop()
         self.sweeper.stop()
         self.claude.close()
+        if self.relay is not None:
+            self.relay.stop()
 
 
 def streams(app: Flask | None = None) -> Streams:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import gevent
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Message, Status, utcnow
@@ -25,9 +25,15 @@ INTERRUPTED = "The server stopped while writing this answer. The text so far is 
 class Sweeper:
     """A greenlet per worker that keeps live answers fresh and ends orphaned ones."""
 
-    def __init__(self, app: Flask, live_ids: Callable[[], Collection[int]]) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        live_ids: Callable[[], Collection[int]],
+        on_interrupted: Callable[[list[int]], None],
+    ) -> None:
         self._app = app
         self._live_ids = live_ids
+        self._on_interrupted = on_interrupted
         self._interval = float(app.config["SWEEP_INTERVAL"])
         self._stale_after = float(app.config["STALE_AFTER"])
         self._greenlet: gevent.Greenlet | None = None
@@ -51,18 +57,27 @@ class Sweeper:
                     update(Message).where(Message.id.in_(live)).values(updated_at=now)
                 )
             stale = (
-                update(Message)
+                select(Message.id)
                 .where(Message.status == Status.STREAMING.value)
                 .where(Message.updated_at < now - timedelta(seconds=self._stale_after))
-                .values(status=Status.INTERRUPTED.value, error=INTERRUPTED, updated_at=now)
             )
             if live:
                 stale = stale.where(Message.id.not_in(live))
-            ended = db.session.execute(stale).rowcount or 0
+            ended = list(db.session.scalars(stale))
+            if ended:
+                db.session.execute(
+                    update(Message)
+                    .where(Message.id.in_(ended))
+                    .where(Message.status == Status.STREAMING.value)
+                    .values(status=Status.INTERRUPTED.value, error=INTERRUPTED, updated_at=now)
+                )
             db.session.commit()
         if ended:
-            log.warning("marked %d answers interrupted: no progress for %gs", ended, self._stale_after)
-        return ended
+            log.warning(
+                "marked %d answers interrupted: no progress for %gs", len(ended), self._stale_after
+            )
+            self._on_interrupted(ended)
+        return len(ended)
 
     def _run(self) -> None:
         while True:

@@ -1,0 +1,184 @@
+"""Two workers sharing one database and one Redis: any worker serves any stream.
+
+Both apps run in this process (as two gunicorn workers would run beside each other); the
+answer is written by worker A and followed, stopped and watched from worker B.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+from flask import Flask
+
+from chatapp.extensions import db
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.models import Message
+from chatapp.streaming import streams
+
+from .conftest import app_config, html, make_app, parse_events, read_events, send, stream_url, streamed_text
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+SLOW = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
+
+
+@pytest.fixture
+def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
+    prefix = f"chatapp-test-{uuid.uuid4().hex[:8]}"
+    config = app_config(tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix)
+    first = make_app(config)
+    second = Flask  # placeholder for typing
+    from chatapp import create_app
+
+    second = create_app(config)  # the same database, already migrated
+    yield first, second
+    for app in (first, second):
+        streams(app).shutdown()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def stored(app: Flask, message_id: int) -> Message:
+    with app.app_context():
+        message = db.session.get(Message, message_id)
+        assert message is not None
+        db.session.expunge(message)
+        return message
+
+
+def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
+    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
+
+
+def test_an_answer_written_on_one_worker_streams_from_another(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    text = "".join(f"Piece {i}: naïve <b>&</b> 🌍. " for i in range(60))
+    upstream.push(Scenario(text=text, pace=SLOW))
+    fragment = send(a.test_client(), "Write on A")
+    message_id = answer_id(fragment)
+    assert message_id in streams(a).live and message_id not in streams(b).live
+    gevent.sleep(0.3)  # some text has gone out before B's listener arrives
+
+    events = read_events(b.test_client(), stream_url(fragment))
+    assert streamed_text(events) == text
+    final = html(events[-1]["data"]).find("article")
+    assert final["data-status"] == "complete"
+    assert stored(b, message_id).content == text
+    assert len(upstream.requests) == 1
+
+
+def test_resume_on_another_worker_has_no_gap_and_no_duplicate(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    text = "".join(f"sentence {i}. " for i in range(150))
+    upstream.push(Scenario(text=text, pace=SLOW))
+    fragment = send(a.test_client(), "Resume across workers")
+    url = stream_url(fragment)
+
+    # Read a few frames from A, drop, then continue from B with the last id.
+    response = a.test_client().get(url, buffered=False)
+    raw, frames = "", 0
+    for chunk in response.response:
+        raw += chunk.decode()
+        frames = raw.count("event: frame")
+        if frames >= 3 and raw.endswith("\n\n"):
+            break
+    response.close()
+    first = parse_events(raw)
+    last_id = [e["id"] for e in first if e.get("event") == "frame"][-1]
+    rest = read_events(b.test_client(), url, headers={"Last-Event-ID": last_id})
+    assert streamed_text(first) + streamed_text(rest) == text
+
+
+def test_stop_pressed_on_another_worker_stops_the_answer(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    upstream.push(Scenario(text="word " * 600, pace=SLOW))
+    fragment = send(a.test_client(), "Stop me from B")
+    message_id = answer_id(fragment)
+    while streams(a).live[message_id].published < 20:
+        gevent.sleep(0.02)
+    pressed = time.monotonic()
+    assert b.test_client().post(f"/messages/{message_id}/stop").status_code == 204
+    deadline = time.monotonic() + 5
+    while message_id in streams(a).live and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    message = stored(b, message_id)
+    assert message.status == "cancelled" and message.content.startswith("word word")
+    assert upstream.disconnects and upstream.disconnects[0] - pressed < 1.0
+
+
+def test_a_new_exchange_on_one_worker_shows_on_pages_served_by_another(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    upstream.push(Scenario(text="First."), Scenario(text="Second."))
+    first = send(a.test_client(), "Two workers, one conversation")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+
+    def listen() -> list[dict[str, str]]:
+        response = b.test_client().get(f"/conversations/{conversation_id}/events?tab=b", buffered=False)
+        raw = ""
+        with gevent.Timeout(3.0, False):
+            for chunk in response.response:
+                raw += chunk.decode()
+                if "event: exchange" in raw:
+                    break
+        response.close()
+        return parse_events(raw)
+
+    watcher = gevent.spawn(listen)
+    gevent.sleep(0.3)
+    a.test_client().post(
+        "/messages",
+        data={"content": "Second question", "conversation_id": conversation_id},
+        headers={"HX-Request": "true", "X-Chat-Tab": "a"},
+    )
+    news = [e for e in watcher.get() if e.get("event") == "exchange"]
+    assert len(news) == 1
+    roles = [article["data-role"] for article in html(news[0]["data"]).find_all("article")]
+    assert roles == ["user", "assistant"]
+    assert streams(b).counts()["conversation_subscriptions"] == 0  # released when the page left
+
+
+def test_listeners_of_an_answer_whose_worker_died_get_its_end(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    upstream.push(Scenario(text="word " * 600, pace=SLOW))
+    fragment = send(a.test_client(), "A dies")
+    message_id = answer_id(fragment)
+    gevent.sleep(0.3)
+
+    def listen() -> list[dict[str, str]]:
+        return read_events(b.test_client(), stream_url(fragment))
+
+    listener = gevent.spawn(listen)
+    gevent.sleep(0.3)
+    # Worker A vanishes without a word (as under kill -9): nothing of it runs any more.
+    generation = streams(a).live.pop(message_id)
+    generation._finish = lambda *args: None  # type: ignore[method-assign]
+    generation._greenlet.kill(block=True)  # type: ignore[union-attr]
+    streams(a).flusher.flush()
+    with a.app_context():
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from chatapp.models import utcnow
+
+        db.session.execute(update(Message).where(Message.id == message_id).values(updated_at=utcnow() - timedelta(minutes=5)))
+        db.session.commit()
+    assert streams(b).sweeper.sweep() == 1
+    events = listener.get(timeout=5)
+    final = html(events[-1]["data"]).find("article")
+    assert final["data-status"] == "interrupted"
