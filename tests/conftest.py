@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,29 @@ def make_app(config: dict[str, Any]) -> Flask:
     return app
 
 
+Configure = Callable[..., Flask]
+
+
 @pytest.fixture
-def app(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Flask]:
-    app = make_app(app_config(tmp_path, upstream))
-    yield app
-    streams(app).shutdown()
-    with app.app_context():
-        db.engine.dispose()
+def configured(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Configure]:
+    """Make apps with config overrides; each is shut down and its engine disposed afterwards."""
+    made: list[Flask] = []
+
+    def configure(**overrides: Any) -> Flask:
+        app = make_app(app_config(tmp_path, upstream, **overrides))
+        made.append(app)
+        return app
+
+    yield configure
+    for app in made:
+        streams(app).shutdown()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(configured: Configure) -> Flask:
+    return configured()
 
 
 @pytest.fixture

@@ -167,13 +167,15 @@ class Generation:
         frame = text_frame(self.message_id, self.published, text)
         self.published = frame.end
         self._last_frame_at = time.monotonic()
-        self.channel.publish(frame)
         if self.streams.relay is not None:
+            # Into Redis first: what any reader has seen is then in Redis, should this worker
+            # die before the next group commit (the sweeper recovers it from there).
             try:
                 self.streams.relay.frame(self.message_id, frame)
             except Exception:
                 # Listeners on other workers catch up from the database when they reconnect.
                 log.exception("could not relay a frame of answer %s", self.message_id)
+        self.channel.publish(frame)
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True

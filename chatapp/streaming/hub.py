@@ -48,7 +48,12 @@ class Streams:
                 on_stop=self._stop_here,
                 load_state=lambda message_id: load_state(app, message_id),
             )
-        self.sweeper = Sweeper(app, lambda: tuple(self.live), on_interrupted=self._interrupted)
+        self.sweeper = Sweeper(
+            app,
+            lambda: tuple(self.live),
+            on_interrupted=self._interrupted,
+            delivered_text=self.relay.delivered_text if self.relay else lambda _message_id: None,
+        )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)
 

@@ -104,6 +104,11 @@ class Relay:
         pipe.delete(self._text_key(message_id))
         pipe.execute()
 
+    def delivered_text(self, message_id: int) -> str | None:
+        """All the text published for a live answer, or None if Redis holds none."""
+        raw = self.redis.get(self._text_key(message_id))
+        return raw.decode() if raw is not None else None
+
     def request_stop(self, message_id: int) -> None:
         """Ask whichever worker writes the answer to stop it."""
         self.redis.publish(self._stop_channel, str(message_id))

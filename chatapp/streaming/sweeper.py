@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import gevent
 from flask import Flask
@@ -30,10 +30,12 @@ class Sweeper:
         app: Flask,
         live_ids: Callable[[], Collection[int]],
         on_interrupted: Callable[[list[int]], None],
+        delivered_text: Callable[[int], str | None] = lambda _message_id: None,
     ) -> None:
         self._app = app
         self._live_ids = live_ids
         self._on_interrupted = on_interrupted
+        self._delivered_text = delivered_text
         self._interval = float(app.config["SWEEP_INTERVAL"])
         self._stale_after = float(app.config["STALE_AFTER"])
         self._greenlet: gevent.Greenlet | None = None
@@ -64,20 +66,30 @@ class Sweeper:
             if live:
                 stale = stale.where(Message.id.not_in(live))
             ended = list(db.session.scalars(stale))
-            if ended:
-                db.session.execute(
-                    update(Message)
-                    .where(Message.id.in_(ended))
-                    .where(Message.status == Status.STREAMING.value)
-                    .values(status=Status.INTERRUPTED.value, error=INTERRUPTED, updated_at=now)
-                )
             db.session.commit()
+        for message_id in ended:
+            self._interrupt(message_id, now)
         if ended:
             log.warning(
                 "marked %d answers interrupted: no progress for %gs", len(ended), self._stale_after
             )
             self._on_interrupted(ended)
         return len(ended)
+
+    def _interrupt(self, message_id: int, now: datetime) -> None:
+        """End one orphan, keeping every character a reader may have seen."""
+        delivered = self._delivered_text(message_id)
+        with self._app.app_context():
+            message = db.session.get(Message, message_id)
+            if message is None or message.status != Status.STREAMING.value:
+                return
+            if delivered is not None and len(delivered) > len(message.content):
+                # Readers saw more than the last group commit stored before the worker died.
+                message.content = delivered
+            message.status = Status.INTERRUPTED.value
+            message.error = INTERRUPTED
+            message.updated_at = now
+            db.session.commit()
 
     def _run(self) -> None:
         while True:
