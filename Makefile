@@ -16,6 +16,7 @@ run: install migrate
 
 test: install-test browser
 	bash tests/run.sh
+	bash tests/postgres.sh
 
 install: $(VENV)/.installed $(VENDOR)/.installed
 

@@ -48,13 +48,22 @@ _INHERITED_SETTINGS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppServer:
     """A running server: where it answers, its database, and what it has printed."""
 
     url: str
     database_url: str
     log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    killed: bool = False
+
+    def kill(self) -> None:
+        """kill -9 the master and its workers at once: nothing of theirs runs any more."""
+        assert self.process is not None
+        self.killed = True
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     @property
     def database_path(self) -> Path:
@@ -106,7 +115,7 @@ def app_server(
         base_env["XDG_RUNTIME_DIR"] = runtime_dir
         _migrate(base_env, log, log_path)
         process, url = _start(base_env, log, log_path, start_timeout)
-        server = AppServer(url=url, database_url=database_url, log_path=log_path)
+        server = AppServer(url=url, database_url=database_url, log_path=log_path, process=process)
         try:
             yield server
         except BaseException:
@@ -114,7 +123,7 @@ def app_server(
             raise
         finally:
             code = _stop(process, stop_timeout)
-            if code not in (0, -signal.SIGTERM):
+            if code not in (0, -signal.SIGTERM) and not server.killed:
                 _show_output(log_path, f"server output (gunicorn exited with {code})")
 
 
