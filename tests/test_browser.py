@@ -11,7 +11,6 @@ with what the fake upstream was asked and what the database stored.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sqlite3
@@ -24,20 +23,9 @@ import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
+from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
 from .server import ROOT, app_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = ROOT / "test-artifacts"
 DRIVER_TIMEOUT = 60.0
 
 PROMPT = "Tell me about streaming"
@@ -62,13 +50,9 @@ PACE = Pace(first_token_seconds=(0.3, 0.3), tokens_per_second=(60.0, 60.0), ping
 
 
 def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) -> None:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(
-            f"Chromium is not installed at {CHROMIUM}; the browser tests need it. "
-            "Install it with `make browser` (`make test` does this)."
-        )
-    if importlib.util.find_spec("playwright") is None:
-        pytest.fail("Playwright is not installed: `.venv/bin/pip install -e '.[test]'`.")
+    reason = missing_browser()
+    if reason:
+        pytest.fail(reason)
 
     upstream = FakeUpstream(PACE, seed=1)
     upstream.start()

@@ -484,7 +484,9 @@ def test_other_open_pages_of_the_conversation_see_a_new_exchange(
     def listen(tab: str) -> list[dict[str, str]]:
         from .conftest import parse_events
 
-        response = client.get(f"/conversations/{conversation_id}/events?tab={tab}", buffered=False)
+        response = client.get(
+            f"/conversations/{conversation_id}/events?tab={tab}&after={answer_id(first)}", buffered=False
+        )
         raw = ""
         with gevent.Timeout(2.0, False):
             for chunk in response.response:
@@ -509,9 +511,37 @@ def test_other_open_pages_of_the_conversation_see_a_new_exchange(
     articles = wrapper.find_all("article")
     assert [a["data-role"] for a in articles] == ["user", "assistant"]
     assert articles[1]["id"] == f"m-{second_id}" and articles[1].has_attr("sse-connect")
+    assert news[0]["id"] == str(second_id)
     # The tab that sent it shows it already and is not told again.
     assert not [e for e in same.get() if e.get("event") == "exchange"]
-    assert not streams(app)._conversations  # subscriptions are released when pages go away
+    assert streams(app).counts()["conversation_subscriptions"] == 0  # released when pages go away
+
+
+def test_a_page_that_was_away_catches_up_with_what_it_missed(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="One."), Scenario(text="Two."))
+    first = send(client, "First")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    wait_finished(app, answer_id(first))
+    second = send(client, "Second", conversation_id)  # sent while the other page was away
+    wait_finished(app, answer_id(second))
+
+    from .conftest import parse_events
+
+    response = client.get(
+        f"/conversations/{conversation_id}/events", headers={"Last-Event-ID": str(answer_id(first))}, buffered=False
+    )
+    raw = ""
+    for chunk in response.response:
+        raw += chunk.decode()
+        if "event: exchange" in raw and raw.endswith("\n\n"):
+            break
+    response.close()
+    news = [e for e in parse_events(raw) if e.get("event") == "exchange"]
+    articles = html(news[0]["data"]).find_all("article")
+    assert [a.select_one("[data-content]").get_text() for a in articles] == ["Second", "Two."]
+    assert news[0]["id"] == str(answer_id(second))
 
 
 def test_abandon_after_stops_an_answer_nobody_watches(configured: Configure, upstream: FakeUpstream) -> None:

@@ -33,7 +33,11 @@ def show(conversation_id: int) -> str:
     conversation = store.get_conversation(conversation_id)
     messages = [live_view(MessageState.of(m)) for m in conversation.messages]
     return render_template(
-        "conversation.html", conversation=conversation, messages=messages, **_sidebar()
+        "conversation.html",
+        conversation=conversation,
+        messages=messages,
+        newest_message_id=messages[-1].id if messages else 0,
+        **_sidebar(),
     )
 
 
@@ -72,6 +76,7 @@ def send() -> Response:
         answer=live_view(MessageState.of(answer)),
         conversation=conversation,
         created=created,
+        newest_message_id=answer.id,
         **(_sidebar() if created else {}),
     )
     response = htmx.vary_on_htmx(make_response(body))
@@ -169,6 +174,7 @@ def _composer_error(text: str, conversation: Conversation | None, status: int = 
         "conversation.html",
         conversation=conversation,
         messages=messages,
+        newest_message_id=messages[-1].id if messages else 0,
         composer_error=text,
         draft=request.form.get("content", ""),
         **_sidebar(),

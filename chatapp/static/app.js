@@ -22,10 +22,23 @@
     var remember = function (event) {
       if (event.lastEventId) lastIds.set(url, event.lastEventId);
     };
-    source.addEventListener("frame", remember);
-    source.addEventListener("done", remember);
+    ["frame", "exchange", "restart"].forEach(function (name) {
+      source.addEventListener(name, remember);
+    });
+    // An answer's stream has ended: a later stream at this URL (after Retry) starts afresh.
+    source.addEventListener("done", function () { lastIds.delete(url); });
     return source;
   };
+
+  // -- No message twice: news of an exchange this page already shows adds nothing ----------
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var fragment = event.detail.fragment;
+    if (!fragment || !fragment.querySelectorAll) return;
+    fragment.querySelectorAll("article[id]").forEach(function (article) {
+      var shown = document.getElementById(article.id);
+      if (shown && shown !== event.detail.target) article.remove();
+    });
+  });
 
   // -- Composer: Enter sends, Shift+Enter is a new line; cleared once the send is taken ----
   document.addEventListener("keydown", function (event) {

@@ -136,6 +136,7 @@ def _final_event(state: MessageState, render_final: RenderFinal) -> str:
 def watch_conversation(
     streams: Streams,
     conversation_id: int,
+    after: int,
     tab: str | None,
     render: Callable[[Announcement, list[MessageState]], str],
     *,
@@ -145,15 +146,21 @@ def watch_conversation(
 ) -> Iterator[str]:
     """Yield the SSE text that keeps one open page of a conversation up to date.
 
-    New exchanges and restarted answers from other tabs arrive here; the answers themselves
-    then stream through their own message streams.
+    `after` is the newest message the page shows (the `id:` of the last event it got). Messages
+    added since, by other tabs, arrive here; the answers themselves then stream through their
+    own streams. A page that was away catches up first, so a reconnect misses nothing.
     """
     yield sse.retry(retry_ms)
     if streams.closing:
         return
-    subscription, release = streams.watch(conversation_id)
+    subscription, release = streams.watch(conversation_id)  # before the catch-up: no gap
     _end_when(gone, subscription)
     try:
+        missed = persistence.load_newer(streams.app, conversation_id, after)
+        if missed:
+            after = missed[-1].id
+            news = Announcement("exchange", tuple(m.id for m in missed))
+            yield sse.event(render(news, missed), name="exchange", id=str(after))
         while True:
             try:
                 news = subscription.next(timeout=heartbeat)
@@ -162,9 +169,14 @@ def watch_conversation(
             if news is None:
                 yield sse.comment("keep-alive")
                 continue
+            if news.kind == "exchange":
+                if max(news.message_ids, default=0) <= after:
+                    continue  # caught up with it already
+                after = max(news.message_ids)
             if tab and news.origin == tab:
                 continue  # that page made the change and shows it already
             states = [persistence.load_state(streams.app, mid) for mid in news.message_ids]
-            yield sse.event(render(news, [s for s in states if s is not None]), name=news.kind)
+            present = [state for state in states if state is not None]
+            yield sse.event(render(news, present), name=news.kind, id=str(after))
     finally:
         release()

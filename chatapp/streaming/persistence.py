@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from flask import Flask
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
 from ..models import Message, MessageState, Status, utcnow
@@ -109,6 +109,18 @@ def load_state(app: Flask, message_id: int) -> MessageState | None:
     with app.app_context():
         message = db.session.get(Message, message_id)
         return MessageState.of(message) if message is not None else None
+
+
+def load_newer(app: Flask, conversation_id: int, after: int) -> list[MessageState]:
+    """The conversation's messages newer than message `after`, oldest first."""
+    with app.app_context():
+        messages = db.session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .where(Message.id > after)
+            .order_by(Message.id)
+        )
+        return [MessageState.of(message) for message in messages]
 
 
 def load_history(app: Flask, message_id: int) -> tuple[str, str, list[MessageState]]:

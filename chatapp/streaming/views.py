@@ -43,10 +43,11 @@ def conversation_events(conversation_id: int) -> Response:
     store.get_conversation(conversation_id)
     db.session.close()
     tab = request.args.get("tab")
+    after = _newest_shown()
     connection = _connection()
     return _event_stream(
         watch_conversation(
-            streams(), conversation_id, tab, _render_news, gone=connection.gone, **_pace()
+            streams(), conversation_id, after, tab, _render_news, gone=connection.gone, **_pace()
         ),
         connection,
     )
@@ -90,6 +91,14 @@ def _pace() -> dict[str, Any]:
         "heartbeat": float(config["HEARTBEAT_SECONDS"]),
         "retry_ms": int(config["SSE_RETRY_MS"]),
     }
+
+
+def _newest_shown() -> int:
+    """The newest message the page shows: its last event id, or what it was rendered with."""
+    for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id")):
+        if value and value.strip().isdigit():
+            return int(value)
+    return max(request.args.get("after", 0, type=int), 0)
 
 
 def _resume_offset(message_id: int) -> int:
