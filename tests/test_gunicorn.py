@@ -10,10 +10,12 @@ from __future__ import annotations
 import html
 import http.cookiejar
 import json
+import os
 import re
 import sqlite3
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from .conftest import parse_events
 from .server import AppServer, app_server
 
 STREAMS = 50
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # About 1-3 s per answer, so that all of them are streaming at the same time.
 PACE = Pace(first_token_seconds=(0.3, 0.8), tokens_per_second=(40.0, 80.0), ping_seconds=1.0)
 # Every I/O wait of a client; a stream that stalls this long fails the test instead of hanging it.
@@ -138,9 +141,15 @@ def upstream() -> Iterator[FakeUpstream]:
     fake.stop()
 
 
+@pytest.mark.parametrize(
+    "workers",
+    [1, 2],
+    ids=["one-worker", "two-workers-redis"],
+)
 def test_fifty_concurrent_streams_each_deliver_every_character(
-    tmp_path: Path, upstream: FakeUpstream
+    tmp_path: Path, upstream: FakeUpstream, workers: int
 ) -> None:
+    """With two workers, a send and its stream often land on different workers (via Redis)."""
     texts = [answer_text(n) for n in range(STREAMS)]
     # The fake hands scenarios out in the order requests reach it, which need not be the order
     # of the sends; `upstream.requests` keeps that order, so each prompt's text is known after.
@@ -150,7 +159,10 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
     all_sent = Event()
     sent = 0
 
-    with app_server(tmp_path, upstream=upstream) as server:
+    env = {"WEB_CONCURRENCY": str(workers)}
+    if workers > 1:
+        env.update(REDIS_URL=REDIS_URL, CHATAPP_REDIS_PREFIX=f"chatapp-test-{uuid.uuid4().hex[:8]}")
+    with app_server(tmp_path, upstream=upstream, env=env) as server:
 
         def visit(outcome: Outcome) -> None:
             nonlocal sent

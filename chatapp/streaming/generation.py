@@ -16,6 +16,7 @@ import anthropic
 import gevent
 import httpx2
 from gevent import Greenlet, GreenletExit
+from gevent.lock import Semaphore
 
 from ..llm import errors
 from ..llm.reply import Reply
@@ -50,6 +51,7 @@ class Generation:
         self._pending: list[str] = []
         self._last_frame_at = 0.0
         self._frame_timer: Greenlet | None = None
+        self._publishing = Semaphore()
         self._greenlet: Greenlet | None = None
         self._finishing = False
         self._model: str | None = None
@@ -159,7 +161,13 @@ class Generation:
             self._frame_timer = gevent.spawn_later(wait, self._publish_pending)
 
     def _publish_pending(self) -> None:
-        self._frame_timer = None
+        self._frame_timer = None  # first, before any switch: _finish relies on it
+        # The timer's greenlet and the generation's can both get here, and relaying to Redis
+        # switches greenlets: one frame at a time keeps frames and Redis's text in order.
+        with self._publishing:
+            self._publish_pending_now()
+
+    def _publish_pending_now(self) -> None:
         if not self._pending:
             return
         text = "".join(self._pending)
@@ -180,8 +188,8 @@ class Generation:
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
         if self._frame_timer is not None:
-            self._frame_timer.kill(block=False)
-        self._publish_pending()
+            self._frame_timer.kill(block=False)  # not started yet (it clears this first)
+        self._publish_pending()  # waits for a timer's publication under way
         reply = self.reply
         usage = reply.usage
         state = MessageState(
