@@ -1,0 +1,70 @@
+"""A deploy mid-answer: gunicorn is reloaded (SIGHUP) or stopped (SIGTERM) while Claude writes.
+
+The answer ends `complete` if it finishes within the grace period, else `interrupted`, and every
+character a reader was shown is stored.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gevent
+import pytest
+
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+
+from .conftest import parse_events
+from .server import app_server
+from .test_gunicorn import Browser, reassemble, stored_messages
+
+LONG = "".join(f"Sentence {i} of an answer that outlives the deploy. " for i in range(150))
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream(Pace(first_token_seconds=(0.2, 0.2), tokens_per_second=(40.0, 40.0)))
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.mark.parametrize("sent", [signal.SIGHUP, signal.SIGTERM], ids=["reload", "stop"])
+def test_a_deploy_mid_answer_keeps_what_was_shown(
+    tmp_path: Path, upstream: FakeUpstream, sent: signal.Signals
+) -> None:
+    upstream.push(Scenario(text=LONG), Scenario(text="After the deploy."))
+    env = {"GUNICORN_CMD_ARGS": "--graceful-timeout 5"}
+    with app_server(tmp_path, upstream=upstream, env=env) as server:
+        browser = Browser(server.url)
+        browser.open_page()
+        answer_id, url = browser.send("Keep talking")
+        reader = gevent.spawn(browser.read_stream, url)
+        gevent.sleep(1.5)
+        assert server.process is not None
+        server.process.send_signal(sent)
+        raw = reader.get(timeout=30)
+
+        shown, events = reassemble(answer_id, raw)
+        assert shown and events[-1]["event"] == "done"
+        assert 'data-status="interrupted"' in events[-1]["data"]
+        status, content = stored_messages(server)[answer_id][1:]
+        assert status == "interrupted" and content.startswith(shown)
+        assert "Traceback" not in server.output()
+
+        if sent == signal.SIGHUP:
+            # The new worker serves the next answer, and the old one's end is there on reload.
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    browser.open_page()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    gevent.sleep(0.2)
+            events = parse_events(browser.read_stream(url))
+            assert 'data-status="interrupted"' in events[-1]["data"]
+            next_id, next_url = browser.send("And now?")
+            assert reassemble(next_id, browser.read_stream(next_url))[0] == "After the deploy."
