@@ -1,0 +1,212 @@
+"""A TCP proxy for tests that can cut connections the way a flaky network does.
+
+`FaultProxy(server.url).start()` gives a URL to use instead of the server's. Every connection
+to it is relayed byte for byte to the server (one greenlet per direction, in the test
+process's hub). `sever()` resets every connection open through it at once, both sides, as a
+dropped Wi-Fi or a restarted office proxy would: the client sees ECONNRESET, the server sees
+its next write fail. New connections keep working. `sever_one()` and `sever_client(port)`
+cut a single connection, for tests that choose their victims; `sever_mid_write(port)` cuts one
+in the middle of the next piece the server sends, so the client gets half an event.
+
+The proxy never prints: a relay that fails because its pair was severed (or because either
+side went away) ends quietly.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import urllib.parse
+from typing import Any
+
+import gevent
+import gevent.socket
+from gevent.pool import Group, Pool
+from gevent.server import StreamServer
+
+HOST = "127.0.0.1"
+_CHUNK = 65536
+_PART_DELIVERY = 0.02  # seconds between the part of a piece and the cut after it
+# close() after SO_LINGER (on, 0 s) sends RST instead of FIN: an abrupt cut, not a clean end.
+_RESET = struct.pack("ii", 1, 0)
+
+
+class _Pair:
+    """One client connection and the connection to the server that relays it."""
+
+    def __init__(self, client: socket.socket, server: socket.socket, client_port: int) -> None:
+        self.client = client
+        self.server = server
+        self.client_port = client_port
+        self.closed = False
+        # Set to sever partway through the server's next piece: the share of it delivered first.
+        self.cut_mid_write: float | None = None
+
+    def close(self, *, reset: bool) -> None:
+        """Close both sockets (with RST when `reset`); the relays waiting on them end."""
+        if self.closed:
+            return
+        self.closed = True
+        for sock in (self.client, self.server):
+            if reset:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+                except OSError:
+                    pass  # already closed by its peer's failure
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def end_writing(self, sock: socket.socket) -> None:
+        """Pass an end of stream on (half-close), keeping the other direction open."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class FaultProxy:
+    """A loopback TCP relay to `target` ("http://127.0.0.1:PORT") that can sever connections."""
+
+    def __init__(self, target: str) -> None:
+        parsed = urllib.parse.urlsplit(target)
+        if parsed.hostname is None or parsed.port is None:
+            raise ValueError(f"target needs a host and a port: {target!r}")
+        self.target = target
+        self._address = (parsed.hostname, parsed.port)
+        self._pairs: set[_Pair] = set()
+        self._relays = Group()
+        self._server: StreamServer | None = None
+        self._stopping = False
+        self.severed = 0
+        self.severed_mid_write = 0  # of which partway through a piece from the server
+        self.url = ""
+
+    def start(self) -> str:
+        """Listen on a free loopback port; return the URL that reaches the target through us."""
+        if self._server is not None:
+            raise RuntimeError("FaultProxy is already started")
+        self._stopping = False
+        server = StreamServer((HOST, 0), self._handle, backlog=2048, spawn=Pool())
+        server.start()
+        self._server = server
+        self.url = f"http://{HOST}:{server.server_port}"
+        return self.url
+
+    def sever(self) -> int:
+        """Reset every open connection, both sides; return how many pairs were cut."""
+        return self._sever(list(self._pairs))
+
+    def sever_one(self, rng: random.Random | None = None) -> int:
+        """Reset one open connection chosen at random; return 1, or 0 if none was open."""
+        pairs = sorted(self._pairs, key=lambda pair: pair.client_port)
+        if not pairs:
+            return 0
+        return self._sever([(rng or random).choice(pairs)])
+
+    def sever_client(self, port: int) -> int:
+        """Reset the connection(s) whose client side is local port `port`; return how many."""
+        return self._sever([pair for pair in self._pairs if pair.client_port == port])
+
+    def sever_mid_write(self, port: int, rng: random.Random | None = None) -> int:
+        """Sever client `port`'s connection(s) partway through the next data from the server.
+
+        Returns how many were armed. Each is cut (and counted in `severed`) when the server next
+        writes to it; one that the server closes first ends normally and is not counted.
+        """
+        armed = 0
+        for pair in self._pairs:
+            if pair.client_port == port and not pair.closed:
+                pair.cut_mid_write = (rng or random).random()
+                armed += 1
+        return armed
+
+    def stop(self) -> None:
+        """Stop listening and close every open connection (not counted as severed)."""
+        self._stopping = True
+        for pair in list(self._pairs):
+            self._pairs.discard(pair)
+            pair.close(reset=True)
+        if self._server is not None:
+            self._server.stop(timeout=1.0)
+            self._server = None
+        self._relays.kill(block=True, timeout=1.0)
+
+    @property
+    def live(self) -> int:
+        """Pairs open right now."""
+        return len(self._pairs)
+
+    def _sever(self, pairs: list[_Pair]) -> int:
+        count = 0
+        for pair in pairs:
+            if pair.closed or pair not in self._pairs:
+                continue
+            self._pairs.discard(pair)
+            pair.close(reset=True)
+            count += 1
+        self.severed += count
+        return count
+
+    # -- relaying ---------------------------------------------------------------------------
+
+    def _handle(self, client: socket.socket, address: Any) -> None:
+        """Serve one accepted connection until both directions end or it is severed."""
+        try:
+            server = gevent.socket.create_connection(self._address, timeout=10.0)
+        except OSError:
+            _reset(client)
+            return
+        server.settimeout(None)
+        client.settimeout(None)
+        for sock in (client, server):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        pair = _Pair(client, server, int(address[1]))
+        if self._stopping:
+            pair.close(reset=True)
+            return
+        self._pairs.add(pair)
+        try:
+            upward = self._relays.spawn(self._relay, pair, client, server)
+            downward = self._relays.spawn(self._relay, pair, server, client, downward=True)
+            gevent.joinall([upward, downward])
+        finally:
+            self._pairs.discard(pair)
+            pair.close(reset=False)
+
+    def _relay(
+        self, pair: _Pair, source: socket.socket, sink: socket.socket, *, downward: bool = False
+    ) -> None:
+        """Copy one direction until its end of stream (passed on) or any failure (ends both)."""
+        try:
+            while True:
+                data = source.recv(_CHUNK)
+                if not data:
+                    pair.end_writing(sink)
+                    return
+                if downward and pair.cut_mid_write is not None:
+                    if len(data) > 1:
+                        delivered = min(max(int(len(data) * pair.cut_mid_write), 1), len(data) - 1)
+                        sink.sendall(data[:delivered])
+                        # A reset discards what the peer has not read yet: let the part arrive.
+                        gevent.sleep(_PART_DELIVERY)
+                    self.severed_mid_write += self._sever([pair])
+                    return
+                sink.sendall(data)
+        except OSError:
+            # Severed (the socket was closed under us), or a side reset or went away: a relay
+            # that cannot go on takes its pair down, as a real middlebox would.
+            pair.close(reset=True)
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        sock.close()
+    except OSError:
+        pass
