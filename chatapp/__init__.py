@@ -57,10 +57,9 @@ def _migrations_directory() -> str:
 
 
 def _configure_logging(app: Flask) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    from . import logs
+
+    logs.configure(app.config["LOG_FORMAT"])
     app.logger.setLevel(logging.INFO)
     # One line per answer comes from chatapp; the libraries' per-request lines are noise here.
     for noisy in ("httpx2", "httpcore2", "alembic.runtime.plugins"):

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # Fan-out between workers (REDIS_URL)
     "REDIS_URL": None,
     "REDIS_PREFIX": "chatapp",  # keys and channels start with this; one per installation
+    # Logging
+    "LOG_FORMAT": "text",  # or "json": one JSON object per line
     # Storage
     "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
     "SQLALCHEMY_ENGINE_OPTIONS": {},

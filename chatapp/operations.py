@@ -10,14 +10,13 @@ from .streaming import streams
 
 bp = Blueprint("operations", __name__)
 
-# name: (type, help). Values are this worker's; each gunicorn worker answers for itself.
-_METRICS = {
-    "answers_live": ("gauge", "Answers this worker is writing now."),
-    "streams_open": ("gauge", "Server-sent event responses this worker is writing now."),
-    "answer_subscriptions": ("gauge", "Listeners subscribed to live answers."),
-    "conversation_subscriptions": ("gauge", "Open pages subscribed to their conversation."),
-    "db_flushes": ("counter", "Group commits of streamed text."),
-    "db_connections_in_use": ("gauge", "Database connections checked out of the pool."),
+# Gauges: name -> help. Values are this worker's; each gunicorn worker answers for itself.
+_GAUGES = {
+    "answers_live": "Answers this worker is writing now.",
+    "streams_open": "Server-sent event responses this worker is writing now.",
+    "answer_subscriptions": "Listeners subscribed to live answers.",
+    "conversation_subscriptions": "Open pages subscribed to their conversation.",
+    "db_connections_in_use": "Database connections checked out of the pool.",
 }
 
 
@@ -43,12 +42,10 @@ def healthz() -> tuple[dict[str, str], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """This worker's gauges and counters in Prometheus' text format."""
-    values = dict(streams().counts())
-    pool = db.engine.pool
-    values["db_connections_in_use"] = int(getattr(pool, "checkedout", lambda: 0)())
-    lines = []
-    for name, (kind, help_text) in _METRICS.items():
-        metric = f"chatapp_{name}" + ("_total" if kind == "counter" else "")
-        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}", f"{metric} {values[name]}"]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    """This worker's gauges, counters and histograms in Prometheus' text format."""
+    hub = streams()
+    values = dict(hub.counts())
+    values["db_connections_in_use"] = int(getattr(db.engine.pool, "checkedout", lambda: 0)())
+    gauges = {name: (help_text, float(values[name])) for name, help_text in _GAUGES.items()}
+    body = hub.meter.render(gauges)
+    return Response(body, mimetype="text/plain; version=0.0.4")

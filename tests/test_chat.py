@@ -399,11 +399,15 @@ def test_finished_generation_logs_one_structured_line(
     with caplog.at_level(logging.INFO, logger="chatapp.streaming.generation"):
         fragment = send(client, "Log it")
         wait_finished(app, answer_id(fragment))
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("generation finished")]
-    assert len(lines) == 1
-    fields = json.loads(lines[0].removeprefix("generation finished "))
-    assert fields["message"] == answer_id(fragment) and fields["status"] == "complete"
-    assert set(fields) >= {"conversation", "model", "stop_reason", "ttft_ms", "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"}
+    records = [r for r in caplog.records if r.getMessage() == "generation finished"]
+    assert len(records) == 1
+    fields = records[0].fields  # type: ignore[attr-defined]
+    from chatapp.logs import JsonFormatter, TextFormatter
+
+    assert json.loads(JsonFormatter().format(records[0]))["status"] == "complete"
+    assert TextFormatter().format(records[0]).endswith(json.dumps(fields))
+    assert fields["message_id"] == answer_id(fragment) and fields["status"] == "complete"
+    assert set(fields) >= {"conversation_id", "model", "stop_reason", "ttft_ms", "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"}
 
 
 def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: FlaskClient) -> None:
@@ -572,3 +576,18 @@ def test_health_says_when_redis_is_unreachable(configured: Configure, upstream: 
     app = configured(REDIS_URL="redis://127.0.0.1:9/0")
     response = app.test_client().get("/healthz")
     assert response.status_code == 503 and response.json["redis"] == "ConnectionError"
+
+
+def test_metrics_count_frames_answers_errors_and_first_tokens(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="Counted."), Scenario(status=529))
+    wait_finished(app, answer_id(send(client, "One")))
+    wait_finished(app, answer_id(send(client, "Two")))
+    body = client.get("/metrics").data.decode()
+    assert 'chatapp_answers_total{status="complete"} 1' in body
+    assert 'chatapp_answers_total{status="failed"} 1' in body
+    assert 'chatapp_upstream_errors_total{kind="overloaded_error"} 1' in body
+    assert "chatapp_characters_total 8" in body
+    assert 'chatapp_first_token_seconds_bucket{le="+Inf"} 1' in body
+    assert "chatapp_frames_total " in body and "chatapp_db_flush_seconds_count " in body

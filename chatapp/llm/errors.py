@@ -37,6 +37,19 @@ def describe(exc: BaseException, *, idle_timeout: float | None = None) -> str:
     return "Something went wrong while asking Claude; the error is in the server log."
 
 
+def kind(exc: BaseException) -> str:
+    """A short label for what went wrong, for metrics: the API's error type, or the transport's."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return _error_type(exc.body) or f"http_{exc.status_code}"
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return "timeout"
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.ConnectError):
+        return "connection"
+    if isinstance(exc, httpx2.TransportError):
+        return "dropped"
+    return type(exc).__name__
+
+
 def cut_off() -> str:
     """The sentence for a stream that ended without Claude saying it was done."""
     return "The answer was cut off before Claude finished it."

@@ -7,7 +7,6 @@ the group-commit flusher and, whatever happens, ends in exactly one terminal sta
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -137,12 +136,14 @@ class Generation:
                 status = Status.COMPLETE
             else:
                 error = errors.cut_off()
+                self.streams.meter.upstream_errors["cut_off"] += 1
         except StopRequested:
             status = Status.CANCELLED
         except GreenletExit:
             status, error = Status.INTERRUPTED, INTERRUPTED
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             error = errors.describe(exc, idle_timeout=self.streams.idle_timeout)
+            self.streams.meter.upstream_errors[errors.kind(exc)] += 1
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
         except Exception as exc:
             error = errors.describe(exc)
@@ -152,6 +153,7 @@ class Generation:
 
     def _receive(self, text: str) -> None:
         self.length += len(text)
+        self.streams.meter.characters += len(text)
         self._pending.append(text)
         self.streams.flusher.mark(self)
         wait = self._last_frame_at + self.streams.frame_interval - time.monotonic()
@@ -184,6 +186,7 @@ class Generation:
                 # Listeners on other workers catch up from the database when they reconnect.
                 log.exception("could not relay a frame of answer %s", self.message_id)
         self.channel.publish(frame)
+        self.streams.meter.frames += 1
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
@@ -214,6 +217,9 @@ class Generation:
         except Exception:
             log.exception("could not store the end of answer %s", self.message_id)
         self.final = state
+        self.streams.meter.answers[state.status] += 1
+        if state.ttft_ms is not None:
+            self.streams.meter.first_token.observe(state.ttft_ms / 1000)
         self.streams.forget(self)
         self.channel.publish(Frame(start=self.published, end=self.published, final=state))
         if self.streams.relay is not None:
@@ -221,13 +227,13 @@ class Generation:
                 self.streams.relay.final(self.message_id)
             except Exception:
                 log.exception("could not tell other workers that answer %s ended", self.message_id)
-        log.info("generation finished %s", json.dumps(_log_fields(state), sort_keys=False))
+        log.info("generation finished", extra={"fields": _log_fields(state)})
 
 
 def _log_fields(state: MessageState) -> dict[str, Any]:
     return {
-        "conversation": state.conversation_id,
-        "message": state.id,
+        "conversation_id": state.conversation_id,
+        "message_id": state.id,
         "model": state.model,
         "status": state.status,
         "stop_reason": state.stop_reason,

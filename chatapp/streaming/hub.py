@@ -11,6 +11,7 @@ import redis
 from flask import Flask, current_app
 
 from ..llm.client import Claude
+from ..metrics import Meter
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
 from .persistence import Flusher, load_state
@@ -29,7 +30,8 @@ class Streams:
         config = app.config
         self.app = app
         self.claude = Claude(config)
-        self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]))
+        self.meter = Meter()
+        self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter)
         self.frame_interval = float(config["FRAME_INTERVAL"])
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
@@ -148,7 +150,6 @@ class Streams:
             + (self.relay.listeners("answer") if self.relay else 0),
             "conversation_subscriptions": sum(c.listeners for c in self._conversations.values())
             + (self.relay.listeners("conversation") if self.relay else 0),
-            "db_flushes": self.flusher.writes,
         }
 
     def _close_watchers(self) -> None:

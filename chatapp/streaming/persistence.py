@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import bindparam, select, update
 
 from ..extensions import db
+from ..metrics import Meter
 from ..models import Message, MessageState, Status, utcnow
 
 if TYPE_CHECKING:
@@ -36,8 +37,9 @@ class Progress(Protocol):
 class Flusher:
     """Writes the text of every answer that changed since the last tick, in one transaction."""
 
-    def __init__(self, app: Flask, interval: float) -> None:
+    def __init__(self, app: Flask, interval: float, meter: Meter) -> None:
         self._app = app
+        self._meter = meter
         self._interval = interval
         self._dirty: dict[int, Progress] = {}
         self._ticker: Greenlet | None = None
@@ -77,7 +79,7 @@ class Flusher:
             log.exception("could not store streamed text of %d answers; retrying", len(rows))
             for mid, progress in batch.items():
                 self._dirty.setdefault(mid, progress)
-        log.debug("flushed %d answers in %.1f ms", len(rows), (time.monotonic() - started) * 1000)
+        self._meter.db_flush.observe(time.monotonic() - started)
 
     def stop(self) -> None:
         """Write what is pending and end the ticker."""
