@@ -91,7 +91,8 @@ class EventStreamParser:
     """The HTML standard's event-stream interpretation, for one connection of an EventSource.
 
     Only complete events are dispatched: a connection that drops mid-event loses that event,
-    as in a browser. The id buffer starts from the source's last event id (as Chromium does).
+    as in a browser. Each connection gets a new parser whose id buffer starts from the source's
+    last event id, as in Chromium.
     """
 
     def __init__(self, last_event_id: str) -> None:
@@ -451,6 +452,12 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
         all_open = Event()
         opened = 0
 
+        def count_open() -> None:
+            nonlocal opened
+            opened += 1
+            if opened == ANSWERS:
+                all_open.set()
+
         def visit(outcome: Outcome) -> None:
             rng = random.Random(seed * 1000 + outcome.n)
             listener = None
@@ -478,12 +485,6 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
             finally:
                 if listener is None or not listener.opened.is_set():
                     count_open()  # the storm need not wait for a visitor that failed
-
-        def count_open() -> None:
-            nonlocal opened
-            opened += 1
-            if opened == ANSWERS:
-                all_open.set()
 
         streaming_started = time.monotonic()
         storm = gevent.spawn(sever_everything_once, proxy, all_open, random.Random(seed))
