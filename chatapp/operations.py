@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+import json
+from collections.abc import Iterator
+
+import gevent
+from flask import Blueprint, Response, render_template, request, stream_with_context
 from sqlalchemy import text
 
 from .extensions import db
-from .streaming import streams
+from .streaming import sse, streams
+from .streaming.views import STREAM_HEADERS
 
 bp = Blueprint("operations", __name__)
 
@@ -49,3 +54,38 @@ def metrics() -> Response:
     gauges = {name: (help_text, float(values[name])) for name, help_text in _GAUGES.items()}
     body = hub.meter.render(gauges)
     return Response(body, mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/connection-check")
+def connection_check() -> str:
+    """A page that tells whether something between browser and server buffers or cuts streams."""
+    return render_template("connection_check.html")
+
+
+@bp.get("/connection-check/stream")
+def connection_check_stream() -> Response:
+    """Timed test events: `ticks` events `interval` seconds apart, after `quiet` silent seconds.
+
+    During the quiet part only heartbeat comments flow, as while Claude thinks: a proxy with a
+    short idle timeout that ignores them would cut the stream there.
+    """
+    ticks = min(max(request.args.get("ticks", 10, type=int), 1), 60)
+    interval = min(max(request.args.get("interval", 1.0, type=float), 0.05), 5.0)
+    quiet = min(max(request.args.get("quiet", 0.0, type=float), 0.0), 300.0)
+    heartbeat = streams().app.config["HEARTBEAT_SECONDS"]
+    body = _ticks(ticks, interval, quiet, float(heartbeat))
+    return Response(stream_with_context(body), mimetype="text/event-stream", headers=STREAM_HEADERS)
+
+
+def _ticks(ticks: int, interval: float, quiet: float, heartbeat: float) -> Iterator[str]:
+    yield sse.event(json.dumps({"quiet": quiet}), name="hello")
+    while quiet > 0:
+        pause = min(heartbeat, quiet)
+        gevent.sleep(pause)
+        quiet -= pause
+        yield sse.comment("keep-alive")
+    for n in range(ticks):
+        yield sse.event(json.dumps({"n": n, "interval": interval}), name="tick", id=str(n))
+        if n < ticks - 1:
+            gevent.sleep(interval)
+    yield sse.event(json.dumps({"ticks": ticks}), name="done")

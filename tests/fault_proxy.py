@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import time
 import urllib.parse
 from typing import Any
 
@@ -70,7 +71,10 @@ class _Pair:
 class FaultProxy:
     """A loopback TCP relay to `target` ("http://127.0.0.1:PORT") that can sever connections."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, buffer_seconds: float = 0.0) -> None:
+        """`buffer_seconds` > 0 makes it a buffering proxy: what the server sends is held back
+        and passed on in lumps, at most once per that many seconds (and at the end)."""
+        self._buffer_seconds = buffer_seconds
         parsed = urllib.parse.urlsplit(target)
         if parsed.hostname is None or parsed.port is None:
             raise ValueError(f"target needs a host and a port: {target!r}")
@@ -183,12 +187,21 @@ class FaultProxy:
         self, pair: _Pair, source: socket.socket, sink: socket.socket, *, downward: bool = False
     ) -> None:
         """Copy one direction until its end of stream (passed on) or any failure (ends both)."""
+        held, released = b"", time.monotonic()
         try:
             while True:
                 data = source.recv(_CHUNK)
                 if not data:
+                    if held:
+                        sink.sendall(held)
                     pair.end_writing(sink)
                     return
+                if downward and self._buffer_seconds > 0:
+                    held += data
+                    if time.monotonic() - released >= self._buffer_seconds:
+                        sink.sendall(held)
+                        held, released = b"", time.monotonic()
+                    continue
                 if downward and pair.cut_mid_write is not None:
                     if len(data) > 1:
                         delivered = min(max(int(len(data) * pair.cut_mid_write), 1), len(data) - 1)

@@ -498,3 +498,39 @@ def test_the_page_that_started_a_conversation_gets_news_from_other_pages(
     wait_for_answer(browser, "other", second_answer, status="complete")
     on_starter = wait_for_answer(browser, "starter", second_answer, status="complete", timeout=5)
     assert on_starter["text"] == second
+
+
+# -- the connection check -------------------------------------------------------------------------
+
+CHECK_VERDICT = """
+() => {
+  const text = document.getElementById("check-status").textContent;
+  return text.startsWith("Running") || text.startsWith("Not run") ? null : text;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("direct", "on time"), ("buffering", "Buffering"), ("cut", "was cut")],
+)
+def test_the_connection_check_says_what_the_path_does_to_streams(
+    server: AppServer, browser: RemoteBrowser, pages: list[str], path: str, expected: str
+) -> None:
+    proxy = None
+    url = server.url
+    if path != "direct":
+        proxy = FaultProxy(server.url, buffer_seconds=4.0 if path == "buffering" else 0.0)
+        url = proxy.start()
+    try:
+        pages.append("check")
+        browser.open("check", url + "/connection-check")
+        browser.click("check", 'button[data-check="quick"]')
+        if proxy is not None and path == "cut":
+            browser.wait_for("check", "() => document.querySelectorAll('#check-log li').length >= 4")
+            proxy.sever()
+        verdict = browser.wait_for("check", CHECK_VERDICT, timeout=40)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+    assert expected in verdict

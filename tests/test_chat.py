@@ -16,7 +16,7 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Conversation, Message
 from chatapp.streaming import streams
 
-from .conftest import Configure, html, read_events, send, stream_url, streamed_text
+from .conftest import Configure, html, parse_events, read_events, send, stream_url, streamed_text
 
 TRICKY = "Unicode: naïve café — 日本語 🌍👍🏽\n<script>alert('x')</script> & &amp; \"quotes\"\r\nend"
 
@@ -591,3 +591,14 @@ def test_metrics_count_frames_answers_errors_and_first_tokens(
     assert "chatapp_characters_total 8" in body
     assert 'chatapp_first_token_seconds_bucket{le="+Inf"} 1' in body
     assert "chatapp_frames_total " in body and "chatapp_db_flush_seconds_count " in body
+
+
+def test_connection_check_streams_timed_events(client: FlaskClient) -> None:
+    page = html(client.get("/connection-check").data)
+    assert page.find("button", string=lambda s: s and "Quick check" in s) is not None
+    response = client.get("/connection-check/stream?ticks=3&interval=0.05&quiet=0.1")
+    assert response.headers["X-Accel-Buffering"] == "no"
+    events = parse_events(response.data.decode())
+    names = [e.get("event") for e in events if "event" in e]
+    assert names == ["hello", "tick", "tick", "tick", "done"]
+    assert [e["id"] for e in events if e.get("event") == "tick"] == ["0", "1", "2"]
