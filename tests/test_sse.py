@@ -26,6 +26,7 @@ def test_empty_data_still_dispatches_an_event() -> None:
 
 def test_retry_and_heartbeat_comment() -> None:
     assert sse.retry(1500) == "retry: 1500\n\n"
+    assert sse.retry(1500, id="4:20") == "id: 4:20\nretry: 1500\n\n"
     assert sse.comment("keep-alive") == ": keep-alive\n\n"
     assert sse.event("x", retry=250) == "retry: 250\ndata: x\n\n"
 

@@ -37,7 +37,7 @@ def follow(
 
     `gone` is set when the listener's browser leaves; the stream then ends at once.
     """
-    yield sse.retry(retry_ms)
+    yield sse.retry(retry_ms, id=sse.event_id(state.id, offset))
     generation = streams.live.get(state.id)
     if generation is not None:
         catch_up, subscription = generation.subscribe(offset)

@@ -27,9 +27,13 @@ def comment(text: str = "") -> str:
     return f": {text}\n\n"
 
 
-def retry(milliseconds: int) -> str:
-    """Tell the browser how long to wait before reconnecting."""
-    return f"retry: {milliseconds}\n\n"
+def retry(milliseconds: int, *, id: str | None = None) -> str:
+    """Tell the browser how long to wait before reconnecting, and (with `id`) where it stands.
+
+    The `id` settles the browser's last event id at the start of each connection, so a half
+    event left over from a dropped one can never move it.
+    """
+    return (f"id: {id}\n" if id is not None else "") + f"retry: {milliseconds}\n\n"
 
 
 def event_id(message_id: int, offset: int) -> str:
