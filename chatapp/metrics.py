@@ -21,11 +21,15 @@ class Histogram:
 
     def lines(self, name: str) -> list[str]:
         out, running = [], 0
-        for bound, count in zip(self.bounds, self.counts):
+        for bound, count in zip(self.bounds, self.counts, strict=False):
             running += count
             out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
         running += self.counts[-1]
-        out += [f'{name}_bucket{{le="+Inf"}} {running}', f"{name}_sum {self.total:.6f}", f"{name}_count {running}"]
+        out += [
+            f'{name}_bucket{{le="+Inf"}} {running}',
+            f"{name}_sum {self.total:.6f}",
+            f"{name}_count {running}",
+        ]
         return out
 
 
@@ -50,28 +54,48 @@ class Meter:
         for name, (help_text, value) in gauges.items():
             family(f"chatapp_{name}", "gauge", help_text, [f"chatapp_{name} {value:g}"])
         family(
-            "chatapp_db_flushes_total", "counter", "Group commits of streamed text.",
+            "chatapp_db_flushes_total",
+            "counter",
+            "Group commits of streamed text.",
             [f"chatapp_db_flushes_total {sum(self.db_flush.counts)}"],
         )
-        family("chatapp_frames_total", "counter", "Frames sent to listeners.", [f"chatapp_frames_total {self.frames}"])
         family(
-            "chatapp_characters_total", "counter", "Answer characters received from the API.",
+            "chatapp_frames_total",
+            "counter",
+            "Frames sent to listeners.",
+            [f"chatapp_frames_total {self.frames}"],
+        )
+        family(
+            "chatapp_characters_total",
+            "counter",
+            "Answer characters received from the API.",
             [f"chatapp_characters_total {self.characters}"],
         )
         family(
-            "chatapp_answers_total", "counter", "Answers ended, by status.",
+            "chatapp_answers_total",
+            "counter",
+            "Answers ended, by status.",
             [f'chatapp_answers_total{{status="{s}"}} {n}' for s, n in sorted(self.answers.items())],
         )
         family(
-            "chatapp_upstream_errors_total", "counter", "Answers that failed upstream, by kind.",
-            [f'chatapp_upstream_errors_total{{kind="{k}"}} {n}' for k, n in sorted(self.upstream_errors.items())],
+            "chatapp_upstream_errors_total",
+            "counter",
+            "Answers that failed upstream, by kind.",
+            [
+                f'chatapp_upstream_errors_total{{kind="{k}"}} {n}'
+                for k, n in sorted(self.upstream_errors.items())
+            ],
         )
         family(
-            "chatapp_first_token_seconds", "histogram", "Time from asking Claude to its first token.",
+            "chatapp_first_token_seconds",
+            "histogram",
+            "Time from asking Claude to its first token.",
             self.first_token.lines("chatapp_first_token_seconds"),
         )
         family(
-            "chatapp_db_flush_seconds", "histogram", "Duration of each group commit.",
+            "chatapp_db_flush_seconds",
+            "histogram",
+            "Duration of each group commit.",
             self.db_flush.lines("chatapp_db_flush_seconds"),
         )
         return "\n".join(lines) + "\n"

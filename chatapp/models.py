@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,10 +13,10 @@ from .extensions import db
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where a message is in its life. Every answer ends in exactly one terminal status."""
 
     STREAMING = "streaming"
@@ -38,7 +38,9 @@ class Conversation(db.Model):  # type: ignore[name-defined,misc]
     model: Mapped[str] = mapped_column(String(100))
     system_prompt: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",

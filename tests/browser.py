@@ -237,9 +237,11 @@ class _Driver:
         page.on("pageerror", lambda error: errors.append({"kind": "pageerror", "text": str(error)}))
         page.on(
             "console",
-            lambda message: errors.append({"kind": "console", "text": message.text})
-            if message.type == "error"
-            else None,
+            lambda message: (
+                errors.append({"kind": "console", "text": message.text})
+                if message.type == "error"
+                else None
+            ),
         )
         self.pages[name] = page
         page.goto(url)

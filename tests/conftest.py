@@ -118,7 +118,9 @@ def stream_url(fragment: BeautifulSoup) -> str:
     return str(article["sse-connect"])
 
 
-def read_events(client: FlaskClient, url: str, headers: dict[str, str] | None = None) -> list[dict[str, str]]:
+def read_events(
+    client: FlaskClient, url: str, headers: dict[str, str] | None = None
+) -> list[dict[str, str]]:
     """Read a whole event stream into events: {"event", "id", "data", "comment"}."""
     response = client.get(url, headers=headers or {}, buffered=False)
     assert response.status_code == 200

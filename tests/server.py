@@ -109,9 +109,10 @@ def app_server(
     # gunicorn's control socket defaults to one path per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
     # ~/.gunicorn/gunicorn.ctl): give this server its own, so that it neither replaces nor
     # removes the socket of a server the developer is running.
-    with tempfile.TemporaryDirectory(prefix="chatapp-run-") as runtime_dir, log_path.open(
-        "ab"
-    ) as log:
+    with (
+        tempfile.TemporaryDirectory(prefix="chatapp-run-") as runtime_dir,
+        log_path.open("ab") as log,
+    ):
         base_env["XDG_RUNTIME_DIR"] = runtime_dir
         _migrate(base_env, log, log_path)
         process, url = _start(base_env, log, log_path, start_timeout)
@@ -257,4 +258,7 @@ def _read(path: Path) -> str:
 
 
 def _show_output(path: Path, title: str) -> None:
-    print(f"----- {title}: {path} -----\n{_read(path)}\n----- end of server output -----", file=sys.stderr)
+    print(
+        f"----- {title}: {path} -----\n{_read(path)}\n----- end of server output -----",
+        file=sys.stderr,
+    )

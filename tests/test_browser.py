@@ -61,7 +61,9 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
         # An open conversation page keeps an event stream; a closed one is noticed at the next
         # heartbeat, and gunicorn's graceful stop waits for it. A short heartbeat keeps the
         # stop after the browser has gone quick.
-        with app_server(tmp_path, upstream=upstream, env={"CHATAPP_HEARTBEAT_SECONDS": "1"}) as server:
+        with app_server(
+            tmp_path, upstream=upstream, env={"CHATAPP_HEARTBEAT_SECONDS": "1"}
+        ) as server:
             seen = drive_browser(tmp_path, server.url)
             stored = stored_answer(server.database_path, seen["answer_id"])
     finally:
@@ -145,7 +147,8 @@ def drive_browser(tmp_path: Path, base_url: str) -> dict[str, Any]:
     if finished.returncode != 0 or not result_path.exists():
         pytest.fail(
             f"the browser driver failed (exit code {finished.returncode}); "
-            f"screenshots are in {ARTIFACTS}\nstdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
+            f"screenshots are in {ARTIFACTS}\n"
+            f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
         )
     result: dict[str, Any] = json.loads(result_path.read_text())
     return result
@@ -218,9 +221,9 @@ def _driver_main(request_path: str) -> None:
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             page.on(
                 "console",
-                lambda message: page_errors.append(message.text)
-                if message.type == "error"
-                else None,
+                lambda message: (
+                    page_errors.append(message.text) if message.type == "error" else None
+                ),
             )
             try:
                 result = _use_the_page(page, request["base_url"], request["prompt"], artifacts)

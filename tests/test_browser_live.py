@@ -22,7 +22,7 @@ import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .browser import BrowserError, RemoteBrowser, missing_browser
+from .browser import RemoteBrowser, missing_browser
 from .fault_proxy import FaultProxy
 from .server import AppServer, app_server
 
@@ -160,7 +160,7 @@ def assert_grew_to(samples: list[dict[str, str]], final: str) -> None:
 
 
 def _first_difference(shown: str, final: str) -> str:
-    at = next((i for i, (a, b) in enumerate(zip(shown, final)) if a != b), len(final))
+    at = next((i for i, (a, b) in enumerate(zip(shown, final, strict=False)) if a != b), len(final))
     around = slice(max(at - 40, 0), at + 40)
     return f"at {at}: shown {shown[around]!r}, answer {final[around]!r}"
 
@@ -290,7 +290,9 @@ def test_a_second_page_of_the_conversation_shows_the_new_answer_live(
 
     # Page B opens the conversation and is listening on it before A asks again.
     browser.open("b", server.url + path)
-    browser.wait_for("b", "(url) => window.__sseOpened.some((u) => u.split(\"?\")[0] === url)", path + "/events")
+    browser.wait_for(
+        "b", '(url) => window.__sseOpened.some((u) => u.split("?")[0] === url)', path + "/events"
+    )
     browser.send("a", "The second question")
     second_answer = new_answer(browser, "a", before=first_answer)
 
@@ -347,7 +349,8 @@ def test_stop_keeps_the_text_so_far_and_closes_the_upstream_request(
     # A stopped last answer offers Retry; the Stop button is gone.
     buttons = browser.evaluate(
         "stop",
-        "(id) => Array.from(document.querySelectorAll(`#${id} button`), (b) => b.textContent.trim())",
+        "(id) => Array.from(document.querySelectorAll(`#${id} button`),"
+        " (b) => b.textContent.trim())",
         answer,
     )
     assert "Retry" in buttons and "Stop" not in buttons, buttons
@@ -435,9 +438,10 @@ def test_retry_writes_a_failed_answer_again_in_place(
     messages = browser.evaluate("retry", MESSAGES)
     assert [(m["id"], m["role"]) for m in messages][-1] == (answer, "assistant")
     assert len(messages) == 2
-    assert browser.evaluate(
-        "retry", "(id) => document.querySelector(`#${id} [role=alert]`)", answer
-    ) is None
+    assert (
+        browser.evaluate("retry", "(id) => document.querySelector(`#${id} [role=alert]`)", answer)
+        is None
+    )
     assert_grew_to(samples, text)
     assert len(streaming_lengths(samples)) >= 3, samples
     assert len(fake.requests) - asked == 2
@@ -463,18 +467,24 @@ def test_a_page_whose_connection_was_cut_still_gets_news_sent_meanwhile(
         path = browser.evaluate("direct", "() => location.pathname")
         events = path + "/events"
         browser.open("cut-off", url + path)
-        browser.wait_for("cut-off", "(url) => window.__sseOpened.some((u) => u.split(\"?\")[0] === url)", events)
+        browser.wait_for(
+            "cut-off", '(url) => window.__sseOpened.some((u) => u.split("?")[0] === url)', events
+        )
         assert proxy.sever() >= 1
         # The other page asks while this one waits the `retry:` second to reconnect.
         browser.send("direct", "Second")
         second_answer = new_answer(browser, "direct", before=first_answer)
         reopened = browser.evaluate(
-            "cut-off", "(url) => window.__sseOpened.filter((u) => u.split(\"?\")[0] === url).length", events
+            "cut-off",
+            '(url) => window.__sseOpened.filter((u) => u.split("?")[0] === url).length',
+            events,
         )
         if reopened > 1:
             pytest.skip("the page reconnected before the other page's send; no news was missed")
         wait_for_answer(browser, "direct", second_answer, status="complete")
-        on_cut_off = wait_for_answer(browser, "cut-off", second_answer, status="complete", timeout=5)
+        on_cut_off = wait_for_answer(
+            browser, "cut-off", second_answer, status="complete", timeout=5
+        )
     finally:
         proxy.stop()
     assert on_cut_off["text"] == second
@@ -492,7 +502,11 @@ def test_the_page_that_started_a_conversation_gets_news_from_other_pages(
     wait_for_answer(browser, "starter", first_answer, status="complete")
     path = browser.evaluate("starter", "() => location.pathname")
     browser.open("other", server.url + path)
-    browser.wait_for("other", "(url) => window.__sseOpened.some((u) => u.split(\"?\")[0] === url)", path + "/events")
+    browser.wait_for(
+        "other",
+        '(url) => window.__sseOpened.some((u) => u.split("?")[0] === url)',
+        path + "/events",
+    )
     browser.send("other", "Second")
     second_answer = new_answer(browser, "other", before=first_answer)
     wait_for_answer(browser, "other", second_answer, status="complete")
@@ -527,7 +541,9 @@ def test_the_connection_check_says_what_the_path_does_to_streams(
         browser.open("check", url + "/connection-check")
         browser.click("check", 'button[data-check="quick"]')
         if proxy is not None and path == "cut":
-            browser.wait_for("check", "() => document.querySelectorAll('#check-log li').length >= 4")
+            browser.wait_for(
+                "check", "() => document.querySelectorAll('#check-log li').length >= 4"
+            )
             proxy.sever()
         verdict = browser.wait_for("check", CHECK_VERDICT, timeout=40)
     finally:

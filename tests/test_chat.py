@@ -18,7 +18,9 @@ from chatapp.streaming import streams
 
 from .conftest import Configure, html, parse_events, read_events, send, stream_url, streamed_text
 
-TRICKY = "Unicode: naïve café — 日本語 🌍👍🏽\n<script>alert('x')</script> & &amp; \"quotes\"\r\nend"
+TRICKY = (
+    "Unicode: naïve café — 日本語 🌍👍🏽\n<script>alert('x')</script> & &amp; \"quotes\"\r\nend"
+)
 
 
 def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
@@ -41,7 +43,9 @@ def wait_finished(app: Flask, message_id: int, timeout: float = 10.0) -> Message
     return stored(app, message_id)
 
 
-def test_send_answers_with_both_partials_at_once(client: FlaskClient, upstream: FakeUpstream) -> None:
+def test_send_answers_with_both_partials_at_once(
+    client: FlaskClient, upstream: FakeUpstream
+) -> None:
     upstream.push(Scenario(text="Hi there.", pace=Pace(first_token_seconds=(1.0, 1.0))))
     started = time.monotonic()
     fragment = send(client, "Hello")
@@ -59,7 +63,12 @@ def test_send_answers_with_both_partials_at_once(client: FlaskClient, upstream: 
 def test_frames_carry_the_exact_text_and_it_is_stored(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    upstream.push(Scenario(text=TRICKY, pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(200.0, 200.0))))
+    upstream.push(
+        Scenario(
+            text=TRICKY,
+            pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(200.0, 200.0)),
+        )
+    )
     fragment = send(client, "Say tricky things")
     events = read_events(client, stream_url(fragment))
 
@@ -90,7 +99,12 @@ def test_frames_carry_the_exact_text_and_it_is_stored(
 def test_first_frame_arrives_while_the_upstream_is_still_writing(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    upstream.push(Scenario(text="word " * 200, pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(100.0, 100.0))))
+    upstream.push(
+        Scenario(
+            text="word " * 200,
+            pace=Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(100.0, 100.0)),
+        )
+    )
     fragment = send(client, "A long one")
     response = client.get(stream_url(fragment), buffered=False)
     chunks = iter(response.response)
@@ -107,7 +121,12 @@ def test_history_and_system_prompt_go_upstream_and_the_page_keeps_them(
     upstream.push(Scenario(text="First answer."), Scenario(text="Second answer."))
     response = client.post(
         "/messages",
-        data={"content": "First question", "conversation_id": "", "system_prompt": "Be brief.", "model": "claude-sonnet-4-6"},
+        data={
+            "content": "First question",
+            "conversation_id": "",
+            "system_prompt": "Be brief.",
+            "model": "claude-sonnet-4-6",
+        },
         headers={"HX-Request": "true"},
     )
     assert response.headers["HX-Push-Url"].startswith("/conversations/")
@@ -138,7 +157,9 @@ def test_history_and_system_prompt_go_upstream_and_the_page_keeps_them(
     assert sidebar[0].get_text() == "First question"
 
 
-def test_sidebar_lists_newest_first(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+def test_sidebar_lists_newest_first(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
     for prompt in ("older", "newer"):
         wait_finished(app, answer_id(send(client, prompt)))
     titles = [a.get_text() for a in html(client.get("/").data).select(".sidebar__list a")]
@@ -155,7 +176,9 @@ def test_page_contract_labels(client: FlaskClient) -> None:
     assert page.find(string=lambda s: s and "Demo mode" in s) is None  # a key is configured
 
 
-def test_demo_mode_is_announced_on_every_page(configured: Configure, upstream: FakeUpstream) -> None:
+def test_demo_mode_is_announced_on_every_page(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
     app = configured(ANTHROPIC_API_KEY=None)
     client = app.test_client()
     for url in ("/", "/conversations/999"):
@@ -164,8 +187,12 @@ def test_demo_mode_is_announced_on_every_page(configured: Configure, upstream: F
         assert notice is not None and "not by Claude" in notice.get_text()
 
 
-def test_demo_mode_streams_markdown_from_the_builtin_upstream(configured: Configure, upstream: FakeUpstream) -> None:
-    app = configured(ANTHROPIC_API_KEY=None, DEMO_FIRST_TOKEN_SECONDS=0.01, DEMO_TOKENS_PER_SECOND=3000)
+def test_demo_mode_streams_markdown_from_the_builtin_upstream(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    app = configured(
+        ANTHROPIC_API_KEY=None, DEMO_FIRST_TOKEN_SECONDS=0.01, DEMO_TOKENS_PER_SECOND=3000
+    )
     client = app.test_client()
     fragment = send(client, "How do I learn Rust?")
     events = read_events(client, stream_url(fragment))
@@ -176,7 +203,9 @@ def test_demo_mode_streams_markdown_from_the_builtin_upstream(configured: Config
 
 
 @pytest.mark.parametrize("content", ["", "   \n\t  "])
-def test_empty_prompt_gets_an_inline_error_and_stores_nothing(app: Flask, client: FlaskClient, content: str) -> None:
+def test_empty_prompt_gets_an_inline_error_and_stores_nothing(
+    app: Flask, client: FlaskClient, content: str
+) -> None:
     response = client.post("/messages", data={"content": content}, headers={"HX-Request": "true"})
     assert response.status_code == 422
     assert response.headers["HX-Retarget"] == "#composer-error"
@@ -204,13 +233,21 @@ def test_unknown_conversation_and_message_are_404(client: FlaskClient) -> None:
     assert response.status_code == 404 and "There is nothing here" in html(response.data).get_text()
     assert client.get("/messages/12345/stream").status_code == 404
     assert client.post("/messages/12345/stop").status_code == 404
-    assert client.post("/messages", data={"content": "hi", "conversation_id": "12345"}).status_code == 404
-    assert client.post("/messages", data={"content": "hi", "conversation_id": "abc"}).status_code == 400
+    assert (
+        client.post("/messages", data={"content": "hi", "conversation_id": "12345"}).status_code
+        == 404
+    )
+    assert (
+        client.post("/messages", data={"content": "hi", "conversation_id": "abc"}).status_code
+        == 400
+    )
 
 
 def test_plain_form_post_redirects_to_the_conversation(app: Flask, client: FlaskClient) -> None:
     response = client.post("/messages", data={"content": "no javascript here"})
-    assert response.status_code == 303 and response.headers["Location"].startswith("/conversations/")
+    assert response.status_code == 303 and response.headers["Location"].startswith(
+        "/conversations/"
+    )
 
 
 @pytest.mark.parametrize(
@@ -287,13 +324,19 @@ def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
     text = "".join(f"sentence {i}. " for i in range(120))
-    upstream.push(Scenario(text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(300.0, 300.0))))
+    upstream.push(
+        Scenario(
+            text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(300.0, 300.0))
+        )
+    )
     fragment = send(client, "Long")
     url = stream_url(fragment)
 
     received, last_id = "", None
     for _ in range(4):  # connect, take two frames, drop, reconnect with the last id
-        response = client.get(url, headers={"Last-Event-ID": last_id} if last_id else {}, buffered=False)
+        response = client.get(
+            url, headers={"Last-Event-ID": last_id} if last_id else {}, buffered=False
+        )
         frames = 0
         buffer = ""
         finished = False
@@ -321,7 +364,9 @@ def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
     assert len(upstream.requests) == 1  # Claude was asked once
 
 
-def test_heartbeat_comment_while_waiting_for_the_first_token(configured: Configure, upstream: FakeUpstream) -> None:
+def test_heartbeat_comment_while_waiting_for_the_first_token(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
     app = configured(HEARTBEAT_SECONDS=0.1)
     client = app.test_client()
     upstream.push(Scenario(text="Slow start.", pace=Pace(first_token_seconds=(0.6, 0.6))))
@@ -337,7 +382,12 @@ def test_heartbeat_comment_while_waiting_for_the_first_token(configured: Configu
 def test_stop_keeps_the_text_and_closes_the_upstream(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    upstream.push(Scenario(text="word " * 500, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0))))
+    upstream.push(
+        Scenario(
+            text="word " * 500,
+            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
+        )
+    )
     fragment = send(client, "Go on and on")
     message_id = answer_id(fragment)
     generation = streams(app).live[message_id]
@@ -364,7 +414,9 @@ def test_sending_while_an_answer_streams_is_refused_politely(
     first = send(client, "One")
     conversation_id = int(first.select_one("#conversation-id")["value"])
     response = client.post(
-        "/messages", data={"content": "Two", "conversation_id": conversation_id}, headers={"HX-Request": "true"}
+        "/messages",
+        data={"content": "Two", "conversation_id": conversation_id},
+        headers={"HX-Request": "true"},
     )
     assert response.status_code == 409 and "still answering" in html(response.data).get_text()
 
@@ -373,7 +425,11 @@ def test_text_is_stored_in_batches_while_it_streams(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
     text = "token " * 300
-    upstream.push(Scenario(text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(400.0, 400.0))))
+    upstream.push(
+        Scenario(
+            text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(400.0, 400.0))
+        )
+    )
     fragment = send(client, "Batch it")
     message_id = answer_id(fragment)
     flusher = streams(app).flusher
@@ -407,7 +463,17 @@ def test_finished_generation_logs_one_structured_line(
     assert json.loads(JsonFormatter().format(records[0]))["status"] == "complete"
     assert TextFormatter().format(records[0]).endswith(json.dumps(fields))
     assert fields["message_id"] == answer_id(fragment) and fields["status"] == "complete"
-    assert set(fields) >= {"conversation_id", "model", "stop_reason", "ttft_ms", "duration_ms", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens"}
+    assert set(fields) >= {
+        "conversation_id",
+        "model",
+        "stop_reason",
+        "ttft_ms",
+        "duration_ms",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+    }
 
 
 def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: FlaskClient) -> None:
@@ -417,8 +483,13 @@ def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: Fl
 
     with app.app_context():
         conversation = Conversation(model="claude-sonnet-4-6", system_prompt="")
-        orphan = Message(conversation=conversation, role="assistant", content="half", status="streaming",
-                         updated_at=utcnow() - timedelta(minutes=5))
+        orphan = Message(
+            conversation=conversation,
+            role="assistant",
+            content="half",
+            status="streaming",
+            updated_at=utcnow() - timedelta(minutes=5),
+        )
         fresh = Message(conversation=conversation, role="assistant", content="", status="streaming")
         db.session.add_all([conversation, orphan, fresh])
         db.session.commit()
@@ -432,7 +503,9 @@ def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: Fl
     assert html(events[-1]["data"]).find("article")["data-status"] == "interrupted"
 
 
-def test_upstream_stall_fails_after_the_idle_timeout(configured: Configure, upstream: FakeUpstream) -> None:
+def test_upstream_stall_fails_after_the_idle_timeout(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
     app = configured(UPSTREAM_IDLE_TIMEOUT=0.4)
     client = app.test_client()
     upstream.push(Scenario(text="Begins, then silence.", stall_after=7, stall_seconds=3.0))
@@ -442,7 +515,9 @@ def test_upstream_stall_fails_after_the_idle_timeout(configured: Configure, upst
     assert "sent nothing for 0.4 seconds" in (message.error or "")
 
 
-def test_retry_replaces_a_failed_answer_in_place(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+def test_retry_replaces_a_failed_answer_in_place(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
     upstream.push(Scenario(status=529), Scenario(text="Better now."))
     fragment = send(client, "Try me")
     message_id = answer_id(fragment)
@@ -455,12 +530,16 @@ def test_retry_replaces_a_failed_answer_in_place(app: Flask, client: FlaskClient
     article = html(response.data).find("article")
     assert article["id"] == f"m-{message_id}" and article["data-status"] == "streaming"
     message = wait_finished(app, message_id)
-    assert message.status == "complete" and message.content == "Better now." and message.error is None
+    assert (
+        message.status == "complete" and message.content == "Better now." and message.error is None
+    )
     # The failed attempt is not part of the history Claude sees.
     assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["user"]
 
 
-def test_continue_asks_for_the_rest_in_a_new_turn(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+def test_continue_asks_for_the_rest_in_a_new_turn(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
     upstream.push(Scenario(text="The first half", cut_after=8), Scenario(text=" and the rest."))
     fragment = send(client, "Tell me")
     message_id = answer_id(fragment)
@@ -489,7 +568,8 @@ def test_other_open_pages_of_the_conversation_see_a_new_exchange(
         from .conftest import parse_events
 
         response = client.get(
-            f"/conversations/{conversation_id}/events?tab={tab}&after={answer_id(first)}", buffered=False
+            f"/conversations/{conversation_id}/events?tab={tab}&after={answer_id(first)}",
+            buffered=False,
         )
         raw = ""
         with gevent.Timeout(2.0, False):
@@ -534,7 +614,9 @@ def test_a_page_that_was_away_catches_up_with_what_it_missed(
     from .conftest import parse_events
 
     response = client.get(
-        f"/conversations/{conversation_id}/events", headers={"Last-Event-ID": str(answer_id(first))}, buffered=False
+        f"/conversations/{conversation_id}/events",
+        headers={"Last-Event-ID": str(answer_id(first))},
+        buffered=False,
     )
     raw = ""
     for chunk in response.response:
@@ -548,16 +630,25 @@ def test_a_page_that_was_away_catches_up_with_what_it_missed(
     assert news[0]["id"] == str(answer_id(second))
 
 
-def test_abandon_after_stops_an_answer_nobody_watches(configured: Configure, upstream: FakeUpstream) -> None:
+def test_abandon_after_stops_an_answer_nobody_watches(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
     app = configured(ABANDON_AFTER=0.4)
     client = app.test_client()
-    upstream.push(Scenario(text="word " * 400, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(40.0, 40.0))))
+    upstream.push(
+        Scenario(
+            text="word " * 400,
+            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(40.0, 40.0)),
+        )
+    )
     fragment = send(client, "Nobody will read this")
     message = wait_finished(app, answer_id(fragment))
     assert message.status == "cancelled" and 0 < len(message.content) < len("word " * 400)
 
 
-def test_by_default_an_answer_nobody_watches_still_finishes(app: Flask, client: FlaskClient, upstream: FakeUpstream) -> None:
+def test_by_default_an_answer_nobody_watches_still_finishes(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
     upstream.push(Scenario(text="Finished in the background."))
     fragment = send(client, "Leave right away")
     assert wait_finished(app, answer_id(fragment)).status == "complete"
@@ -572,7 +663,9 @@ def test_health_and_metrics(client: FlaskClient) -> None:
     assert re.search(r"^chatapp_db_connections_in_use \d+$", body, flags=re.MULTILINE)
 
 
-def test_health_says_when_redis_is_unreachable(configured: Configure, upstream: FakeUpstream) -> None:
+def test_health_says_when_redis_is_unreachable(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
     app = configured(REDIS_URL="redis://127.0.0.1:9/0")
     response = app.test_client().get("/healthz")
     assert response.status_code == 503 and response.json["redis"] == "ConnectionError"

@@ -28,7 +28,9 @@ TEXT = "Leaving early does not stop me. " * 60  # ~1,900 characters: about 8 s a
 @pytest.fixture
 def upstream(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
     first_token = getattr(request, "param", 0.2)
-    fake = FakeUpstream(Pace(first_token_seconds=(first_token, first_token), tokens_per_second=(60.0, 60.0)))
+    fake = FakeUpstream(
+        Pace(first_token_seconds=(first_token, first_token), tokens_per_second=(60.0, 60.0))
+    )
     fake.start()
     yield fake
     fake.stop()
@@ -48,7 +50,9 @@ def listen_then_vanish(server: AppServer, path: str, rng: random.Random, until: 
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     try:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
         received = b""
         while until not in received:
             chunk = sock.recv(4096)

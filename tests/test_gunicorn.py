@@ -195,7 +195,7 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
         # Which scenario each prompt got: the n-th request to reach the fake took texts[n].
         assert len(upstream.requests) == STREAMS
         expected = {}
-        for text, request in zip(texts, upstream.requests):
+        for text, request in zip(texts, upstream.requests, strict=True):
             last = request["messages"][-1]
             assert last["role"] == "user"
             expected[last["content"]] = text

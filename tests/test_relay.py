@@ -21,7 +21,16 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Message
 from chatapp.streaming import streams
 
-from .conftest import app_config, html, make_app, parse_events, read_events, send, stream_url, streamed_text
+from .conftest import (
+    app_config,
+    html,
+    make_app,
+    parse_events,
+    read_events,
+    send,
+    stream_url,
+    streamed_text,
+)
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
@@ -126,7 +135,9 @@ def test_a_new_exchange_on_one_worker_shows_on_pages_served_by_another(
     conversation_id = int(first.select_one("#conversation-id")["value"])
 
     def listen() -> list[dict[str, str]]:
-        response = b.test_client().get(f"/conversations/{conversation_id}/events?tab=b", buffered=False)
+        response = b.test_client().get(
+            f"/conversations/{conversation_id}/events?tab=b", buffered=False
+        )
         raw = ""
         with gevent.Timeout(3.0, False):
             for chunk in response.response:
@@ -176,7 +187,11 @@ def test_listeners_of_an_answer_whose_worker_died_get_its_end(
 
         from chatapp.models import utcnow
 
-        db.session.execute(update(Message).where(Message.id == message_id).values(content="", updated_at=utcnow() - timedelta(minutes=5)))
+        db.session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(content="", updated_at=utcnow() - timedelta(minutes=5))
+        )
         db.session.commit()
     assert streams(b).sweeper.sweep() == 1
     events = listener.get(timeout=5)

@@ -492,7 +492,7 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
             visitors = [gevent.spawn(visit, outcome) for outcome in outcomes]
             gevent.joinall(visitors, timeout=RUN_TIMEOUT)
             streaming_seconds = time.monotonic() - streaming_started
-            unfinished = [o for o, v in zip(outcomes, visitors) if not v.dead]
+            unfinished = [o for o, v in zip(outcomes, visitors, strict=True) if not v.dead]
             gevent.killall([v for v in visitors if not v.dead])
             assert not unfinished, "visitors never finished:\n" + "\n".join(
                 f"{o.prompt} answer {o.answer_id} stages {o.stages} "
@@ -522,7 +522,7 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
         assert not upstream.disconnects
         # The n-th request to reach the fake got texts[n]; its prompt says whose answer it is.
         expected = {}
-        for text, request in zip(texts, upstream.requests):
+        for text, request in zip(texts, upstream.requests, strict=True):
             last = request["messages"][-1]
             assert last["role"] == "user"
             expected[last["content"]] = text

@@ -56,7 +56,9 @@ def shared_database(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def pair(tmp_path: Path, upstream: FakeUpstream, shared_database: str) -> Iterator[tuple[AppServer, AppServer]]:
+def pair(
+    tmp_path: Path, upstream: FakeUpstream, shared_database: str
+) -> Iterator[tuple[AppServer, AppServer]]:
     env = {
         "REDIS_URL": REDIS_URL,
         "CHATAPP_REDIS_PREFIX": f"chatapp-test-{uuid.uuid4().hex[:8]}",
@@ -67,7 +69,9 @@ def pair(tmp_path: Path, upstream: FakeUpstream, shared_database: str) -> Iterat
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with app_server(tmp_path / "a", upstream=upstream, database_url=shared_database, env=env) as a:
-        with app_server(tmp_path / "b", upstream=upstream, database_url=shared_database, env=env) as b:
+        with app_server(
+            tmp_path / "b", upstream=upstream, database_url=shared_database, env=env
+        ) as b:
             yield a, b
 
 
@@ -159,4 +163,8 @@ def test_kill_9_mid_answer_leaves_it_interrupted_with_every_shown_character(
     assert status == "interrupted"
     assert content.startswith(shown)  # nothing a reader saw is lost
     assert ended_after < STALE_AFTER + 15, f"the sweeper took {ended_after:.1f}s"
-    print(json.dumps({"shown": len(shown), "stored": len(content), "ended_after_s": round(ended_after, 1)}))
+    print(
+        json.dumps(
+            {"shown": len(shown), "stored": len(content), "ended_after_s": round(ended_after, 1)}
+        )
+    )

@@ -103,8 +103,14 @@ def restart_answer(message: Message) -> Message:
     """
     last_answer(message)
     for name in (
-        "error", "stop_reason", "input_tokens", "output_tokens", "cache_read_tokens",
-        "cache_creation_tokens", "ttft_ms", "duration_ms",
+        "error",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+        "ttft_ms",
+        "duration_ms",
     ):
         setattr(message, name, None)
     message.content = ""
@@ -121,7 +127,11 @@ def continue_answer(message: Message) -> tuple[Message, Message]:
     Claude 4.6 and later reject an assistant prefill, so the request is a new user message.
     """
     last_answer(message)
-    if message.status not in (Status.INTERRUPTED.value, Status.CANCELLED.value, Status.FAILED.value):
+    if message.status not in (
+        Status.INTERRUPTED.value,
+        Status.CANCELLED.value,
+        Status.FAILED.value,
+    ):
         raise ActionError("Only an answer that was cut short can be continued.")
     if not message.content.strip():
         raise ActionError("There is nothing to continue yet; retry the answer instead.")

@@ -131,7 +131,9 @@ def settings(conversation_id: int) -> Response:
         system_prompt=request.form.get("system_prompt", ""),
     )
     if htmx.is_htmx(request):
-        return make_response(render_template("_settings.html", conversation=conversation, saved=True))
+        return make_response(
+            render_template("_settings.html", conversation=conversation, saved=True)
+        )
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
 
 

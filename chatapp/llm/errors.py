@@ -73,7 +73,9 @@ def _describe_status(exc: anthropic.APIStatusError) -> str:
         return _BY_TYPE["request_too_large"]
     if status == 400:
         detail = _error_message(exc.body)
-        return f"Claude rejected the request: {detail}" if detail else "Claude rejected the request."
+        return (
+            f"Claude rejected the request: {detail}" if detail else "Claude rejected the request."
+        )
     if status >= 500:
         return _BY_TYPE["api_error"]
     return f"Claude answered with an error ({status}), try again in a moment."

@@ -22,6 +22,4 @@ def content_dom_id(message_id: int) -> str:
 
 def append_fragment(message_id: int, text: str) -> str:
     """An out-of-band swap that appends `text` to a message's rendered text."""
-    return (
-        f'<span hx-swap-oob="beforeend:#{content_dom_id(message_id)}">{render_text(text)}</span>'
-    )
+    return f'<span hx-swap-oob="beforeend:#{content_dom_id(message_id)}">{render_text(text)}</span>'

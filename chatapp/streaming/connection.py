@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 class Connection:
     """Watches one client socket while a stream is written to it."""
 
-    def __init__(self, sock: socket.socket | None, *, write_timeout: float, check_every: float = 5.0) -> None:
+    def __init__(
+        self, sock: socket.socket | None, *, write_timeout: float, check_every: float = 5.0
+    ) -> None:
         self.gone = Event()
         self._sock = sock
         self._write_timeout = write_timeout
@@ -58,7 +60,7 @@ class Connection:
         while True:
             try:
                 wait_read(fileno, timeout=self._check_every)
-            except socket.timeout:
+            except TimeoutError:
                 if self._write_stalled():
                     log.info("a reader stopped reading for %gs; dropping it", self._write_timeout)
                     self._cut()

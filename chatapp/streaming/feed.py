@@ -46,11 +46,16 @@ def follow(
         def release() -> None:
             generation.channel.unsubscribe(subscription)
 
-    elif streams.relay is not None and state.is_streaming and (
-        remote := streams.relay.follow_answer(state.id, offset)
+    elif (
+        streams.relay is not None
+        and state.is_streaming
+        and (remote := streams.relay.follow_answer(state.id, offset))
     ):
         catch_up, subscription, text_of, release = (
-            remote.catch_up, remote.subscription, remote.text, remote.release
+            remote.catch_up,
+            remote.subscription,
+            remote.text,
+            remote.release,
         )
     else:
         yield from _follow_stored(

@@ -63,14 +63,19 @@ class Generation:
             gevent.spawn(self._stop_when_abandoned, self.streams.abandon_after)
 
     def _stop_when_abandoned(self, after: float) -> None:
-        """Stop the answer once nobody has watched it for `after` seconds (CHATAPP_ABANDON_AFTER)."""
+        """Stop the answer once nobody has watched it for `after` seconds.
+
+        CHATAPP_ABANDON_AFTER sets `after`; it is off by default.
+        """
         step = min(1.0, after / 4)
         unwatched = 0.0
         while not self.done:
             gevent.sleep(step)
             unwatched = unwatched + step if self.streams.watchers(self.message_id) == 0 else 0.0
             if unwatched >= after:
-                log.info("answer %s: nobody watched it for %gs; stopping it", self.message_id, after)
+                log.info(
+                    "answer %s: nobody watched it for %gs; stopping it", self.message_id, after
+                )
                 self.stop()
                 return
 

@@ -75,7 +75,9 @@ class Streams:
             try:
                 self.relay.begin(message_id)
             except redis.RedisError:
-                log.warning("Redis is unreachable; answer %s streams in this worker only", message_id)
+                log.warning(
+                    "Redis is unreachable; answer %s streams in this worker only", message_id
+                )
         self.live[message_id] = generation
         generation.start()
         return generation
@@ -110,15 +112,11 @@ class Streams:
         if channel is not None:
             channel.publish(news)
 
-    def watch(
-        self, conversation_id: int
-    ) -> tuple[Subscription[Announcement], Callable[[], None]]:
+    def watch(self, conversation_id: int) -> tuple[Subscription[Announcement], Callable[[], None]]:
         """Subscribe to a conversation's announcements; call the second value when done."""
         if self.relay is not None:
             return self.relay.watch(conversation_id)
-        channel = self._conversations.setdefault(
-            conversation_id, Channel(self.listener_capacity)
-        )
+        channel = self._conversations.setdefault(conversation_id, Channel(self.listener_capacity))
         subscription = channel.subscribe()
 
         def release() -> None:

@@ -245,6 +245,8 @@ class Relay:
         if body.get("final"):
             state = self._load_state(message_id)
             if state is not None:
-                channel.publish(Frame(start=len(state.content), end=len(state.content), final=state))
+                channel.publish(
+                    Frame(start=len(state.content), end=len(state.content), final=state)
+                )
             return
         channel.publish(text_frame(message_id, body["start"], body["text"]))

@@ -7,7 +7,9 @@ import re
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def event(data: str, *, name: str | None = None, id: str | None = None, retry: int | None = None) -> str:
+def event(
+    data: str, *, name: str | None = None, id: str | None = None, retry: int | None = None
+) -> str:
     """Frame one event: one `data:` line per line of `data`, then a blank line."""
     lines = []
     if name:
@@ -42,7 +44,7 @@ def event_id(message_id: int, offset: int) -> str:
 
 
 def parse_event_id(value: str | None, message_id: int) -> int | None:
-    """The character offset in a `Last-Event-ID` for `message_id`, or None if it is not one of ours."""
+    """The character offset in a `Last-Event-ID` for `message_id`; None if it is not ours."""
     if not value:
         return None
     owner, _, offset = value.strip().partition(":")
