@@ -25,12 +25,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self is not Status.STREAMING
 
-
-class Conversation(db.Model):  # type: ignore[name-defined,misc]
+class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversation"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,7 +45,7 @@ class Conversation(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class Message(db.Model):  # type: ignore[name-defined,misc]
+class Message(db.Model):  # type: ignore[name-defined]
     __tablename__ = "message"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,10 +68,6 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
-
-    @property
-    def is_streaming(self) -> bool:
-        return self.status == Status.STREAMING.value
 
 
 @dataclass(frozen=True)

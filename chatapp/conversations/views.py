@@ -13,6 +13,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from .. import htmx
 from ..models import Conversation, Message, MessageState
@@ -42,7 +43,7 @@ def show(conversation_id: int) -> str:
 
 
 @bp.post("/messages")
-def send() -> Response:
+def send() -> ResponseReturnValue:
     """Store the prompt and an empty answer, start the answer, and return both messages."""
     config = current_app.config
     conversation = _conversation_from_form()
@@ -86,7 +87,7 @@ def send() -> Response:
 
 
 @bp.post("/messages/<int:message_id>/retry")
-def retry(message_id: int) -> Response:
+def retry(message_id: int) -> ResponseReturnValue:
     """Write the last answer again, in place of the failed, stopped or interrupted one."""
     message = store.get_message(message_id)
     try:
@@ -100,7 +101,7 @@ def retry(message_id: int) -> Response:
 
 
 @bp.post("/messages/<int:message_id>/continue")
-def continue_(message_id: int) -> Response:
+def continue_(message_id: int) -> ResponseReturnValue:
     """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
     message = store.get_message(message_id)
     try:
@@ -122,7 +123,7 @@ def continue_(message_id: int) -> Response:
 
 
 @bp.post("/conversations/<int:conversation_id>/settings")
-def settings(conversation_id: int) -> Response:
+def settings(conversation_id: int) -> ResponseReturnValue:
     """Change the model and system prompt for the next answers."""
     conversation = store.get_conversation(conversation_id)
     store.update_settings(
@@ -142,7 +143,7 @@ def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:
     streams().announce(conversation_id, kind, message_ids, origin=request.headers.get("X-Chat-Tab"))
 
 
-def _back_to(message: Message) -> Response:
+def _back_to(message: Message) -> ResponseReturnValue:
     return redirect(url_for(".show", conversation_id=message.conversation_id), code=303)
 
 

@@ -42,6 +42,8 @@ class Claude:
 
     def _make_client(self) -> anthropic.Anthropic:
         config = self._config
+        api_key: str
+        base_url: str | None
         if self.demo:
             api_key, base_url = "demo", self._start_demo_upstream()
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from gevent.event import Event
 
@@ -122,7 +123,7 @@ def _follow_stored(
         yield _final_event(state, render_final)
 
 
-def _end_when(gone: Event | None, subscription: Subscription[object]) -> None:
+def _end_when(gone: Event | None, subscription: Subscription[Any]) -> None:
     """Close the subscription as soon as the browser leaves."""
     if gone is not None:
         gone.rawlink(lambda _event: subscription.close())
@@ -164,8 +165,8 @@ def watch_conversation(
         missed = persistence.load_newer(streams.app, conversation_id, after)
         if missed:
             after = missed[-1].id
-            news = Announcement("exchange", tuple(m.id for m in missed))
-            yield sse.event(render(news, missed), name="exchange", id=str(after))
+            catch_up = Announcement("exchange", tuple(m.id for m in missed))
+            yield sse.event(render(catch_up, missed), name="exchange", id=str(after))
         while True:
             try:
                 news = subscription.next(timeout=heartbeat)

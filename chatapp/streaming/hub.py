@@ -198,4 +198,5 @@ class Streams:
 def streams(app: Flask | None = None) -> Streams:
     """The registry of the current app."""
     target = app if app is not None else current_app
-    return target.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+    registry: Streams = target.extensions[EXTENSION_KEY]
+    return registry

@@ -50,7 +50,7 @@ class Relay:
         prefix: str,
         capacity: int,
         *,
-        on_stop: Callable[[int], None],
+        on_stop: Callable[[int], object],
         load_state: Callable[[int], MessageState | None],
     ) -> None:
         self.redis = redis.Redis.from_url(url)
@@ -107,7 +107,7 @@ class Relay:
     def delivered_text(self, message_id: int) -> str | None:
         """All the text published for a live answer, or None if Redis holds none."""
         raw = self.redis.get(self._text_key(message_id))
-        return raw.decode() if raw is not None else None
+        return _decoded(raw) if raw is not None else None
 
     def request_stop(self, message_id: int) -> None:
         """Ask whichever worker writes the answer to stop it."""
@@ -129,11 +129,11 @@ class Relay:
         if raw is None:
             self._release(name, channel, subscription)
             return None
-        text = raw.decode()
+        text = _decoded(raw)
 
         def whole_text() -> str:
             current = self.redis.get(self._text_key(message_id))
-            return current.decode() if current is not None else text
+            return _decoded(current) if current is not None else text
 
         return RemoteAnswer(
             catch_up=text[offset:],
@@ -250,3 +250,7 @@ class Relay:
                 )
             return
         channel.publish(text_frame(message_id, body["start"], body["text"]))
+
+
+def _decoded(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
