@@ -550,3 +550,47 @@ def test_the_connection_check_says_what_the_path_does_to_streams(
         if proxy is not None:
             proxy.stop()
     assert expected in verdict
+
+
+# -- staying with the newest text -------------------------------------------------------------
+
+OVERFLOWING = """
+() => {
+  const el = document.getElementById("scroller");
+  return el.scrollHeight > el.clientHeight + 200 ? true : null;
+}
+"""
+
+AT_BOTTOM = """
+() => {
+  const el = document.getElementById("scroller");
+  return el.scrollHeight - el.scrollTop - el.clientHeight < 48;
+}
+"""
+
+
+def test_the_view_follows_the_answer_unless_the_reader_scrolled_up(
+    server: AppServer, fake: FakeUpstream, browser: RemoteBrowser, pages: list[str]
+) -> None:
+    text = "\n\n".join(answer_text("Tall", 1) for _ in range(30))  # taller than the window
+    fake.push(
+        Scenario(text=text, pace=Pace(first_token_seconds=(0.2, 0.2), tokens_per_second=(150, 150)))
+    )
+    pages.append("scroll")
+    browser.open("scroll", server.url + "/")
+    browser.send("scroll", "Write something tall")
+    answer = new_answer(browser, "scroll")
+    # Once it streams past the bottom of the window, the view stays pinned to the end.
+    browser.wait_for("scroll", OVERFLOWING)
+    wait_for_answer(browser, "scroll", answer, length=len(text) // 3)
+    assert browser.evaluate("scroll", AT_BOTTOM)
+    # A reader who scrolls up to read stays where they are while the text goes on growing.
+    browser.evaluate(
+        "scroll",
+        "() => { const el = document.getElementById('scroller'); el.scrollTop = 0;"
+        " el.dispatchEvent(new Event('scroll')); }",
+    )
+    wait_for_answer(browser, "scroll", answer, length=2 * len(text) // 3)
+    assert browser.evaluate("scroll", "() => document.getElementById('scroller').scrollTop") == 0
+    wait_for_answer(browser, "scroll", answer, status="complete", timeout=40)
+    assert page_failures(browser, "scroll") == []
