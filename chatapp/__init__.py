@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, render_template
-from werkzeug.exceptions import HTTPException
+from flask import Flask, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, NotFound
 
 from . import config as defaults
 
@@ -30,7 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
-    from . import conversations, operations, streaming
+    from . import conversations, htmx, operations, streaming
     from .conversations.views import bp as conversations_bp
     from .render import render_text
 
@@ -44,10 +46,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[str, int]:
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        if htmx.is_htmx(request):
+            # An action on the page failed: say so in the page's notice, not as a new page.
+            response = make_response(
+                render_template("_notice.html", notice=_notice(exc)), exc.code or 500
+            )
+            return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
         return render_template("error.html", error=exc), exc.code or 500
 
     return app
+
+
+def _notice(exc: HTTPException) -> str:
+    """What to tell the person whose action failed."""
+    if isinstance(exc, CSRFError):
+        return (
+            "This page has expired, so the server could not accept that. Reload the page and "
+            "try again; copy any text you typed first."
+        )
+    if isinstance(exc, NotFound):
+        return "That conversation or message no longer exists. Reload the page to see what is."
+    return exc.description or exc.name
 
 
 def _migrations_directory() -> str:

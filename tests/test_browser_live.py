@@ -594,3 +594,21 @@ def test_the_view_follows_the_answer_unless_the_reader_scrolled_up(
     assert browser.evaluate("scroll", "() => document.getElementById('scroller').scrollTop") == 0
     wait_for_answer(browser, "scroll", answer, status="complete", timeout=40)
     assert page_failures(browser, "scroll") == []
+
+
+def test_a_send_that_cannot_reach_the_server_says_so_and_keeps_the_text(
+    server: AppServer, browser: RemoteBrowser, pages: list[str]
+) -> None:
+    proxy = FaultProxy(server.url)
+    url = proxy.start()
+    pages.append("offline")
+    browser.open("offline", url + "/")
+    proxy.stop()  # the network goes away after the page has loaded
+    browser.send("offline", "Will this arrive?")
+    notice = browser.wait_for(
+        "offline",
+        "() => { const t = document.getElementById('notice').textContent; return t || null; }",
+    )
+    assert "Could not reach chatapp" in notice
+    box = browser.evaluate("offline", "() => document.getElementById('message-input').value")
+    assert box == "Will this arrive?"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -449,7 +450,6 @@ def test_text_is_stored_in_batches_while_it_streams(
 def test_finished_generation_logs_one_structured_line(
     app: Flask, client: FlaskClient, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import json
 
     upstream.push(Scenario(text="Logged."))
     with caplog.at_level(logging.INFO, logger="chatapp.streaming.generation"):
@@ -695,3 +695,27 @@ def test_connection_check_streams_timed_events(client: FlaskClient) -> None:
     names = [e.get("event") for e in events if "event" in e]
     assert names == ["hello", "tick", "tick", "tick", "done"]
     assert [e["id"] for e in events if e.get("event") == "tick"] == ["0", "1", "2"]
+
+
+def test_a_failed_action_is_explained_in_the_page_notice(app: Flask, client: FlaskClient) -> None:
+    response = client.post("/messages/999/stop", headers={"HX-Request": "true"})
+    assert response.status_code == 404
+    assert response.headers["HX-Retarget"] == "#notice"
+    assert "no longer exists" in html(response.data).select_one("#notice").get_text()
+    # Without htmx the same failure is a page.
+    assert "There is nothing here" in html(client.post("/messages/999/stop").data).get_text()
+
+
+def test_a_post_without_the_csrf_token_is_refused_with_a_clear_notice(
+    configured: Configure,
+) -> None:
+    app = configured(WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    page = html(client.get("/").data)
+    token = json.loads(page.select_one("body")["hx-headers"])["X-CSRFToken"]
+    refused = client.post("/messages", data={"content": "hi"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 400 and "expired" in html(refused.data).get_text()
+    accepted = client.post(
+        "/messages", data={"content": "hi"}, headers={"HX-Request": "true", "X-CSRFToken": token}
+    )
+    assert accepted.status_code == 200

@@ -40,6 +40,30 @@
     });
   });
 
+  // -- Failures the server did not explain: say so in the notice, and keep what was typed ------
+  function notice(text) {
+    var slot = document.getElementById("notice");
+    if (slot) slot.textContent = text;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr.status >= 400 && !xhr.getResponseHeader("HX-Retarget")) {
+      // Not from chatapp (a proxy's error page, say): never swap it into the conversation.
+      event.detail.shouldSwap = false;
+      notice("The server answered with an error (" + xhr.status + "). Try again in a moment.");
+    }
+  });
+
+  document.addEventListener("htmx:sendError", function () {
+    notice("Could not reach chatapp. Check your connection and try again; nothing was lost.");
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status > 0 && xhr.status < 400) notice("");
+  });
+
   // -- Composer: Enter sends, Shift+Enter is a new line; cleared once the send is taken ----
   document.addEventListener("keydown", function (event) {
     var box = event.target;
