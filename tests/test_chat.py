@@ -719,3 +719,13 @@ def test_a_post_without_the_csrf_token_is_refused_with_a_clear_notice(
         "/messages", data={"content": "hi"}, headers={"HX-Request": "true", "X-CSRFToken": token}
     )
     assert accepted.status_code == 200
+
+
+def test_an_answer_the_api_never_took_shows_no_token_counts(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(status=529))
+    message = wait_finished(app, answer_id(send(client, "Busy?")))
+    assert message.status == "failed" and message.input_tokens is None
+    page = html(client.get(f"/conversations/{message.conversation_id}").data)
+    assert " in " not in page.select_one(f"#m-{message.id} .usage").get_text()

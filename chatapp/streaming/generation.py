@@ -200,6 +200,7 @@ class Generation:
         self._publish_pending()  # waits for a timer's publication under way
         reply = self.reply
         usage = reply.usage
+        started = reply.model is not None
         state = MessageState(
             id=self.message_id,
             conversation_id=self.conversation_id,
@@ -209,10 +210,11 @@ class Generation:
             error=error,
             model=reply.model or self._model,
             stop_reason=reply.stop_reason,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_creation_tokens=usage.cache_creation_tokens,
+            # No message_start: the API never took the request, so there is no usage to show.
+            input_tokens=usage.input_tokens if started else None,
+            output_tokens=usage.output_tokens if started else None,
+            cache_read_tokens=usage.cache_read_tokens if started else None,
+            cache_creation_tokens=usage.cache_creation_tokens if started else None,
             ttft_ms=reply.ttft_ms,
             duration_ms=round((time.monotonic() - reply.started) * 1000),
         )
