@@ -729,3 +729,17 @@ def test_an_answer_the_api_never_took_shows_no_token_counts(
     assert message.status == "failed" and message.input_tokens is None
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
     assert " in " not in page.select_one(f"#m-{message.id} .usage").get_text()
+
+
+def test_with_redis_down_answers_still_stream_within_the_worker(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    app = configured(REDIS_URL="redis://127.0.0.1:9/0")
+    client = app.test_client()
+    upstream.push(Scenario(text="Redis is down, I am not."))
+    fragment = send(client, "Still there?")
+    assert streamed_text(read_events(client, stream_url(fragment))) == "Redis is down, I am not."
+    conversation_id = int(fragment.select_one("#conversation-id")["value"])
+    response = client.get(f"/conversations/{conversation_id}/events?after=999", buffered=False)
+    assert response.status_code == 200 and next(iter(response.response)).startswith(b"retry:")
+    response.close()

@@ -11,12 +11,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import redis
 from gevent.event import Event
 
 from ..models import MessageState
 from . import persistence, sse
 from .channel import Announcement, Ended, Subscription, text_frame
 from .hub import Streams
+from .relay import RemoteAnswer
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,7 @@ def follow(
         def release() -> None:
             generation.channel.unsubscribe(subscription)
 
-    elif (
-        streams.relay is not None
-        and state.is_streaming
-        and (remote := streams.relay.follow_answer(state.id, offset))
-    ):
+    elif state.is_streaming and (remote := _follow_remote(streams, state.id, offset)):
         catch_up, subscription, text_of, release = (
             remote.catch_up,
             remote.subscription,
@@ -92,6 +90,17 @@ def follow(
             offset = frame.end
     finally:
         release()
+
+
+def _follow_remote(streams: Streams, message_id: int, offset: int) -> RemoteAnswer | None:
+    """Follow through Redis an answer another worker writes; None to use the database."""
+    if streams.relay is None:
+        return None
+    try:
+        return streams.relay.follow_answer(message_id, offset)
+    except redis.RedisError:
+        log.warning("Redis is unreachable; following answer %s from the database", message_id)
+        return None
 
 
 def _follow_stored(

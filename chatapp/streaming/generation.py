@@ -51,6 +51,7 @@ class Generation:
         self._last_frame_at = 0.0
         self._frame_timer: Greenlet | None = None
         self._publishing = Semaphore()
+        self._relay_failed = False  # said once in the log, not once a frame
         self._greenlet: Greenlet | None = None
         self._finishing = False
         self._model: str | None = None
@@ -189,7 +190,9 @@ class Generation:
                 self.streams.relay.frame(self.message_id, frame)
             except Exception:
                 # Listeners on other workers catch up from the database when they reconnect.
-                log.exception("could not relay a frame of answer %s", self.message_id)
+                if not self._relay_failed:
+                    log.exception("could not relay answer %s to other workers", self.message_id)
+                self._relay_failed = True
         self.channel.publish(frame)
         self.streams.meter.frames += 1
 

@@ -115,7 +115,10 @@ class Streams:
     def watch(self, conversation_id: int) -> tuple[Subscription[Announcement], Callable[[], None]]:
         """Subscribe to a conversation's announcements; call the second value when done."""
         if self.relay is not None:
-            return self.relay.watch(conversation_id)
+            try:
+                return self.relay.watch(conversation_id)
+            except redis.RedisError:
+                log.warning("Redis is unreachable; this page hears only this worker's news")
         channel = self._conversations.setdefault(conversation_id, Channel(self.listener_capacity))
         subscription = channel.subscribe()
 
