@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The database tests again, on PostgreSQL (TEST_DATABASE_URL; default: the local `test` database).
+# The whole suite again, on PostgreSQL (TEST_DATABASE_URL; default: the local `test` database).
 # The tests drop and recreate its `public` schema: point it at a throwaway database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +13,4 @@ if ! .venv/bin/python -c 'import sys, psycopg; psycopg.connect(sys.argv[1], conn
   exit 0
 fi
 echo "PostgreSQL pass: $url"
-DATABASE_URL="$url" exec bash tests/run.sh tests/test_chat.py tests/test_relay.py tests/test_two_instances.py "$@"
+DATABASE_URL="$url" exec bash tests/run.sh "$@"

@@ -22,10 +22,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import create_engine, text
 
 from chatapp.llm.demo import FakeUpstream
 
@@ -58,20 +63,23 @@ class AppServer:
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
 
+    def rows(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
+        """Run a query against the server's database (SQLite or PostgreSQL)."""
+        engine = create_engine(
+            self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        )
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
     def kill(self) -> None:
         """kill -9 the master and its workers at once: nothing of theirs runs any more."""
         assert self.process is not None
         self.killed = True
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
-
-    @property
-    def database_path(self) -> Path:
-        """The SQLite file (for tests that read what was stored)."""
-        prefix = "sqlite:///"
-        if not self.database_url.startswith(prefix):
-            raise ValueError(f"not a SQLite URL: {self.database_url}")
-        return Path(self.database_url.removeprefix(prefix))
 
     def output(self) -> str:
         """Everything the migrations and the server have printed so far."""
@@ -100,7 +108,46 @@ def app_server(
     there is no key, so the app runs in demo mode at the given demo pace. `env` adds or
     overrides variables (e.g. `CHATAPP_FRAME_INTERVAL`); values of `CHATAPP_*` are JSON.
     """
-    database_url = database_url or f"sqlite:///{tmp_path / 'x.sqlite'}"
+    with _database(tmp_path, database_url) as url:
+        yield from _serve(
+            tmp_path,
+            url,
+            upstream,
+            demo_first_token_seconds,
+            demo_tokens_per_second,
+            env,
+            start_timeout,
+            stop_timeout,
+        )
+
+
+@contextmanager
+def _database(tmp_path: Path, database_url: str | None) -> Iterator[str]:
+    """The given database; else, on the PostgreSQL pass, a fresh database; else SQLite."""
+    base = os.environ.get("DATABASE_URL", "")
+    if database_url or not base.startswith("postgresql"):
+        yield database_url or f"sqlite:///{tmp_path / 'x.sqlite'}"
+        return
+    name = f"chatapp_server_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _serve(
+    tmp_path: Path,
+    database_url: str,
+    upstream: FakeUpstream | None,
+    demo_first_token_seconds: float | tuple[float, float] | None,
+    demo_tokens_per_second: float | tuple[float, float] | None,
+    env: Mapping[str, str] | None,
+    start_timeout: float,
+    stop_timeout: float,
+) -> Iterator[AppServer]:
     log_path = tmp_path / "server.log"
     base_env = _environment(
         database_url, upstream, demo_first_token_seconds, demo_tokens_per_second, env

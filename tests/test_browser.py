@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
-from .server import ROOT, app_server
+from .server import ROOT, AppServer, app_server
 
 DRIVER_TIMEOUT = 60.0
 
@@ -65,7 +64,7 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
             tmp_path, upstream=upstream, env={"CHATAPP_HEARTBEAT_SECONDS": "1"}
         ) as server:
             seen = drive_browser(tmp_path, server.url)
-            stored = stored_answer(server.database_path, seen["answer_id"])
+            stored = stored_answer(server, seen["answer_id"])
     finally:
         upstream.stop()
 
@@ -154,17 +153,13 @@ def drive_browser(tmp_path: Path, base_url: str) -> dict[str, Any]:
     return result
 
 
-def stored_answer(database: Path, answer_id: int) -> tuple[str, str]:
+def stored_answer(server: AppServer, answer_id: int) -> tuple[str, str]:
     """(status, content) of the answer as the server stored it."""
-    connection = sqlite3.connect(database)
-    try:
-        row = connection.execute(
-            "SELECT status, content FROM message WHERE id = ? AND role = 'assistant'", (answer_id,)
-        ).fetchone()
-    finally:
-        connection.close()
-    assert row is not None, f"answer {answer_id} is not stored"
-    return row[0], row[1]
+    rows = server.rows(
+        "SELECT status, content FROM message WHERE id = :id AND role = 'assistant'", id=answer_id
+    )
+    assert rows, f"answer {answer_id} is not stored"
+    return rows[0][0], rows[0][1]
 
 
 # -- the browser driver (plain Python process, no gevent) ------------------------------------

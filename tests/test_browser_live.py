@@ -13,7 +13,6 @@ exactly what was streamed and stored.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -190,27 +189,17 @@ def message_number(dom_id: str) -> int:
 
 def stored(server: AppServer, message_id: int) -> tuple[str, str, str | None]:
     """(status, content, error) of a message as the server stored it."""
-    connection = sqlite3.connect(server.database_path)
-    try:
-        row = connection.execute(
-            "SELECT status, content, error FROM message WHERE id = ?", (message_id,)
-        ).fetchone()
-    finally:
-        connection.close()
-    assert row is not None, f"message {message_id} is not stored"
-    return row[0], row[1], row[2]
+    rows = server.rows("SELECT status, content, error FROM message WHERE id = :id", id=message_id)
+    assert rows, f"message {message_id} is not stored"
+    return rows[0][0], rows[0][1], rows[0][2]
 
 
 def stored_conversation(server: AppServer, conversation_id: int) -> list[dict[str, str]]:
     """The conversation's messages as a page lists them."""
-    connection = sqlite3.connect(server.database_path)
-    try:
-        rows = connection.execute(
-            "SELECT id, role, status, content FROM message WHERE conversation_id = ? ORDER BY id",
-            (conversation_id,),
-        ).fetchall()
-    finally:
-        connection.close()
+    rows = server.rows(
+        "SELECT id, role, status, content FROM message WHERE conversation_id = :id ORDER BY id",
+        id=conversation_id,
+    )
     return [{"id": f"m-{r[0]}", "role": r[1], "status": r[2], "text": r[3]} for r in rows]
 
 

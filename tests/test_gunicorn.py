@@ -12,7 +12,6 @@ import http.cookiejar
 import json
 import os
 import re
-import sqlite3
 import urllib.parse
 import urllib.request
 import uuid
@@ -125,11 +124,7 @@ def reassemble(answer_id: int, raw: str) -> tuple[str, list[dict[str, str]]]:
 
 def stored_messages(server: AppServer) -> dict[int, tuple[str, str, str]]:
     """id -> (role, status, content) of every stored message."""
-    connection = sqlite3.connect(server.database_path)
-    try:
-        rows = connection.execute("SELECT id, role, status, content FROM message").fetchall()
-    finally:
-        connection.close()
+    rows = server.rows("SELECT id, role, status, content FROM message")
     return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import re
-import sqlite3
 import time
 import urllib.parse
 import urllib.request
@@ -402,23 +401,13 @@ def sever_everything_once(proxy: FaultProxy, all_open: Event, rng: random.Random
 
 def stored_messages(server: AppServer) -> dict[int, tuple[str, str, str]]:
     """id -> (role, status, content) of every stored message."""
-    connection = sqlite3.connect(server.database_path)
-    try:
-        rows = connection.execute("SELECT id, role, status, content FROM message").fetchall()
-    finally:
-        connection.close()
+    rows = server.rows("SELECT id, role, status, content FROM message")
     return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
 def stored_durations(server: AppServer) -> list[float]:
     """How long each answer took to write, in seconds, sorted."""
-    connection = sqlite3.connect(server.database_path)
-    try:
-        rows = connection.execute(
-            "SELECT duration_ms FROM message WHERE role = 'assistant'"
-        ).fetchall()
-    finally:
-        connection.close()
+    rows = server.rows("SELECT duration_ms FROM message WHERE role = 'assistant'")
     return sorted(row[0] / 1000 for row in rows)
 
 
