@@ -9,12 +9,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test browser migrate clean
+.PHONY: run test install install-test browser migrate clean bench
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 test: install-test browser
+	bash tests/lint.sh
 	bash tests/run.sh
 	bash tests/postgres.sh
 
@@ -47,6 +48,10 @@ browser:
 	  echo "Installing Chromium for the browser tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Streaming budgets of DESIGN.md (bench/run.py): ~15 min; BENCH_ARGS=--quick for a short run.
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 migrate: install
 	$(BIN)/flask --app wsgi db upgrade
