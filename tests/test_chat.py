@@ -439,6 +439,7 @@ def test_text_is_stored_in_batches_while_it_streams(
     while message_id in streams(app).live:
         gevent.sleep(0.1)
         partial = stored(app, message_id).content
+        assert text.startswith(partial)  # appended in order, never twice
         if 0 < len(partial) < len(text):
             seen_partial = True
     deltas = len(generation.reply.text_parts)

@@ -47,7 +47,9 @@ class Generation:
         self.length = 0  # characters received
         self.published = 0  # characters sent to listeners
         self.final: MessageState | None = None
-        self._pending: list[str] = []
+        self._pending: list[str] = []  # received, not yet sent to listeners
+        self._unstored: list[str] = []  # received, not yet in the database
+        self._stored = 0
         self._last_frame_at = 0.0
         self._frame_timer: Greenlet | None = None
         self._publishing = Semaphore()
@@ -114,9 +116,13 @@ class Generation:
     def published_text(self) -> str:
         return self.text()[: self.published]
 
-    def stored_text(self) -> str:
-        """What the flusher writes: everything received so far."""
-        return self.text()
+    def unstored(self) -> tuple[int, str, int]:
+        """For the flusher: characters stored so far, and the text received since."""
+        return self._stored, "".join(self._unstored), len(self._unstored)
+
+    def mark_stored(self, pieces: int, characters: int) -> None:
+        del self._unstored[:pieces]
+        self._stored += characters
 
     # -- the answer -----------------------------------------------------------------------
 
@@ -161,6 +167,7 @@ class Generation:
         self.length += len(text)
         self.streams.meter.characters += len(text)
         self._pending.append(text)
+        self._unstored.append(text)
         self.streams.flusher.mark(self)
         wait = self._last_frame_at + self.streams.frame_interval - time.monotonic()
         if wait <= 0:

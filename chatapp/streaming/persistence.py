@@ -1,8 +1,9 @@
 """Storing answers while they stream: group commit, and the final write.
 
-Generations never write per token. They mark themselves dirty; one ticker per worker writes
-the text of every dirty answer in a single short transaction every FLUSH_INTERVAL seconds.
-No session or connection is held between ticks.
+Generations never write per token. They mark themselves dirty; one ticker per worker appends
+the new text of every dirty answer in a single short transaction every FLUSH_INTERVAL seconds,
+so storing an answer costs in proportion to its length. No session or connection is held
+between ticks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from flask import Flask
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..extensions import db
 from ..metrics import Meter
@@ -31,7 +32,13 @@ class Progress(Protocol):
 
     message_id: int
 
-    def stored_text(self) -> str: ...
+    def unstored(self) -> tuple[int, str, int]:
+        """(characters stored so far, the text after them, how many pieces that text is)."""
+        ...
+
+    def mark_stored(self, pieces: int, characters: int) -> None:
+        """The first `pieces` unstored pieces, `characters` long, are now stored."""
+        ...
 
 
 class Flusher:
@@ -60,21 +67,32 @@ class Flusher:
         if not self._dirty:
             return
         batch, self._dirty = self._dirty, {}
-        rows = [{"answer_id": mid, "text": p.stored_text()} for mid, p in batch.items()]
+        rows, taken = [], []
+        for mid, progress in batch.items():
+            stored, tail, pieces = progress.unstored()
+            if tail:
+                rows.append({"answer_id": mid, "stored": stored, "tail": tail})
+                taken.append((progress, pieces, len(tail)))
+        if not rows:
+            return
         started = time.monotonic()
         try:
             with self._app.app_context():
                 # Core executemany: one statement, one round of the driver, for all answers.
+                # Only the new text is sent; the length check makes a repeated append harmless.
                 table = Message.__table__
                 db.session.execute(
                     update(table)
                     .where(table.c.id == bindparam("answer_id"))
                     .where(table.c.status == Status.STREAMING.value)
-                    .values(content=bindparam("text"), updated_at=utcnow()),
+                    .where(func.length(table.c.content) == bindparam("stored"))
+                    .values(content=table.c.content + bindparam("tail"), updated_at=utcnow()),
                     rows,
                 )
                 db.session.commit()
             self.writes += 1
+            for progress, pieces, characters in taken:
+                progress.mark_stored(pieces, characters)
         except Exception:
             log.exception("could not store streamed text of %d answers; retrying", len(rows))
             for mid, progress in batch.items():
