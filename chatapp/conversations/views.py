@@ -26,20 +26,12 @@ bp = Blueprint("conversations", __name__)
 @bp.get("/")
 def index() -> str:
     """The new-chat page: the sidebar and an empty composer."""
-    return render_template("conversation.html", conversation=None, messages=[], **_sidebar())
+    return _page(None)
 
 
 @bp.get("/conversations/<int:conversation_id>")
 def show(conversation_id: int) -> str:
-    conversation = store.get_conversation(conversation_id)
-    messages = [live_view(MessageState.of(m)) for m in conversation.messages]
-    return render_template(
-        "conversation.html",
-        conversation=conversation,
-        messages=messages,
-        newest_message_id=messages[-1].id if messages else 0,
-        **_sidebar(),
-    )
+    return _page(store.get_conversation(conversation_id))
 
 
 @bp.post("/messages")
@@ -169,20 +161,22 @@ def _composer_error(text: str, conversation: Conversation | None, status: int = 
     if htmx.is_htmx(request):
         response = make_response(render_template("_composer_error.html", error=text), status)
         return htmx.vary_on_htmx(htmx.retarget(response, "#composer-error", "outerHTML"))
-    if conversation is None:
-        messages = []
-    else:
-        messages = [live_view(MessageState.of(m)) for m in conversation.messages]
-    body = render_template(
+    body = _page(conversation, composer_error=text, draft=request.form.get("content", ""))
+    return htmx.vary_on_htmx(make_response(body, status))
+
+
+def _page(conversation: Conversation | None, **extra: object) -> str:
+    """The conversation page (the new-chat page without one), its messages as they are now."""
+    messages = [] if conversation is None else conversation.messages
+    shown = [live_view(MessageState.of(m)) for m in messages]
+    return render_template(
         "conversation.html",
         conversation=conversation,
-        messages=messages,
-        newest_message_id=messages[-1].id if messages else 0,
-        composer_error=text,
-        draft=request.form.get("content", ""),
+        messages=shown,
+        newest_message_id=shown[-1].id if shown else 0,
         **_sidebar(),
+        **extra,
     )
-    return htmx.vary_on_htmx(make_response(body, status))
 
 
 def _sidebar() -> dict[str, object]:

@@ -84,8 +84,11 @@ def follow(
                 continue  # the listener has this already
             if frame.start == offset:
                 yield frame.payload
-            else:
+            elif frame.start < offset:
                 # The listener's position falls inside this frame: send only what it lacks.
+                yield _text_event(state.id, frame.text[offset - frame.start :], frame.end)
+            else:
+                # A gap (frames were dropped on the way): fill it from the whole text.
                 yield _text_event(state.id, text_of()[offset : frame.end], frame.end)
             offset = frame.end
     finally:

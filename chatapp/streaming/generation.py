@@ -44,7 +44,6 @@ class Generation:
         self.conversation_id = conversation_id
         self.channel: Channel[Frame] = Channel(streams.listener_capacity)
         self.reply = Reply()
-        self.length = 0  # characters received
         self.published = 0  # characters sent to listeners
         self.final: MessageState | None = None
         self._pending: list[str] = []  # received, not yet sent to listeners
@@ -84,13 +83,15 @@ class Generation:
 
     def stop(self) -> None:
         """Stop the answer: the upstream request is closed, the text so far is kept."""
-        if self._greenlet is not None and not self._greenlet.dead and not self._finishing:
-            self._greenlet.kill(StopRequested, block=False)
+        self._end(StopRequested)
 
     def interrupt(self) -> None:
         """End the answer because the worker is going away; the text so far is kept."""
+        self._end(GreenletExit)
+
+    def _end(self, reason: type[GreenletExit]) -> None:
         if self._greenlet is not None and not self._greenlet.dead and not self._finishing:
-            self._greenlet.kill(GreenletExit, block=False)
+            self._greenlet.kill(reason, block=False)
 
     def join(self, timeout: float | None = None) -> None:
         if self._greenlet is not None:
@@ -164,7 +165,6 @@ class Generation:
             self._finish(status, error)
 
     def _receive(self, text: str) -> None:
-        self.length += len(text)
         self.streams.meter.characters += len(text)
         self._pending.append(text)
         self._unstored.append(text)

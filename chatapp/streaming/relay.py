@@ -83,10 +83,7 @@ class Relay:
 
     def begin(self, message_id: int) -> None:
         """A new answer (or a retry of one): no text yet, but it is live."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self._text_key(message_id))
-        pipe.set(self._text_key(message_id), "", ex=TEXT_TTL)
-        pipe.execute()
+        self.redis.set(self._text_key(message_id), "", ex=TEXT_TTL)
 
     def frame(self, message_id: int, frame: Frame) -> None:
         """Publish a frame to the other workers, and keep its text for their late listeners."""
