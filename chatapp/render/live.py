@@ -1,0 +1,228 @@
+"""An answer's HTML while it streams: finished blocks are rendered once, the last one again.
+
+The text of an answer is cut into top-level markdown blocks. A block is finished once the
+next one has begun on a complete line; from then on nothing written later can change it (a
+line's meaning depends on at most the line after it, and reference definitions are off), so
+it is rendered once and appended. Only the block being written, the tail, is rendered again,
+in its own element, on each frame.
+
+A fenced code block that is still open is not rendered again at all: its new text is appended,
+escaped, to its `<code>` element, and the block is highlighted once, when its fence closes.
+A very long tail of another kind (a huge list or table) is rendered again only after it has
+grown by a fraction of its length. So the work per answer grows linearly with its length.
+
+Rendering a whole text in one go runs the same steps, so an answer's streamed HTML and the
+HTML of the page after a reload are the same string.
+"""
+
+from __future__ import annotations
+
+from markupsafe import escape
+
+from . import code, markdown
+
+# A tail longer than this is parsed and rendered again only after growing by 1/REGROW of its
+# length.
+LONG_TAIL = 4096
+REGROW = 8
+
+
+def content_id(message_id: int) -> str:
+    """The element that holds a message's rendered text."""
+    return f"m-{message_id}-content"
+
+
+def tail_id(message_id: int) -> str:
+    """The element that holds the block being written."""
+    return f"m-{message_id}-tail"
+
+
+def code_id(message_id: int) -> str:
+    """The `<code>` element of a fenced block being written."""
+    return f"m-{message_id}-code"
+
+
+def tail_element(message_id: int, inner: str) -> str:
+    return f'<div class="tail" id="{tail_id(message_id)}">{inner}</div>'
+
+
+def oob(target: str, swap: str, inner: str) -> str:
+    """An out-of-band swap of `inner` into the element with id `target`."""
+    return f'<div hx-swap-oob="{swap}:#{target}">{inner}</div>'
+
+
+class LiveMarkdown:
+    """The rendering of one answer as its text arrives."""
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+        self.blocks: list[str] = []  # HTML of each finished block
+        self._tail = ""  # markdown of the block(s) not finished yet
+        self._tail_html = ""
+        self._parsed = 0  # length of the tail's complete lines when last cut into blocks
+        self._rendered = 0  # length of the tail when last rendered
+        self._cr = False  # the text so far ends in "\r" (maybe half of a "\r\n")
+        # A fenced code block being written: its fence, where its code starts in the tail,
+        # how much of that code is shown, and the HTML of its code so far.
+        self._fence = ""
+        self._language = ""
+        self._code_start = 0
+        self._shown = 0
+        self._code_html: list[str] = []
+
+    # -- what the page shows ----------------------------------------------------------------
+
+    def html(self) -> str:
+        """The content element's inner HTML now: finished blocks, then the tail's element."""
+        return "".join(self.blocks) + tail_element(self.message_id, self._tail_now())
+
+    def finished_html(self) -> str:
+        """The content element's inner HTML of an answer that has ended."""
+        return "".join(self.blocks)
+
+    def reset(self) -> str:
+        """An out-of-band swap that makes a listener show what this shows now."""
+        return oob(content_id(self.message_id), "innerHTML", self.html())
+
+    # -- text arriving ---------------------------------------------------------------------
+
+    def feed(self, text: str) -> str:
+        """Take more of the answer; return the out-of-band swaps that show it ("" if none)."""
+        text = self._normalize(text)
+        if not text:
+            return ""
+        before = len(self._tail)
+        self._tail += text
+        if self._fence and not self._fence_may_end(before):
+            return self._grow_code()
+        return self._advance()
+
+    def finish(self) -> str:
+        """The answer has ended: its tail becomes finished blocks and its element goes."""
+        if self._cr:
+            self._cr = False
+            self._tail += "\n"
+        added = self._finish_blocks(self._tail, [b.line for b in markdown.blocks(self._tail)])
+        self._tail = self._tail_html = ""
+        self._fence = ""
+        swaps = oob(tail_id(self.message_id), "beforebegin", added) if added else ""
+        return swaps + oob(tail_id(self.message_id), "delete", "")
+
+    # -- inside ----------------------------------------------------------------------------
+
+    def _normalize(self, text: str) -> str:
+        """Line ends as markdown-it sees them; a trailing "\\r" waits for what follows it."""
+        if self._cr:
+            text = "\r" + text
+            self._cr = False
+        if text.endswith("\r"):
+            text, self._cr = text[:-1], True
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+    def _advance(self) -> str:
+        """Cut finished blocks off the tail, then show the tail as it is now."""
+        swaps = []
+        complete = self._tail.rfind("\n") + 1
+        if complete > self._parsed and (
+            complete <= LONG_TAIL or complete - self._parsed >= complete // REGROW
+        ):
+            found = markdown.blocks(self._tail[:complete])
+            if len(found) >= 2:
+                cut = _line_offset(self._tail, found[-1].line)
+                lines = [b.line for b in found[:-1]]
+                added = self._finish_blocks(self._tail[:cut], lines)
+                if added:
+                    swaps.append(oob(tail_id(self.message_id), "beforebegin", added))
+                self._tail = self._tail[cut:]
+                self._rendered = 0
+                complete -= cut
+            self._parsed = complete
+            last = found[-1] if found else None
+            if last is not None and last.fence and not last.closed:
+                return "".join(swaps) + self._open_code(last)
+        if self._tail_is_due():
+            html = markdown.render(self._tail)
+            self._rendered = len(self._tail)
+            if html != self._tail_html:
+                self._tail_html = html
+                swaps.append(oob(tail_id(self.message_id), "innerHTML", html))
+        return "".join(swaps)
+
+    def _tail_is_due(self) -> bool:
+        size = len(self._tail)
+        return size <= LONG_TAIL or size - self._rendered >= size // REGROW
+
+    def _finish_blocks(self, text: str, lines: list[int]) -> str:
+        """Render each block of `text` (starting at `lines`) on its own, and keep them."""
+        offsets = [_line_offset(text, line) for line in lines] + [len(text)]
+        offsets[0] = 0  # blank lines before the first block belong to it
+        added = [markdown.render(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)]
+        self.blocks.extend(added)
+        return "".join(added)
+
+    # -- a fenced code block being written ----------------------------------------------------
+
+    def _open_code(self, block: markdown.Block) -> str:
+        """The tail is a fenced block still open: show it as code and append from now on."""
+        self._fence, self._language = block.fence, block.language
+        self._code_start = self._tail.find("\n") + 1
+        self._shown = self._code_start
+        self._code_html = []
+        self._grow_code()
+        self._tail_html = ""  # shown by _tail_now from here on
+        return oob(tail_id(self.message_id), "innerHTML", self._tail_now())
+
+    def _fence_may_end(self, before: int) -> bool:
+        """Whether a line completed by the newest text could close the open fence."""
+        start = self._tail.rfind("\n", 0, before) + 1
+        end = self._tail.rfind("\n") + 1
+        lines = self._tail[max(start, self._code_start) : end].split("\n")[:-1]
+        if any(markdown.might_close(line, self._fence, complete=True) for line in lines):
+            self._fence = ""
+            return True
+        return False
+
+    def _grow_code(self) -> str:
+        """Append the code written since the last frame (holding back a possible closing line)."""
+        upto = len(self._tail)
+        line_start = self._tail.rfind("\n") + 1
+        if line_start >= self._code_start and markdown.might_close(
+            self._tail[line_start:], self._fence, complete=False
+        ):
+            upto = line_start
+        if upto <= self._shown:
+            return ""
+        new = str(escape(self._tail[self._shown : upto]))
+        self._shown = upto
+        self._code_html.append(new)
+        return oob(code_id(self.message_id), "beforeend", new)
+
+    def _tail_now(self) -> str:
+        if not self._fence:
+            return self._tail_html
+        return code.frame(
+            self._language, "".join(self._code_html), code_id=code_id(self.message_id)
+        )
+
+
+def _line_offset(text: str, line: int) -> int:
+    """The character offset at which line number `line` of `text` starts."""
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def render_answer(text: str) -> str:
+    """A finished answer's HTML: the same as streaming it, in one go."""
+    live = LiveMarkdown(0)
+    live.feed(text)
+    live.finish()
+    return live.finished_html()
+
+
+def render_streaming(message_id: int, text: str) -> str:
+    """The HTML of an answer still being written, as far as `text` goes."""
+    live = LiveMarkdown(message_id)
+    live.feed(text)
+    return live.html()

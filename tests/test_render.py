@@ -1,0 +1,177 @@
+"""Markdown rendering: what it makes, that streaming it converges, and that nothing goes live."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatapp.render import live, markdown
+from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
+
+from .dom import Document, normalized
+
+MESSAGE = 7
+
+
+def stream(text: str, cuts: list[int]) -> Document:
+    """Apply what streaming `text` in pieces ending at `cuts` sends, to a fresh page."""
+    page = Document(f'<div id="{live.content_id(MESSAGE)}">{render_streaming(MESSAGE, "")}</div>')
+    renderer = LiveMarkdown(MESSAGE)
+    start = 0
+    for end in sorted(set(cuts)) + [len(text)]:
+        if end > start:
+            page.apply(renderer.feed(text[start:end]))
+            start = end
+    page.apply(renderer.finish())
+    return page
+
+
+def shown(page: Document) -> str:
+    return page.inner_html(live.content_id(MESSAGE))
+
+
+# -- what it makes ---------------------------------------------------------------------------
+
+
+def test_commonmark_with_tables_and_strikethrough() -> None:
+    html = render_answer("# Title\n\n*a* **b** ~~c~~ `d`\n\n| x | y |\n|:-|-:|\n| 1 | 2 |\n")
+    assert "<h1>Title</h1>" in html
+    assert "<em>a</em> <strong>b</strong> <s>c</s> <code>d</code>" in html
+    assert '<th class="align-left">x</th>' in html and '<td class="align-right">2</td>' in html
+    assert "style" not in html
+
+
+def test_fenced_code_is_highlighted_in_a_frame_with_copy() -> None:
+    html = render_answer("```python\ndef f():\n    return 1\n```\n")
+    assert '<span class="code__lang">python</span>' in html
+    assert '<button type="button" class="code__copy">Copy</button>' in html
+    assert '<span class="k">def</span>' in html
+
+
+def test_unknown_language_is_plain_escaped_code() -> None:
+    html = render_answer("```nosuchlanguage\n<b>x</b>\n```\n")
+    assert "<code>&lt;b&gt;x&lt;/b&gt;\n</code>" in html
+
+
+def test_links_get_rel_and_only_web_and_mail_schemes() -> None:
+    html = render_answer(
+        "[a](https://example.com) [b](mailto:x@example.com) [c](ftp://x) [d](/relative) "
+        "[e](javascript:alert(1)) <https://auto.example>"
+    )
+    assert html.count('rel="noopener noreferrer nofollow"') == 3
+    assert 'href="https://example.com"' in html and 'href="mailto:x@example.com"' in html
+    assert "[c](ftp://x)" in html and "[d](/relative)" in html
+    assert "href" not in html.replace('href="https://example.com"', "").replace(
+        'href="mailto:x@example.com"', ""
+    ).replace('href="https://auto.example"', "")
+
+
+def test_images_are_links_and_never_loaded() -> None:
+    html = render_answer("![a cat](https://example.com/cat.png)")
+    assert "<img" not in html
+    assert '<a class="image-link" href="https://example.com/cat.png"' in html
+    assert "Image: a cat" in html
+
+
+def test_an_open_fence_streams_as_a_code_block() -> None:
+    renderer = LiveMarkdown(MESSAGE)
+    renderer.feed("Here:\n\n```python\nprint(1)\n")
+    shown_now = renderer.html()
+    assert '<code id="m-7-code">print(1)\n</code>' in shown_now
+    swaps = renderer.feed("print(2)\n")
+    # Only the new text is sent, appended to the code element.
+    assert swaps == '<div hx-swap-oob="beforeend:#m-7-code">print(2)\n</div>'
+
+
+def test_a_line_that_may_close_the_fence_waits_for_its_end() -> None:
+    renderer = LiveMarkdown(MESSAGE)
+    renderer.feed("```\nx\n")
+    assert renderer.feed("``") == ""  # maybe the closing fence: not shown as code
+    closing = renderer.feed("`\n\nafter")
+    assert "after" in closing and "m-7-code" not in closing.split("beforebegin")[0]
+
+
+def test_finished_blocks_are_rendered_once_and_only_the_tail_again() -> None:
+    renderer = LiveMarkdown(MESSAGE)
+    renderer.feed("First paragraph.\n\nSecond\n")
+    assert renderer.blocks == ["<p>First paragraph.</p>\n"]
+    swaps = renderer.feed("paragraph grows")
+    assert swaps == '<div hx-swap-oob="innerHTML:#m-7-tail"><p>Second\nparagraph grows</p>\n</div>'
+
+
+def test_a_block_is_not_finished_by_a_line_still_being_written() -> None:
+    # "#" alone would start a heading, "#x" does not: the paragraph must wait for the line.
+    assert render_answer("para\n#x") == "<p>para\n#x</p>\n"
+    page = stream("para\n#x", [6])
+    assert shown(page) == normalized("<p>para\n#x</p>\n")
+
+
+# -- convergence -----------------------------------------------------------------------------
+
+WORDS = st.sampled_from(["alpha", "beta", "x", "`y`", "*z*", "**w**", "~~v~~", "<b>", "&amp;"])
+INLINE = st.lists(WORDS, min_size=1, max_size=6).map(" ".join)
+BLOCKS = st.one_of(
+    INLINE,
+    INLINE.map(lambda w: f"# {w}"),
+    INLINE.map(lambda w: f"{w}\n==="),
+    INLINE.map(lambda w: f"{w}\n---"),
+    st.lists(INLINE, min_size=1, max_size=4).map(lambda ws: "\n".join(f"- {w}" for w in ws)),
+    st.lists(INLINE, min_size=1, max_size=4).map(
+        lambda ws: "\n\n".join(f"{i + 1}. {w}" for i, w in enumerate(ws))
+    ),
+    INLINE.map(lambda w: f"> {w}\n{w}"),
+    INLINE.map(lambda w: f"```python\nx = '{w}'\n```"),
+    INLINE.map(lambda w: f"~~~\n{w}\n``\n"),
+    INLINE.map(lambda w: f"    code {w}"),
+    INLINE.map(lambda w: f"| a | b |\n|---|:-:|\n| {w} | 1 |"),
+    INLINE.map(lambda w: f"[{w}](https://example.com/{len(w)}) ![{w}](http://i.example/a.png)"),
+    st.just("***"),
+    st.text(alphabet="ab #*-_`~>|[]()!:\n 1.\t\r=\\<", max_size=40),
+)
+SEPARATORS = st.sampled_from(["\n", "\n\n", "\n\n\n", " ", "", "\r\n", "\n  "])
+
+
+@st.composite
+def answers(draw: st.DrawFn) -> tuple[str, list[int]]:
+    parts = draw(st.lists(st.tuples(BLOCKS, SEPARATORS), min_size=1, max_size=8))
+    text = "".join(block + separator for block, separator in parts)
+    cuts = draw(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=30))
+    return text, cuts
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers())
+def test_streamed_html_equals_the_reloaded_page_for_any_chunking(
+    answer: tuple[str, list[int]],
+) -> None:
+    text, cuts = answer
+    assert shown(stream(text, cuts)) == normalized(render_answer(text))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers())
+def test_block_by_block_equals_rendering_the_whole_text(answer: tuple[str, list[int]]) -> None:
+    text, _ = answer
+    assert render_answer(text) == markdown.render(text)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers(), st.data())
+def test_a_listener_that_joins_midway_converges_too(
+    answer: tuple[str, list[int]], data: st.DataObject
+) -> None:
+    """A page rendered mid-answer, then reset to the live renderer's state, ends the same."""
+    text, cuts = answer
+    middle = data.draw(st.integers(min_value=0, max_value=len(text)))
+    page = Document(
+        f'<div id="{live.content_id(MESSAGE)}">{render_streaming(MESSAGE, text[:middle])}</div>'
+    )
+    renderer = LiveMarkdown(MESSAGE)
+    start = 0
+    for end in sorted({c for c in cuts if c < middle} | {middle}):
+        renderer.feed(text[start:end])
+        start = end
+    page.apply(renderer.reset())
+    page.apply(renderer.feed(text[start:]))
+    page.apply(renderer.finish())
+    assert shown(page) == normalized(render_answer(text))
