@@ -34,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from . import conversations, htmx, operations, streaming
     from .conversations.views import bp as conversations_bp
-    from .render import render_text
+    from .render import render_answer, render_streaming, render_text
 
     app.register_blueprint(conversations_bp)
     app.register_blueprint(streaming.bp)
@@ -43,6 +43,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     del conversations
 
     app.jinja_env.filters["render_text"] = render_text
+    app.jinja_env.globals["render_answer"] = render_answer
+    app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
 
     @app.errorhandler(HTTPException)

@@ -147,14 +147,3 @@ def parse_events(raw: str) -> list[dict[str, str]]:
             event["data"] = "\n".join(data)
         events.append(event)
     return events
-
-
-def streamed_text(events: list[dict[str, str]]) -> str:
-    """The answer text carried by the `frame` events, as the browser would append it."""
-    parts = []
-    for event in events:
-        if event.get("event") == "frame":
-            span = html(event["data"]).find("span")
-            assert span is not None and span["hx-swap-oob"].startswith("beforeend:")
-            parts.append(span.get_text())
-    return "".join(parts)

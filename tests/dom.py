@@ -33,6 +33,7 @@ class Document:
             del element["hx-swap-oob"]
             swap, _, selector = str(spec).partition(":")
             if swap == "true":
+                self._keep_content(element)
                 target = self.soup.find(id=element.get("id"))
                 if target is None:
                     self.soup.append(element)
@@ -57,6 +58,13 @@ class Document:
             else:
                 raise AssertionError(f"unexpected swap {spec!r}")
 
+    def _keep_content(self, element: Tag) -> None:
+        """As app.js does: a finished message keeps the content its page streamed."""
+        for slot in element.select("[data-content][data-keep]"):
+            shown = self.soup.find(id=slot.get("id"))
+            if shown is not None:
+                slot.replace_with(shown.extract())
+
     def element(self, element_id: str) -> Tag:
         found = self.soup.find(id=element_id)
         assert isinstance(found, Tag), f"no #{element_id}"
@@ -67,3 +75,49 @@ class Document:
 
     def text(self, element_id: str) -> str:
         return self.element(element_id).get_text()
+
+
+class Screen:
+    """What one reader's page shows of one answer, built from the events of its streams."""
+
+    def __init__(self, message_id: int, page: str | None = None) -> None:
+        self.message_id = message_id
+        self.content_id = f"m-{message_id}-content"
+        self.document = Document(
+            page
+            or f'<article id="m-{message_id}"><div id="{self.content_id}">'
+            f'<div class="tail" id="m-{message_id}-tail"></div></div></article>'
+        )
+        self.last_id: str | None = None
+        self.finished = False
+
+    def take(self, events: list[dict[str, str]]) -> Screen:
+        """Apply a stream's `frame` and `done` events, in order."""
+        for event in events:
+            if event.get("event") in ("frame", "done"):
+                self.document.apply(event["data"])
+                self.last_id = event.get("id", self.last_id)
+                self.finished = self.finished or event["event"] == "done"
+        return self
+
+    @property
+    def html(self) -> str:
+        """The content's inner HTML."""
+        return self.document.inner_html(self.content_id)
+
+    @property
+    def offset(self) -> int:
+        """How many characters of the answer the page has, by its last event id."""
+        return int(self.last_id.rpartition(":")[2]) if self.last_id else 0
+
+
+def rendered(text: str) -> str:
+    """What a reloaded page shows as the content of a finished answer with `text`."""
+    from chatapp.render import render_answer
+
+    return normalized(render_answer(text))
+
+
+def streamed_html(events: list[dict[str, str]], message_id: int) -> str:
+    """The content a fresh page shows after applying `events`."""
+    return Screen(message_id).take(events).html

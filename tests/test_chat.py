@@ -17,7 +17,8 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Conversation, Message
 from chatapp.streaming import streams
 
-from .conftest import Configure, html, parse_events, read_events, send, stream_url, streamed_text
+from .conftest import Configure, html, parse_events, read_events, send, stream_url
+from .dom import Screen, rendered, streamed_html
 
 TRICKY = (
     "Unicode: naïve café — 日本語 🌍👍🏽\n<script>alert('x')</script> & &amp; \"quotes\"\r\nend"
@@ -77,7 +78,11 @@ def test_frames_carry_the_exact_text_and_it_is_stored(
     frames = [e for e in events if e.get("event") == "frame"]
     assert len(frames) >= 2
     assert all(e.get("id") for e in events if "event" in e)
-    assert streamed_text(events) == TRICKY
+    screen = Screen(answer_id(fragment)).take(events)
+    assert screen.html == rendered(TRICKY)
+    assert (
+        "日本語 🌍👍🏽" in screen.html and "&lt;script&gt;alert('x')&lt;/script&gt;" in screen.html
+    )
     # No frame carries markup from the model: the script tag is text.
     assert all("<script>" not in e["data"] for e in frames)
 
@@ -85,7 +90,8 @@ def test_frames_carry_the_exact_text_and_it_is_stored(
     assert done["event"] == "done" and done["id"] == f"{answer_id(fragment)}:{len(TRICKY)}"
     final = html(done["data"]).find("article")
     assert final["hx-swap-oob"] == "true" and final["data-status"] == "complete"
-    assert final.select_one("[data-content]").get_text() == TRICKY
+    # The finished message keeps the content the page streamed.
+    assert final.select_one("[data-content]").has_attr("data-keep")
     assert not final.has_attr("sse-connect")
 
     message = stored(app, answer_id(fragment))
@@ -148,7 +154,9 @@ def test_history_and_system_prompt_go_upstream_and_the_page_keeps_them(
 
     page = html(client.get(f"/conversations/{conversation_id}").data)
     articles = page.select("article[data-role][data-status]")
-    assert [(a["data-role"], a.select_one("[data-content]").get_text()) for a in articles] == [
+    assert [
+        (a["data-role"], a.select_one("[data-content]").get_text().strip()) for a in articles
+    ] == [
         ("user", "First question"),
         ("assistant", "First answer."),
         ("user", "Second question"),
@@ -197,9 +205,11 @@ def test_demo_mode_streams_markdown_from_the_builtin_upstream(
     client = app.test_client()
     fragment = send(client, "How do I learn Rust?")
     events = read_events(client, stream_url(fragment))
-    text = streamed_text(events)
+    text = stored(app, answer_id(fragment)).content
     assert "#" in text and "```" in text and ("\n- " in text or "\n1. " in text)
-    assert stored(app, answer_id(fragment)).content == text
+    shown = streamed_html(events, answer_id(fragment))
+    assert shown == rendered(text)
+    assert "<h" in shown and '<div class="code">' in shown and ("<ul>" in shown or "<ol>" in shown)
     assert not upstream.requests  # the configured fake was not used
 
 
@@ -299,10 +309,9 @@ def test_mid_stream_failures_keep_the_partial_text(
     upstream.push(scenario)
     fragment = send(client, "Go")
     events = read_events(client, stream_url(fragment))
-    assert streamed_text(events) == "Half an answer"
+    assert streamed_html(events, answer_id(fragment)) == rendered("Half an answer")
     final = html(events[-1]["data"]).find("article")
     assert final["data-status"] == "failed"
-    assert final.select_one("[data-content]").get_text() == "Half an answer"
     assert sentence in final.select_one(".message__error").get_text()
     message = stored(app, answer_id(fragment))
     assert message.status == "failed" and message.content == "Half an answer"
@@ -318,13 +327,19 @@ def test_stream_of_a_finished_answer_returns_its_final_state_at_once(
     events = read_events(client, stream_url(fragment))
     assert time.monotonic() - started < 1
     assert [e.get("event") for e in events[1:]] == ["done"]
-    assert html(events[-1]["data"]).select_one("[data-content]").get_text() == "All done."
+    # A listener that arrives after the end is shown the finished content whole.
+    assert streamed_html(events, answer_id(fragment)) == rendered("All done.")
 
 
 def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    text = "".join(f"sentence {i}. " for i in range(120))
+    text = "".join(
+        f"Sentence {i}, *some* of it.\n\n"
+        if i % 7
+        else f"- item {i}\n- more\n\n```\ncode {i}\n```\n"
+        for i in range(80)
+    )
     upstream.push(
         Scenario(
             text=text, pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(300.0, 300.0))
@@ -333,7 +348,7 @@ def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
     fragment = send(client, "Long")
     url = stream_url(fragment)
 
-    received, last_id = "", None
+    screen, last_id = Screen(answer_id(fragment)), None
     for _ in range(4):  # connect, take two frames, drop, reconnect with the last id
         response = client.get(
             url, headers={"Last-Event-ID": last_id} if last_id else {}, buffered=False
@@ -345,11 +360,9 @@ def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
             buffer += chunk.decode()
             while "\n\n" in buffer:
                 block, buffer = buffer.split("\n\n", 1)
-                from .conftest import parse_events
-
                 for event in parse_events(block + "\n\n"):
+                    screen.take([event])
                     if event.get("event") == "frame":
-                        received += streamed_text([event])
                         last_id, frames = event["id"], frames + 1
                     if event.get("event") == "done":
                         finished = True
@@ -359,8 +372,8 @@ def test_resume_from_last_event_id_has_no_gap_and_no_duplicate(
         if finished:
             break
     rest = read_events(client, url, headers={"Last-Event-ID": last_id} if last_id else {})
-    received += streamed_text(rest)
-    assert received == text
+    screen.take(rest)
+    assert screen.finished and screen.html == rendered(text)
     assert wait_finished(app, answer_id(fragment)).content == text
     assert len(upstream.requests) == 1  # Claude was asked once
 
@@ -627,7 +640,10 @@ def test_a_page_that_was_away_catches_up_with_what_it_missed(
     response.close()
     news = [e for e in parse_events(raw) if e.get("event") == "exchange"]
     articles = html(news[0]["data"]).find_all("article")
-    assert [a.select_one("[data-content]").get_text() for a in articles] == ["Second", "Two."]
+    assert [a.select_one("[data-content]").get_text().strip() for a in articles] == [
+        "Second",
+        "Two.",
+    ]
     assert news[0]["id"] == str(answer_id(second))
 
 
@@ -739,7 +755,8 @@ def test_with_redis_down_answers_still_stream_within_the_worker(
     client = app.test_client()
     upstream.push(Scenario(text="Redis is down, I am not."))
     fragment = send(client, "Still there?")
-    assert streamed_text(read_events(client, stream_url(fragment))) == "Redis is down, I am not."
+    events = read_events(client, stream_url(fragment))
+    assert streamed_html(events, answer_id(fragment)) == rendered("Redis is down, I am not.")
     conversation_id = int(fragment.select_one("#conversation-id")["value"])
     response = client.get(f"/conversations/{conversation_id}/events?after=999", buffered=False)
     assert response.status_code == 200 and next(iter(response.response)).startswith(b"retry:")

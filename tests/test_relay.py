@@ -29,8 +29,8 @@ from .conftest import (
     read_events,
     send,
     stream_url,
-    streamed_text,
 )
+from .dom import Screen, rendered, streamed_html
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
@@ -76,7 +76,7 @@ def test_an_answer_written_on_one_worker_streams_from_another(
     gevent.sleep(0.3)  # some text has gone out before B's listener arrives
 
     events = read_events(b.test_client(), stream_url(fragment))
-    assert streamed_text(events) == text
+    assert streamed_html(events, message_id) == rendered(text)
     final = html(events[-1]["data"]).find("article")
     assert final["data-status"] == "complete"
     assert stored(b, message_id).content == text
@@ -104,7 +104,8 @@ def test_resume_on_another_worker_has_no_gap_and_no_duplicate(
     first = parse_events(raw)
     last_id = [e["id"] for e in first if e.get("event") == "frame"][-1]
     rest = read_events(b.test_client(), url, headers={"Last-Event-ID": last_id})
-    assert streamed_text(first) + streamed_text(rest) == text
+    screen = Screen(answer_id(fragment)).take(first).take(rest)
+    assert screen.finished and screen.html == rendered(text)
 
 
 def test_stop_pressed_on_another_worker_stops_the_answer(
@@ -199,6 +200,6 @@ def test_listeners_of_an_answer_whose_worker_died_get_its_end(
     assert final["data-status"] == "interrupted"
     # Every character a reader saw is kept, though the dead worker never stored the last of it.
     # (Its group commits are undone above, as if none had happened.)
-    seen = streamed_text(events)
-    assert seen and stored(b, message_id).content == seen
-    assert final.select_one("[data-content]").get_text() == seen
+    seen = Screen(message_id).take(events)
+    kept = stored(b, message_id).content
+    assert kept and seen.offset == len(kept) and seen.html == rendered(kept)

@@ -15,7 +15,7 @@ HOSTILE = [
     "<body onload=alert(1)>",
     '<a href="https://ok.example" onclick="alert(1)">x</a>',
     '<div onmouseover="alert(1)">hover</div>',
-    "[x](https://ok.example \"title\" onclick=alert(1))",
+    '[x](https://ok.example "title" onclick=alert(1))',
     # javascript:, data: and vbscript: URLs
     "[click](javascript:alert(1))",
     "[click](JaVaScRiPt:alert(1))",
@@ -31,7 +31,7 @@ HOSTILE = [
     # SVG and MathML
     "<svg onload=alert(1)><script>alert(1)</script></svg>",
     '<svg><a xlink:href="javascript:alert(1)"><text>x</text></a></svg>',
-    '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style></mglyph></math>',
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)></style></mglyph></math>",
     "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
     # htmx and the SSE extension
     '<div hx-get="/messages" hx-trigger="load">x</div>',
@@ -81,8 +81,15 @@ def assert_inert(html: str) -> None:
                 assert str(value).lower().startswith(("https:", "http:", "mailto:")), html
             if name in ("id", "hx-swap-oob"):
                 # Only chatapp's own markup carries these, never anything from the text.
-                assert str(value).startswith(("m-1-", "innerHTML:#m-1-", "beforeend:#m-1-",
-                                              "beforebegin:#m-1-", "delete:#m-1-")), html
+                assert str(value).startswith(
+                    (
+                        "m-1-",
+                        "innerHTML:#m-1-",
+                        "beforeend:#m-1-",
+                        "beforebegin:#m-1-",
+                        "delete:#m-1-",
+                    )
+                ), html
             if name == "type":
                 assert value == "button"
 

@@ -57,9 +57,7 @@ def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     return code.frame(language, code.highlighted(token.content, language))
 
 
-def _render_code_block(
-    self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
-) -> str:
+def _render_code_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     return code.frame("", code.highlighted(tokens[idx].content, ""))
 
 
@@ -67,7 +65,7 @@ def _render_image(self: Any, tokens: Sequence[Token], idx: int, options: Any, en
     """An image as a link to it: the reader decides whether to load it."""
     token = tokens[idx]
     alt = self.renderInlineAsText(token.children or [], options, env) or "image"
-    href = escapeHtml(token.attrGet("src") or "")
+    href = escapeHtml(str(token.attrGet("src") or ""))
     return f'<a class="image-link" href="{href}">Image: {escapeHtml(alt)}</a>'
 
 

@@ -40,6 +40,52 @@
     });
   });
 
+  // -- An answer's last frame keeps the content the page streamed ---------------------------
+  // The finished message arrives without its content: the streamed content, already in its
+  // finished form, is moved into it, so a selection or a scroll position inside it survives.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var fragment = event.detail.fragment;
+    if (!fragment || !fragment.querySelectorAll) return;
+    fragment.querySelectorAll("[data-content][data-keep]").forEach(function (slot) {
+      var shown = document.getElementById(slot.id);
+      if (shown) slot.replaceWith(shown);
+    });
+  });
+
+  // -- Copy: a code block, or a whole answer -------------------------------------------------
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    // Plain http on an office host name: the older way still works there.
+    var box = document.createElement("textarea");
+    box.value = text;
+    box.setAttribute("readonly", "");
+    box.style.position = "fixed";
+    box.style.opacity = "0";
+    document.body.appendChild(box);
+    box.select();
+    var copied = document.execCommand("copy");
+    box.remove();
+    return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element && event.target.closest(".code__copy, .message__copy");
+    if (!button) return;
+    var source = button.classList.contains("code__copy")
+      ? button.closest(".code").querySelector("pre")
+      : button.closest("article").querySelector("[data-content]");
+    if (!source) return;
+    copyText(source.innerText).then(function () {
+      button.textContent = "Copied";
+    }, function () {
+      button.textContent = "Copy failed";
+    }).then(function () {
+      setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    });
+  });
+
   // -- Failures the server did not explain: say so in the notice, and keep what was typed ------
   function notice(text) {
     var slot = document.getElementById("notice");

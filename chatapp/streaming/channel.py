@@ -1,41 +1,11 @@
-"""Fan-out of one message's frames to every listener in this worker."""
+"""Fan-out of one message's frames (or one conversation's news) to every listener in this worker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from gevent.queue import Empty, Full, Queue
-
-from ..render import append_fragment
-from . import sse
-
-if TYPE_CHECKING:
-    from ..models import MessageState
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One update of a message, framed once and sent to every listener.
-
-    `start` and `end` are character offsets into the answer text: a listener that has exactly
-    `start` characters sends `payload` as is; any other listener is served from the text.
-    """
-
-    start: int
-    end: int
-    text: str = ""
-    payload: str = ""
-    final: MessageState | None = None
-
-
-def text_frame(message_id: int, start: int, text: str) -> Frame:
-    """The frame that appends `text` to an answer whose listener has `start` characters."""
-    end = start + len(text)
-    payload = sse.event(
-        append_fragment(message_id, text), name="frame", id=sse.event_id(message_id, end)
-    )
-    return Frame(start=start, end=end, text=text, payload=payload)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""What one listener receives: catch-up from where it was, then live frames, then the end.
+"""What one listener receives: a reset to what the answer shows now, live frames, the end.
 
 The listener's position is a character offset into the answer (the `id:` of the last event it
-got). Catch-up and live frames are cut against that offset, so a reconnecting browser gets no
-gap and no duplicate, and nothing here ever asks Claude again.
+got). Whatever it showed before, a (re)connecting listener is first reset to what the worker's
+view of the answer shows now; from then on it takes that view's frames in order. So a reconnect
+leaves no gap and no duplicate, and nothing here ever asks Claude again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from gevent.event import Event
 
 from ..models import MessageState
 from . import persistence, sse
-from .channel import Announcement, Ended, Subscription, text_frame
+from .channel import Announcement, Ended, Subscription
+from .frames import AnswerView, finished_content
 from .hub import Streams
 from .relay import RemoteAnswer
 
@@ -38,22 +40,22 @@ def follow(
 ) -> Iterator[str]:
     """Yield the SSE text for one listener of the answer `state` that has `offset` characters.
 
+    `render_final` renders the finished message around the content the listener shows.
     `gone` is set when the listener's browser leaves; the stream then ends at once.
     """
     yield sse.retry(retry_ms, id=sse.event_id(state.id, offset))
     generation = streams.live.get(state.id)
     if generation is not None:
-        catch_up, subscription = generation.subscribe(offset)
-        text_of: Callable[[], str] = generation.text
+        reset, offset, subscription = generation.subscribe(offset)
 
         def release() -> None:
             generation.channel.unsubscribe(subscription)
 
-    elif state.is_streaming and (remote := _follow_remote(streams, state.id, offset)):
-        catch_up, subscription, text_of, release = (
-            remote.catch_up,
+    elif state.is_streaming and (remote := _follow_remote(streams, state.id)):
+        reset, offset, subscription, release = (
+            remote.reset,
+            remote.position,
             remote.subscription,
-            remote.text,
             remote.release,
         )
     else:
@@ -64,9 +66,8 @@ def follow(
 
     _end_when(gone, subscription)
     try:
-        if catch_up:
-            offset += len(catch_up)
-            yield _text_event(state.id, catch_up, offset)
+        if reset:
+            yield reset
         while True:
             try:
                 frame = subscription.next(timeout=heartbeat)
@@ -77,30 +78,29 @@ def follow(
             if frame is None:
                 yield sse.comment("keep-alive")
                 continue
-            if frame.final is not None:
-                yield _final_event(frame.final, render_final)
+            if frame.end <= offset and frame.final is None:
+                continue  # the reset showed this already
+            if frame.start != offset:
+                # Frames only ever follow one another; should one go missing, the browser
+                # reconnects and is reset.
+                log.warning("listener of answer %s is out of step; ending its stream", state.id)
                 return
-            if frame.end <= offset:
-                continue  # the listener has this already
-            if frame.start == offset:
+            if frame.final is not None:
+                yield _final_event(frame.final, frame.payload, render_final)
+                return
+            if frame.payload:
                 yield frame.payload
-            elif frame.start < offset:
-                # The listener's position falls inside this frame: send only what it lacks.
-                yield _text_event(state.id, frame.text[offset - frame.start :], frame.end)
-            else:
-                # A gap (frames were dropped on the way): fill it from the whole text.
-                yield _text_event(state.id, text_of()[offset : frame.end], frame.end)
             offset = frame.end
     finally:
         release()
 
 
-def _follow_remote(streams: Streams, message_id: int, offset: int) -> RemoteAnswer | None:
+def _follow_remote(streams: Streams, message_id: int) -> RemoteAnswer | None:
     """Follow through Redis an answer another worker writes; None to use the database."""
     if streams.relay is None:
         return None
     try:
-        return streams.relay.follow_answer(message_id, offset)
+        return streams.relay.follow_answer(message_id)
     except redis.RedisError:
         log.warning("Redis is unreachable; following answer %s from the database", message_id)
         return None
@@ -116,12 +116,21 @@ def _follow_stored(
     gone: Event,
 ) -> Iterator[str]:
     """Follow an answer that this worker is not writing, from the database."""
+    if not state.is_streaming:
+        if state.is_terminal:
+            yield _final_event(state, finished_content(state), render_final)
+        return
+    view = AnswerView(state.id, state.content)
+    if offset or view.position:
+        yield view.reset()
     quiet = 0.0
     while state.is_streaming and not streams.closing and not gone.is_set():
         # Another worker is writing it (or was, and the sweeper will say so): poll what it stores.
-        if len(state.content) > offset:
-            yield _text_event(state.id, state.content[offset:], len(state.content))
-            offset, quiet = len(state.content), 0.0
+        if len(state.content) > view.position:
+            frame = view.add(state.content[view.position :])
+            if frame.payload:
+                yield frame.payload
+            quiet = 0.0
         elif quiet >= heartbeat:
             yield sse.comment("keep-alive")
             quiet = 0.0
@@ -132,7 +141,7 @@ def _follow_stored(
             return
         state = loaded
     if state.is_terminal:
-        yield _final_event(state, render_final)
+        yield _final_event(state, view.finish(state).payload, render_final)
 
 
 def _end_when(gone: Event | None, subscription: Subscription[Any]) -> None:
@@ -141,13 +150,10 @@ def _end_when(gone: Event | None, subscription: Subscription[Any]) -> None:
         gone.rawlink(lambda _event: subscription.close())
 
 
-def _text_event(message_id: int, text: str, end: int) -> str:
-    return text_frame(message_id, end - len(text), text).payload
-
-
-def _final_event(state: MessageState, render_final: RenderFinal) -> str:
+def _final_event(state: MessageState, content: str, render_final: RenderFinal) -> str:
+    """The `done` event: the content's finished form, then the message around it."""
     return sse.event(
-        render_final(state), name="done", id=sse.event_id(state.id, len(state.content))
+        content + render_final(state), name="done", id=sse.event_id(state.id, len(state.content))
     )
 
 

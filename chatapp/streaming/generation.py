@@ -22,7 +22,8 @@ from ..llm.reply import Reply
 from ..llm.request import build_request
 from ..models import MessageState, Status
 from . import persistence
-from .channel import Channel, Frame, Subscription, text_frame
+from .channel import Channel, Subscription
+from .frames import AnswerView, Frame
 from .sweeper import INTERRUPTED
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Generation:
         self.conversation_id = conversation_id
         self.channel: Channel[Frame] = Channel(streams.listener_capacity)
         self.reply = Reply()
-        self.published = 0  # characters sent to listeners
+        self.view = AnswerView(message_id)  # what listeners are shown
         self.final: MessageState | None = None
         self._pending: list[str] = []  # received, not yet sent to listeners
         self._unstored: list[str] = []  # received, not yet in the database
@@ -103,13 +104,19 @@ class Generation:
 
     # -- listeners --------------------------------------------------------------------------
 
-    def subscribe(self, offset: int) -> tuple[str, Subscription[Frame]]:
-        """Text the listener lacks up to now, and a subscription for what follows.
+    @property
+    def published(self) -> int:
+        """Characters sent to listeners."""
+        return self.view.position
 
-        Both are taken without yielding to another greenlet, so nothing falls between them.
+    def subscribe(self, offset: int) -> tuple[str, int, Subscription[Frame]]:
+        """A reset to what listeners are shown now (unless both have nothing), its position,
+        and a subscription for the frames that follow.
+
+        All three are taken without yielding to another greenlet, so nothing falls between them.
         """
-        catch_up = self.text()[offset : self.published] if offset < self.published else ""
-        return catch_up, self.channel.subscribe()
+        reset = self.view.reset() if offset or self.view.position else ""
+        return reset, self.view.position, self.channel.subscribe()
 
     def text(self) -> str:
         return self.reply.text
@@ -187,8 +194,7 @@ class Generation:
             return
         text = "".join(self._pending)
         self._pending.clear()
-        frame = text_frame(self.message_id, self.published, text)
-        self.published = frame.end
+        frame = self.view.add(text)
         self._last_frame_at = time.monotonic()
         if self.streams.relay is not None:
             # Into Redis first: what any reader has seen is then in Redis, should this worker
@@ -238,7 +244,7 @@ class Generation:
         if state.ttft_ms is not None:
             self.streams.meter.first_token.observe(state.ttft_ms / 1000)
         self.streams.forget(self)
-        self.channel.publish(Frame(start=self.published, end=self.published, final=state))
+        self.channel.publish(self.view.finish(state))
         if self.streams.relay is not None:
             try:
                 self.streams.relay.final(self.message_id)

@@ -1,9 +1,10 @@
 """Fan-out between workers and hosts through Redis, when REDIS_URL is set.
 
-The worker writing an answer appends each frame's text to a Redis key and publishes the frame,
-in one transaction. A listener on another worker subscribes first, then reads the key: what it
-read covers everything published before, and frames published after arrive in order, so its
-offset logic gives no gap and no duplicate. Stop and the conversation news travel the same way.
+The worker writing an answer appends each frame's text to a Redis key and publishes the text,
+in one transaction. Another worker whose listeners follow the answer subscribes first, then
+reads the key into a view of its own (see `frames`): what it read covers everything published
+before, and texts published after arrive in order, so the view's offsets give no gap and no
+duplicate. Stop and the conversation news travel the same way.
 
 Each worker holds one pub/sub connection, whatever the number of streams: a dispatcher greenlet
 hands each message to the local channel of its subscribers.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -23,7 +24,8 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from ..models import MessageState
-from .channel import Announcement, Channel, Frame, Subscription, text_frame
+from .channel import Announcement, Channel, Subscription
+from .frames import AnswerView, Frame
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,9 @@ ACK_TIMEOUT = 5.0
 class RemoteAnswer:
     """A subscription to an answer written by another worker."""
 
-    catch_up: str  # the text the listener lacks, up to where the subscription takes over
+    reset: str  # the event that shows the listener what this worker's view shows
+    position: int  # where that leaves the listener
     subscription: Subscription[Frame]
-    text: Callable[[], str]  # the answer's whole text so far, to fill a gap
     release: Callable[[], None]
 
 
@@ -61,6 +63,7 @@ class Relay:
         self._pubsub: Any = None
         self._dispatcher: gevent.Greenlet | None = None
         self._channels: dict[str, Channel[Any]] = {}
+        self._views: dict[str, _RemoteView] = {}
         self._acks: dict[str, Event] = {}
         self._lock = Semaphore()
 
@@ -118,24 +121,30 @@ class Relay:
 
     # -- the listener's side --------------------------------------------------------------
 
-    def follow_answer(self, message_id: int, offset: int) -> RemoteAnswer | None:
+    def follow_answer(self, message_id: int) -> RemoteAnswer | None:
         """Subscribe to an answer another worker writes; None if no worker is writing it."""
         name = self._answer(message_id)
         channel, subscription = self._subscribe(name)
-        raw = self.redis.get(self._text_key(message_id))
-        if raw is None:
-            self._release(name, channel, subscription)
-            return None
-        text = _decoded(raw)
-
-        def whole_text() -> str:
-            current = self.redis.get(self._text_key(message_id))
-            return _decoded(current) if current is not None else text
-
+        remote = self._views.get(name)
+        if remote is None:
+            remote = self._views[name] = _RemoteView()
+        if remote.view is None:
+            # Subscribed first, then read: the text covers every frame published before, and
+            # the frames kept meanwhile are added after it, skipping what it already holds.
+            raw = self.redis.get(self._text_key(message_id))
+            if raw is None:
+                self._release(name, channel, subscription)
+                return None
+            if remote.view is None:  # another listener's read may have got there first
+                remote.view = AnswerView(message_id, _decoded(raw))
+                for start, text in remote.early:
+                    self._show(message_id, remote.view, channel, start, text)
+                remote.early.clear()
+        view = remote.view
         return RemoteAnswer(
-            catch_up=text[offset:],
+            reset=view.reset(),
+            position=view.position,
             subscription=subscription,
-            text=whole_text,
             release=lambda: self._release(name, channel, subscription),
         )
 
@@ -200,6 +209,7 @@ class Relay:
         channel.unsubscribe(subscription)
         if not channel.listeners and self._channels.get(name) is channel:
             del self._channels[name]
+            self._views.pop(name, None)
             self._acks.pop(name, None)
             if self._pubsub is not None:
                 try:
@@ -239,14 +249,36 @@ class Relay:
             channel.publish(Announcement(body["kind"], tuple(body["message_ids"]), body["origin"]))
             return
         message_id = int(name.rsplit(":", 1)[1])
+        remote = self._views.setdefault(name, _RemoteView())
+        if remote.view is None:
+            if not body.get("final"):
+                remote.early.append((body["start"], body["text"]))
+            return  # its first listener reads the stored text next
         if body.get("final"):
             state = self._load_state(message_id)
             if state is not None:
-                channel.publish(
-                    Frame(start=len(state.content), end=len(state.content), final=state)
-                )
+                channel.publish(remote.view.finish(state))
             return
-        channel.publish(text_frame(message_id, body["start"], body["text"]))
+        self._show(message_id, remote.view, channel, body["start"], body["text"])
+
+    def _show(
+        self, message_id: int, view: AnswerView, channel: Channel[Any], start: int, text: str
+    ) -> None:
+        def whole_text() -> str:
+            raw = self.redis.get(self._text_key(message_id))
+            return _decoded(raw) if raw is not None else ""
+
+        frame = view.add_from(start, text, whole_text)
+        if frame is not None:
+            channel.publish(frame)
+
+
+@dataclass
+class _RemoteView:
+    """This worker's view of an answer another worker writes, once it has read its text."""
+
+    view: AnswerView | None = None
+    early: list[tuple[int, str]] = field(default_factory=list)  # frames before the read
 
 
 def _decoded(raw: bytes | str) -> str:
