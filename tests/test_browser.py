@@ -19,26 +19,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bs4 import BeautifulSoup
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
 from .server import ROOT, AppServer, app_server
+from .test_render_safety import HOSTILE
 
 DRIVER_TIMEOUT = 60.0
 
 PROMPT = "Tell me about streaming"
-# About 600 characters: markup that must stay text, non-ASCII, line ends of every kind.
+CODE = 'def stream(answer):\n    for piece in answer:\n        yield f"data: {piece}\\n\\n"\n'
+# About 1,100 characters of markdown: every kind of block, markup that must stay text,
+# non-ASCII, line ends of every kind.
 ANSWER = (
-    "Streaming answers arrive a few characters at a time, and the page shows each piece as it "
-    "comes.\n\n"
+    "## How streaming works\n\n"
+    "Streaming answers arrive a few characters at a time, and the page shows each **piece** as "
+    "it comes, *rendered* on the server.\n\n"
     "1. The browser posts the prompt and gets both messages back at once.\n"
     "2. An EventSource listens for frames: <b>this is not bold</b> & neither is &amp;this.\n"
-    "3. When the answer ends, the last frame replaces the whole message.\n\n"
-    "Unicode stays intact: naïve café — 日本語 🌍 Ω≈ç√.\r\n"
-    "A Windows line end came just before this line, and a lone CR\rjust before this one.\n"
-    "    Indented text keeps its spaces.   \n"
-    "If you reload the page, the same text is read back from the database, and nothing is "
+    "3. When the answer ends, the last frame ~~replaces~~ finishes the message.\n\n"
+    f"```python\n{CODE}```\n\n"
+    "| Part | Where | Cost |\n|:-----|:-----:|-----:|\n"
+    "| Render | server | linear |\n| Swap | browser | `O(1)` |\n\n"
+    "> Unicode stays intact: naïve café — 日本語 🌍 Ω≈ç√.\r\n"
+    "A Windows line end came just before this line, and a lone CR\rjust before this one.\n\n"
+    "    Indented code keeps its spaces.   \n\n"
+    "See [the spec](https://html.spec.whatwg.org/multipage/server-sent-events.html) and "
+    "![a diagram](https://images.example/diagram.png).\n\n"
+    "---\n\n"
+    "If you reload the page, the same answer is read back from the database, and nothing is "
     "asked of the model again. That is the whole point of storing the answer as it streams."
 )
 # ~60 tokens/s (~240 characters/s): the answer takes about 2.5 s to write.
@@ -80,7 +91,7 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     assert seen["composer_in_flight"] == {"textarea": True, "button": True}
     assert seen["composer_after"] == {"textarea": False, "button": False, "value": ""}
 
-    # The text grew on screen in steps before the answer was complete.
+    # The text grew on screen in steps before the answer was complete, marked busy meanwhile.
     streaming_lengths = {
         s["length"] for s in seen["samples"] if s["status"] == "streaming" and s["length"] > 0
     }
@@ -88,19 +99,39 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     statuses = [s["status"] for s in seen["samples"]]
     assert statuses[0] == "streaming" and statuses[-1] == "complete", statuses
     assert set(statuses[statuses.index("complete") :]) == {"complete"}, statuses
-    lengths = [s["length"] for s in seen["samples"] if s["status"] == "streaming"]
-    assert lengths == sorted(lengths), "the text on screen never shrinks while it streams"
+    assert {s["busy"] for s in seen["samples"] if s["status"] == "streaming"} == {"true"}
+    assert {s["busy"] for s in seen["samples"] if s["status"] == "complete"} == {None}
+    # The open code block was a code block while it was written, before it was highlighted.
+    assert any(s["code"] == "open" for s in seen["samples"]), seen["samples"]
+    assert seen["announced"] == "Answer complete."
 
-    # What the page shows is what was streamed and what was stored.
-    assert seen["final_status"] == "complete"
-    assert seen["final_text"] == ANSWER
+    # What the page shows is what was stored, rendered: every kind of block.
     assert stored == ("complete", ANSWER)
+    assert seen["final_status"] == "complete"
+    final = BeautifulSoup(seen["final_html"], "html.parser")
+    assert final.h2 is not None and final.h2.get_text() == "How streaming works"
+    assert final.select_one("ol li") and final.select_one("s") and final.select_one("blockquote")
+    assert final.select_one("table th.align-center") is not None
+    assert final.select_one("pre.highlight span.k") is not None  # highlighted
+    assert "<b>this is not bold</b>" in final.get_text()
+    link = final.select_one('a[href^="https://html.spec"]')
+    assert link is not None and link["rel"] == ["noopener", "noreferrer", "nofollow"]
+    assert final.select_one("img") is None and final.select_one("a.image-link") is not None
+    assert seen["image_requests"] == []  # the image was never loaded
 
-    # After a reload the page reads the same answer back.
+    # Converged: the streamed DOM is the DOM a reload renders, to the character.
     assert re.fullmatch(r"/conversations/\d+", seen["reloaded"]["path"])
     assert seen["reloaded"]["status"] == "complete"
-    assert seen["reloaded"]["text"] == ANSWER
+    assert seen["reloaded"]["html"] == seen["final_html"]
     assert seen["reloaded"]["user_text"] == PROMPT
+
+    # Copy buttons: a code block's code, and the whole answer's text.
+    assert seen["copied_code"] == {"text": CODE, "label": "Copied"}
+    assert seen["copied_answer"].startswith("How streaming works")
+
+    # On a phone, nothing is wider than the screen: code and tables scroll inside themselves.
+    assert seen["phone"]["page_width"] <= seen["phone"]["screen_width"], seen["phone"]
+    assert seen["phone"]["code_scrolls"] and seen["phone"]["table_scrolls"], seen["phone"]
 
     # Shift+Enter puts a new line in the message and sends nothing.
     assert seen["shift_enter"] == {
@@ -114,7 +145,51 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     assert seen["page_errors"] == []
 
 
-def drive_browser(tmp_path: Path, base_url: str) -> dict[str, Any]:
+def test_hostile_answers_stay_text_and_make_no_request(tmp_path: Path) -> None:
+    """Every trick of the safety corpus, streamed in small pieces into a real page."""
+    reason = missing_browser()
+    if reason:
+        pytest.fail(reason)
+    hostile = "\n\n".join(HOSTILE)
+    upstream = FakeUpstream(PACE, seed=2)
+    upstream.start()
+    upstream.push(
+        Scenario(
+            text=hostile,
+            pace=Pace(first_token_seconds=(0.2, 0.2), tokens_per_second=(300.0, 300.0)),
+        )
+    )
+    try:
+        with app_server(
+            tmp_path, upstream=upstream, env={"CHATAPP_HEARTBEAT_SECONDS": "1"}
+        ) as server:
+            seen = drive_browser(tmp_path, server.url, flow="hostile")
+            stored = stored_answer(server, seen["answer_id"])
+    finally:
+        upstream.stop()
+
+    assert stored == ("complete", hostile)
+    assert seen["status"] == "complete"
+    # Nothing ran: no dialog, no flag set by a script or a handler, no error.
+    assert seen["dialogs"] == [] and seen["pwned"] is False
+    assert seen["page_errors"] == []
+    # No request left for anywhere but chatapp's own stream and news of this conversation.
+    unexpected = [
+        r
+        for r in seen["requests"]
+        if not re.fullmatch(
+            r"POST /messages|GET /static/favicon\.svg"
+            r"|GET /(messages/\d+/stream|conversations/\d+/events)(\?.*)?",
+            r,
+        )
+    ]
+    assert unexpected == [], seen["requests"]
+    # No live markup in the answer: only our tags, no handler, style, htmx or SSE attribute.
+    assert seen["live_markup"] == [], seen["live_markup"]
+    assert "<script>alert(1)</script>" in seen["text"]  # shown as text
+
+
+def drive_browser(tmp_path: Path, base_url: str, flow: str = "chat") -> dict[str, Any]:
     """Run the browser part in a plain Python process; return what it saw."""
     request_path = tmp_path / "browser-request.json"
     result_path = tmp_path / "browser-result.json"
@@ -125,6 +200,7 @@ def drive_browser(tmp_path: Path, base_url: str) -> dict[str, Any]:
                 "result_path": str(result_path),
                 "artifacts": str(ARTIFACTS),
                 "prompt": PROMPT,
+                "flow": flow,
             }
         )
     )
@@ -179,9 +255,12 @@ RECORDER = """
     const content = article.querySelector("[data-content]");
     const length = content ? content.textContent.length : -1;
     const status = article.dataset.status;
+    const busy = article.getAttribute("aria-busy");
+    const code = !content || !content.querySelector(".code") ? "none"
+      : content.querySelector(".tail .code code[id]") ? "open" : "done";
     const last = rec.samples[rec.samples.length - 1];
-    if (!last || last.length !== length || last.status !== status) {
-      rec.samples.push({ length, status });
+    if (!last || last.length !== length || last.status !== status || last.code !== code) {
+      rec.samples.push({ length, status, busy, code });
     }
   };
   new MutationObserver(sample).observe(document.getElementById("messages"), {
@@ -210,7 +289,9 @@ def _driver_main(request_path: str) -> None:
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
+            page = context.new_page()
             page.set_default_timeout(20_000)
             page_errors: list[str] = []
             page.on("pageerror", lambda error: page_errors.append(str(error)))
@@ -221,7 +302,8 @@ def _driver_main(request_path: str) -> None:
                 ),
             )
             try:
-                result = _use_the_page(page, request["base_url"], request["prompt"], artifacts)
+                use = _use_the_page if request["flow"] == "chat" else _show_hostile_answer
+                result = use(page, request["base_url"], request["prompt"], artifacts)
             except Exception:
                 page.screenshot(path=str(artifacts / "browser-failure.png"), full_page=True)
                 raise
@@ -246,6 +328,10 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
     }
 
     page.evaluate(RECORDER)
+    image_requests: list[str] = []
+    page.on(
+        "request", lambda r: image_requests.append(r.url) if "images.example" in r.url else None
+    )
     box = page.get_by_label("Message")
     button = page.get_by_role("button", name="Send")
     box.fill(prompt)
@@ -276,8 +362,20 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
     }
     result["answer_id"] = int(assistant.get_attribute("id").removeprefix("m-"))
     result["final_status"] = assistant.get_attribute("data-status")
-    result["final_text"] = assistant.locator("[data-content]").text_content()
+    result["final_html"] = assistant.locator("[data-content]").inner_html()
+    result["announced"] = page.locator("#announcer").text_content()
+    result["image_requests"] = image_requests
     result["user_text"] = page.locator('article[data-role="user"] [data-content]').text_content()
+
+    assistant.locator(".code__copy").first.click()
+    expect(assistant.locator(".code__copy").first).to_have_text("Copied")
+    result["copied_code"] = {
+        "text": page.evaluate("() => navigator.clipboard.readText()"),
+        "label": assistant.locator(".code__copy").first.inner_text(),
+    }
+    assistant.locator(".message__copy").click()
+    expect(assistant.locator(".message__copy")).to_have_text("Copied")
+    result["copied_answer"] = page.evaluate("() => navigator.clipboard.readText()")
 
     page.reload()
     page.wait_for_load_state()
@@ -285,7 +383,7 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
     result["reloaded"] = {
         "path": _path(page.url),
         "status": reloaded.get_attribute("data-status"),
-        "text": reloaded.locator("[data-content]").text_content(),
+        "html": reloaded.locator("[data-content]").inner_html(),
         "user_text": page.locator('article[data-role="user"] [data-content]').text_content(),
     }
 
@@ -307,7 +405,80 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
         "posts": len(posts),
     }
     page.screenshot(path=str(artifacts / "browser-chat.png"), full_page=True)
+
+    # The same conversation on a phone.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    page.wait_for_load_state()
+    result["phone"] = page.evaluate(
+        """() => {
+          const scrolls = (el) => el && getComputedStyle(el).overflowX === "auto";
+          return {
+            page_width: document.documentElement.scrollWidth,
+            screen_width: window.innerWidth,
+            code_scrolls: scrolls(document.querySelector("[data-content] pre")),
+            table_scrolls: scrolls(document.querySelector("[data-content] table")),
+          };
+        }"""
+    )
+    page.screenshot(path=str(artifacts / "browser-phone.png"), full_page=True)
     return result
+
+
+# Elements and attributes in an answer's content that would be live markup there.
+LIVE_MARKUP = """
+() => {
+  const found = [];
+  const allowed = new Set(["P", "BR", "HR", "H1", "H2", "H3", "H4", "H5", "H6", "BLOCKQUOTE",
+    "UL", "OL", "LI", "EM", "STRONG", "S", "DEL", "CODE", "PRE", "A", "SPAN", "DIV", "BUTTON",
+    "TABLE", "THEAD", "TBODY", "TR", "TH", "TD"]);
+  for (const content of document.querySelectorAll("[data-content]")) {
+    for (const el of content.querySelectorAll("*")) {
+      if (!allowed.has(el.tagName)) found.push(el.tagName);
+      for (const attr of el.attributes) {
+        const name = attr.name.toLowerCase();
+        if (name.startsWith("on") || name.startsWith("hx-") || name.startsWith("data-")
+            || name.startsWith("sse-") || name === "style" || name === "src") {
+          found.push(el.tagName + "[" + name + "]");
+        }
+        if (name === "href" && !/^(https?|mailto):/i.test(attr.value)) {
+          found.push(el.tagName + "[href=" + attr.value + "]");
+        }
+      }
+    }
+  }
+  return found;
+}
+"""
+
+
+def _show_hostile_answer(page: Any, base_url: str, prompt: str, artifacts: Path) -> dict[str, Any]:
+    from playwright.sync_api import expect
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(base_url + "/")
+    page.evaluate(
+        "() => { window.__pwned = false; window.alert = () => { window.__pwned = true; }; }"
+    )
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url.removeprefix(base_url)}"))
+    box = page.get_by_label("Message")
+    box.fill(prompt)
+    box.press("Enter")
+    assistant = page.locator('article[data-role="assistant"]')
+    expect(assistant).to_have_attribute("data-status", "complete", timeout=30_000)
+    page.wait_for_timeout(500)  # time for anything that would load or run late
+    page.screenshot(path=str(artifacts / "browser-hostile.png"), full_page=True)
+    return {
+        "answer_id": int(assistant.get_attribute("id").removeprefix("m-")),
+        "status": assistant.get_attribute("data-status"),
+        "dialogs": dialogs,
+        "pwned": page.evaluate("() => window.__pwned"),
+        "requests": requests,
+        "live_markup": page.evaluate(LIVE_MARKUP),
+        "text": assistant.locator("[data-content]").text_content(),
+    }
 
 
 def _path(url: str) -> str:

@@ -7,7 +7,8 @@ can act between steps: cut every connection through a `FaultProxy`, read what th
 was asked, look in the database. Each page records every text and status its answers showed
 (tests/browser.py RECORDER), and the tests judge that record: an answer on screen only ever
 grows, each step is a prefix of the final text (no gap, no duplicate), and the page ends with
-exactly what was streamed and stored.
+exactly the rendering of what was stored. The answers here are plain paragraphs, whose text
+on screen grows as a prefix of the final text while their markdown is rendered.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from typing import Any
 
 import pytest
 
+from bs4 import BeautifulSoup
+
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import render_answer
 
 from .browser import RemoteBrowser, missing_browser
 from .fault_proxy import FaultProxy
@@ -37,10 +41,15 @@ def answer_text(name: str, parts: int) -> str:
     """An answer of about 150 characters a part; every part differs, so a repeated or missing
     piece cannot go unnoticed. Markup that must stay text, non-ASCII, every kind of line end."""
     return "".join(
-        f"{name}, part {n}: <b>not bold</b> & &amp; stays text; naïve café — 日本語 🌍 Ω≈ç√.\r\n"
+        f"{name}, part {n}: <b>not bold</b> & <i>stays text</i>; naïve café — 日本語 🌍 Ω≈ç√.\r\n"
         f"    Part {n} keeps its indent, and a lone CR\rcomes before this.\n\n"
         for n in range(1, parts + 1)
     )
+
+
+def shown(markdown: str) -> str:
+    """The text a page shows for an answer whose markdown is `markdown`."""
+    return BeautifulSoup(render_answer(markdown), "html.parser").get_text()
 
 
 # -- fixtures: one server, one upstream, one browser for the module ---------------------------
@@ -146,12 +155,15 @@ def seen(browser: RemoteBrowser, page: str, answer: str) -> list[dict[str, str]]
 
 
 def assert_grew_to(samples: list[dict[str, str]], final: str) -> None:
-    """Every text shown was a prefix of the final text, each one longer than the last."""
+    """Every text shown was a prefix of the final text, each one longer than the last.
+
+    (Trailing white space aside: the block being written ends a line the next block starts.)
+    """
     assert samples, "the page never showed the answer"
-    lengths = [len(s["text"]) for s in samples]
+    lengths = [len(s["text"].rstrip()) for s in samples]
     assert lengths == sorted(lengths), f"the text on screen shrank: {lengths}"
     for sample in samples:
-        if not final.startswith(sample["text"]):
+        if not final.startswith(sample["text"].rstrip()):
             pytest.fail(
                 "the page showed a text that is not a prefix of the answer (a gap or a "
                 f"repeated piece): {_first_difference(sample['text'], final)}"
@@ -200,7 +212,15 @@ def stored_conversation(server: AppServer, conversation_id: int) -> list[dict[st
         "SELECT id, role, status, content FROM message WHERE conversation_id = :id ORDER BY id",
         id=conversation_id,
     )
-    return [{"id": f"m-{r[0]}", "role": r[1], "status": r[2], "text": r[3]} for r in rows]
+    return [
+        {
+            "id": f"m-{r[0]}",
+            "role": r[1],
+            "status": r[2],
+            "text": shown(r[3]) if r[1] == "assistant" else r[3],
+        }
+        for r in rows
+    ]
 
 
 def eventually(check: Any, timeout: float = 5.0) -> Any:
@@ -252,9 +272,9 @@ def test_an_answer_resumes_exactly_after_every_connection_is_cut(
 
     # The page ends with exactly the answer, as stored, and showed no gap and no duplicate on
     # the way: every text it showed was a prefix of the answer, each longer than the last.
-    assert final == {"status": "complete", "text": text}
+    assert final == {"status": "complete", "text": shown(text)}
     assert stored(server, message_number(answer)) == ("complete", text, None)
-    assert_grew_to(samples, text)
+    assert_grew_to(samples, shown(text))
     assert len(streaming_lengths(samples)) >= 5, samples
 
     # Resuming never asked the model again.
@@ -291,23 +311,23 @@ def test_a_second_page_of_the_conversation_shows_the_new_answer_live(
     b_samples = seen(browser, "b", second_answer)
     a_samples = seen(browser, "a", second_answer)
 
-    assert on_a == on_b == {"status": "complete", "text": second}
+    assert on_a == on_b == {"status": "complete", "text": shown(second)}
     a_messages = browser.evaluate("a", MESSAGES)
     b_messages = browser.evaluate("b", MESSAGES)
     assert a_messages == b_messages
     assert [(m["role"], m["status"], m["text"]) for m in b_messages] == [
         ("user", "complete", "The first question"),
-        ("assistant", "complete", first),
+        ("assistant", "complete", shown(first)),
         ("user", "complete", "The second question"),
-        ("assistant", "complete", second),
+        ("assistant", "complete", shown(second)),
     ]
     conversation_id = int(path.rsplit("/", 1)[1])
     assert b_messages == stored_conversation(server, conversation_id)
 
     # B watched it being written, not just its end.
-    assert_grew_to(b_samples, second)
+    assert_grew_to(b_samples, shown(second))
     assert len(streaming_lengths(b_samples)) >= 5, b_samples
-    assert_grew_to(a_samples, second)
+    assert_grew_to(a_samples, shown(second))
 
     assert len(fake.requests) - asked == 2
     assert page_failures(browser, "a") == []
@@ -330,11 +350,12 @@ def test_stop_keeps_the_text_so_far_and_closes_the_upstream_request(
     final = wait_for_answer(browser, "stop", answer, status="cancelled", timeout=10)
 
     # The text so far stays: what was written, as stored, and only that.
-    shown = final["text"]
-    assert shown, "the text written before Stop is gone"
-    assert text.startswith(shown) and len(shown) < len(text)
-    assert stored(server, message_number(answer)) == ("cancelled", shown, None)
-    assert_grew_to(seen(browser, "stop", answer), shown)
+    status, kept, error = stored(server, message_number(answer))
+    assert (status, error) == ("cancelled", None)
+    assert kept, "the text written before Stop is gone"
+    assert text.startswith(kept) and len(kept) < len(text)
+    assert final["text"] == shown(kept)
+    assert_grew_to(seen(browser, "stop", answer), shown(kept))
     # A stopped last answer offers Retry; the Stop button is gone.
     buttons = browser.evaluate(
         "stop",
@@ -372,9 +393,9 @@ def test_a_reload_mid_answer_shows_the_text_so_far_and_goes_on_live(
     # being written, and then went on growing live to the exact end.
     loaded = browser.evaluate("reload", "(id) => window.__loaded[id]", answer)
     assert loaded["status"] == "streaming", loaded
-    assert loaded["text"].startswith(before["text"]), (len(loaded["text"]), len(before["text"]))
-    assert final == {"status": "complete", "text": text}
-    assert_grew_to(samples, text)
+    assert loaded["text"].startswith(before["text"].rstrip()), (loaded["text"], before["text"])
+    assert final == {"status": "complete", "text": shown(text)}
+    assert_grew_to(samples, shown(text))
     live = {len(s["text"]) for s in samples if len(s["text"]) > len(loaded["text"])}
     assert len(live) >= 3, samples
     assert stored(server, message_number(answer)) == ("complete", text, None)
@@ -409,7 +430,7 @@ def test_retry_writes_a_failed_answer_again_in_place(
     answer = new_answer(browser, "retry")
     failed = wait_for_answer(browser, "retry", answer, status="failed")
     status, content, error = stored(server, message_number(answer))
-    assert (status, content) == ("failed", failed["text"]) and error
+    assert (status, shown(content)) == ("failed", failed["text"]) and error
     alert = browser.evaluate(
         "retry", "(id) => document.querySelector(`#${id} [role=alert]`)?.textContent", answer
     )
@@ -422,7 +443,7 @@ def test_retry_writes_a_failed_answer_again_in_place(
     samples = seen(browser, "retry", answer)[shown_before:]
 
     # The same article, written again from the start: no trace of the failure, the new text.
-    assert final == {"status": "complete", "text": text}
+    assert final == {"status": "complete", "text": shown(text)}
     assert stored(server, message_number(answer)) == ("complete", text, None)
     messages = browser.evaluate("retry", MESSAGES)
     assert [(m["id"], m["role"]) for m in messages][-1] == (answer, "assistant")
@@ -431,7 +452,7 @@ def test_retry_writes_a_failed_answer_again_in_place(
         browser.evaluate("retry", "(id) => document.querySelector(`#${id} [role=alert]`)", answer)
         is None
     )
-    assert_grew_to(samples, text)
+    assert_grew_to(samples, shown(text))
     assert len(streaming_lengths(samples)) >= 3, samples
     assert len(fake.requests) - asked == 2
     assert page_failures(browser, "retry") == []
@@ -476,7 +497,7 @@ def test_a_page_whose_connection_was_cut_still_gets_news_sent_meanwhile(
         )
     finally:
         proxy.stop()
-    assert on_cut_off["text"] == second
+    assert on_cut_off["text"] == shown(second)
 
 
 def test_the_page_that_started_a_conversation_gets_news_from_other_pages(
@@ -500,7 +521,7 @@ def test_the_page_that_started_a_conversation_gets_news_from_other_pages(
     second_answer = new_answer(browser, "other", before=first_answer)
     wait_for_answer(browser, "other", second_answer, status="complete")
     on_starter = wait_for_answer(browser, "starter", second_answer, status="complete", timeout=5)
-    assert on_starter["text"] == second
+    assert on_starter["text"] == shown(second)
 
 
 # -- the connection check -------------------------------------------------------------------------
