@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import conversations, htmx, operations, streaming
     from .conversations.views import bp as conversations_bp
     from .render import render_answer, render_streaming, render_text
+    from .render.thinking import thinking_section
 
     app.register_blueprint(conversations_bp)
     app.register_blueprint(streaming.bp)
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.filters["render_text"] = render_text
     app.jinja_env.globals["render_answer"] = render_answer
     app.jinja_env.globals["render_streaming"] = render_streaming
+    app.jinja_env.globals["thinking_section"] = thinking_section
     app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
 
     @app.errorhandler(HTTPException)

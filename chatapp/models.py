@@ -54,6 +54,7 @@ class Message(db.Model):  # type: ignore[name-defined]
     )
     role: Mapped[str] = mapped_column(String(16))  # "user" | "assistant"
     content: Mapped[str] = mapped_column(Text, default="")
+    thinking: Mapped[str] = mapped_column(Text, default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default=Status.COMPLETE.value, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str | None] = mapped_column(String(100))
@@ -82,6 +83,7 @@ class MessageState:
     role: str
     content: str
     status: str
+    thinking: str = ""
     error: str | None = None
     model: str | None = None
     stop_reason: str | None = None
@@ -95,6 +97,11 @@ class MessageState:
     @classmethod
     def of(cls, message: Message) -> MessageState:
         return cls(**{name: getattr(message, name) for name in _STATE_FIELDS})
+
+    @property
+    def position(self) -> int:
+        """How far the answer has come: characters of thinking, then of text."""
+        return len(self.thinking) + len(self.content)
 
     @property
     def is_streaming(self) -> bool:

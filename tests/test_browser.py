@@ -30,6 +30,7 @@ from .test_render_safety import HOSTILE
 DRIVER_TIMEOUT = 60.0
 
 PROMPT = "Tell me about streaming"
+THOUGHT = "They ask about streaming. Explain the path of a frame, with a table and some code."
 CODE = 'def stream(answer):\n    for piece in answer:\n        yield f"data: {piece}\\n\\n"\n'
 # About 1,100 characters of markdown: every kind of block, markup that must stay text,
 # non-ASCII, line ends of every kind.
@@ -66,7 +67,7 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
 
     upstream = FakeUpstream(PACE, seed=1)
     upstream.start()
-    upstream.push(Scenario(text=ANSWER))
+    upstream.push(Scenario(text=ANSWER, thinking=THOUGHT))
     try:
         # An open conversation page keeps an event stream; a closed one is noticed at the next
         # heartbeat, and gunicorn's graceful stop waits for it. A short heartbeat keeps the
@@ -104,6 +105,11 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     # The open code block was a code block while it was written, before it was highlighted.
     assert any(s["code"] == "open" for s in seen["samples"]), seen["samples"]
     assert seen["announced"] == "Answer complete."
+    # The thinking streamed into an open "Thinking…" section that folded when the answer began.
+    thinking = [s["thinking"] for s in seen["samples"] if s["thinking"] != "none"]
+    assert thinking[0] == "open" and thinking[-1] == "closed", seen["samples"]
+    assert thinking == sorted(thinking, key=["open", "closed"].index), seen["samples"]
+    assert seen["thinking_text"] == "Thinking…" + THOUGHT
 
     # What the page shows is what was stored, rendered: every kind of block.
     assert stored == ("complete", ANSWER)
@@ -123,6 +129,7 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     assert re.fullmatch(r"/conversations/\d+", seen["reloaded"]["path"])
     assert seen["reloaded"]["status"] == "complete"
     assert seen["reloaded"]["html"] == seen["final_html"]
+    assert seen["reloaded"]["thinking_html"] == seen["thinking_html"]
     assert seen["reloaded"]["user_text"] == PROMPT
 
     # Copy buttons: a code block's code, and the whole answer's text.
@@ -258,9 +265,12 @@ RECORDER = """
     const busy = article.getAttribute("aria-busy");
     const code = !content || !content.querySelector(".code") ? "none"
       : content.querySelector(".tail .code code[id]") ? "open" : "done";
+    const section = article.querySelector("details.thinking");
+    const thinking = !section || section.hidden ? "none" : section.open ? "open" : "closed";
     const last = rec.samples[rec.samples.length - 1];
-    if (!last || last.length !== length || last.status !== status || last.code !== code) {
-      rec.samples.push({ length, status, busy, code });
+    if (!last || last.length !== length || last.status !== status || last.code !== code
+        || last.thinking !== thinking) {
+      rec.samples.push({ length, status, busy, code, thinking });
     }
   };
   new MutationObserver(sample).observe(document.getElementById("messages"), {
@@ -363,6 +373,8 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
     result["answer_id"] = int(assistant.get_attribute("id").removeprefix("m-"))
     result["final_status"] = assistant.get_attribute("data-status")
     result["final_html"] = assistant.locator("[data-content]").inner_html()
+    result["thinking_html"] = assistant.locator("details.thinking").evaluate("e => e.outerHTML")
+    result["thinking_text"] = assistant.locator("details.thinking").text_content()
     result["announced"] = page.locator("#announcer").text_content()
     result["image_requests"] = image_requests
     result["user_text"] = page.locator('article[data-role="user"] [data-content]').text_content()
@@ -384,6 +396,7 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
         "path": _path(page.url),
         "status": reloaded.get_attribute("data-status"),
         "html": reloaded.locator("[data-content]").inner_html(),
+        "thinking_html": reloaded.locator("details.thinking").evaluate("e => e.outerHTML"),
         "user_text": page.locator('article[data-role="user"] [data-content]').text_content(),
     }
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from bs4 import BeautifulSoup
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
@@ -254,8 +253,8 @@ def test_an_answer_resumes_exactly_after_every_connection_is_cut(
         # three times while the answer is written; each cut waits for the page to have caught up
         # past the last one, so every cut hits a live, resumed stream.
         for share in (0.2, 0.4, 0.6):
-            shown = wait_for_answer(browser, "cut", answer, length=int(len(text) * share))
-            cuts.append((shown["status"], proxy.sever()))
+            now = wait_for_answer(browser, "cut", answer, length=int(len(text) * share))
+            cuts.append((now["status"], proxy.sever()))
         final = wait_for_answer(browser, "cut", answer, status="complete", timeout=30)
         samples = seen(browser, "cut", answer)
         opened = browser.evaluate("cut", "() => window.__sseOpened")

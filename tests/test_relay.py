@@ -83,6 +83,24 @@ def test_an_answer_written_on_one_worker_streams_from_another(
     assert len(upstream.requests) == 1
 
 
+def test_thinking_streams_from_another_worker_too(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    thought = "".join(f"Thought {i}. " for i in range(40))
+    upstream.push(Scenario(text="The answer.", thinking=thought, pace=SLOW))
+    fragment = send(a.test_client(), "Think on A")
+    message_id = answer_id(fragment)
+    gevent.sleep(0.3)  # B's listener arrives mid-thought
+
+    events = read_events(b.test_client(), stream_url(fragment))
+    screen = Screen(message_id, str(fragment.find("article", id=f"m-{message_id}"))).take(events)
+    section = screen.document.soup.find(id=f"m-{message_id}-thinking")
+    assert section.get_text() == "Thinking…" + thought and not section.has_attr("open")
+    assert screen.html == rendered("The answer.")
+    assert stored(b, message_id).thinking == thought
+
+
 def test_resume_on_another_worker_has_no_gap_and_no_duplicate(
     workers: tuple[Flask, Flask], upstream: FakeUpstream
 ) -> None:

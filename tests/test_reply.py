@@ -18,21 +18,22 @@ REQUEST = {
 }
 
 
-def collect(upstream: FakeUpstream) -> tuple[Reply, str]:
+def collect(upstream: FakeUpstream) -> tuple[Reply, str, str]:
+    """The reply, and the text and the thinking its pieces carried."""
     client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
-    reply, seen = Reply(), []
+    reply, pieces = Reply(), []
     try:
         with client.messages.stream(**REQUEST) as stream:
             for event in stream:
-                seen.append(reply.apply(event))
+                pieces.append(reply.apply(event))
     finally:
         client.close()
-    return reply, "".join(seen)
+    return reply, "".join(p.text for p in pieces), "".join(p.thinking for p in pieces)
 
 
 def test_text_usage_and_stop_reason(upstream: FakeUpstream) -> None:
     upstream.push(Scenario(text="Hello, <world> & 🌍 — naïve café\nbye"))
-    reply, seen = collect(upstream)
+    reply, seen, _ = collect(upstream)
     assert seen == reply.text == "Hello, <world> & 🌍 — naïve café\nbye"
     assert reply.finished and reply.stop_reason == "end_turn"
     assert reply.usage.input_tokens > 0 and reply.usage.output_tokens > 0
@@ -42,28 +43,28 @@ def test_text_usage_and_stop_reason(upstream: FakeUpstream) -> None:
 
 def test_thinking_block_first_is_kept_apart_from_the_text(upstream: FakeUpstream) -> None:
     upstream.push(Scenario(text="The answer is 4.", thinking="2 + 2 is 4, say so."))
-    reply, seen = collect(upstream)
+    reply, seen, thought = collect(upstream)
     assert seen == "The answer is 4."
-    assert reply.thinking == "2 + 2 is 4, say so."
+    assert thought == reply.thinking == "2 + 2 is 4, say so."
     assert list(reply.block_types.values()) == ["thinking", "text"]
 
 
 def test_unknown_event_types_are_ignored(upstream: FakeUpstream) -> None:
     upstream.push(Scenario(text="Still whole.", unknown_events=True))
-    reply, seen = collect(upstream)
+    reply, seen, _ = collect(upstream)
     assert seen == "Still whole." and reply.finished
 
 
 def test_unknown_event_object_adds_nothing() -> None:
     reply = Reply()
-    assert reply.apply(SimpleNamespace(type="brand_new_event", payload=1)) == ""
-    assert reply.apply(object()) == ""
+    assert not reply.apply(SimpleNamespace(type="brand_new_event", payload=1))
+    assert not reply.apply(object())
     assert reply.text == ""
 
 
 def test_stream_cut_before_message_stop_raises_nothing(upstream: FakeUpstream) -> None:
     upstream.push(Scenario(text="This answer will be cut short.", cut_after=10))
-    reply, seen = collect(upstream)
+    reply, seen, _ = collect(upstream)
     assert seen == "This answer will be cut short."[:10]
     assert not reply.finished and reply.stop_reason is None
 

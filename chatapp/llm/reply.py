@@ -1,9 +1,9 @@
 """Turn the SDK's stream events into the parts of one answer.
 
-`Reply.apply` takes every event `client.messages.stream(...)` yields and returns the text it
-adds to the answer. It reads only the raw wire events; the SDK's own convenience events
-(`text`, `thinking`, `signature`, `input_json`, `citation`) repeat what the raw deltas carry
-and are skipped, as are event types this version does not know.
+`Reply.apply` takes every event `client.messages.stream(...)` yields and returns the thinking
+and the text it adds to the answer. It reads only the raw wire events; the SDK's own
+convenience events (`text`, `thinking`, `signature`, `input_json`, `citation`) repeat what the
+raw deltas carry and are skipped, as are event types this version does not know.
 """
 
 from __future__ import annotations
@@ -36,6 +36,20 @@ class Usage:
             self.cache_creation_tokens = usage.cache_creation_input_tokens
 
 
+@dataclass(frozen=True)
+class Piece:
+    """What one event adds to an answer: thinking, text, or nothing."""
+
+    thinking: str = ""
+    text: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.thinking or self.text)
+
+
+NOTHING = Piece()
+
+
 @dataclass
 class Reply:
     """What has arrived of one answer so far."""
@@ -50,8 +64,8 @@ class Reply:
     first_token_at: float | None = None
     finished: bool = False  # message_stop arrived
 
-    def apply(self, event: Any) -> str:
-        """Record one event; return the answer text it adds ("" for none)."""
+    def apply(self, event: Any) -> Piece:
+        """Record one event; return the thinking or text it adds (NOTHING for none)."""
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.model = event.message.model
@@ -60,21 +74,22 @@ class Reply:
             self.block_types[event.index] = event.content_block.type
             initial = getattr(event.content_block, "text", "")
             if event.content_block.type == "text" and initial:
-                return self._text(initial)
+                return Piece(text=self._text(initial))
         elif kind == "content_block_delta":
             delta = event.delta
             if delta.type == "text_delta":
-                return self._text(delta.text)
-            if delta.type == "thinking_delta":
+                return Piece(text=self._text(delta.text))
+            if delta.type == "thinking_delta" and delta.thinking:
                 self._mark_first_token()
                 self.thinking_parts.append(delta.thinking)
+                return Piece(thinking=delta.thinking)
         elif kind == "message_delta":
             if event.delta.stop_reason is not None:
                 self.stop_reason = event.delta.stop_reason
             self.usage.update(event.usage)
         elif kind == "message_stop":
             self.finished = True
-        return ""
+        return NOTHING
 
     @property
     def text(self) -> str:

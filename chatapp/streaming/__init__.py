@@ -18,4 +18,6 @@ def live_view(state: MessageState) -> MessageState:
     generation = streams().live.get(state.id)
     if generation is None:
         return state
-    return replace(state, content=generation.published_text())
+    return replace(
+        state, content=generation.published_text(), thinking=generation.published_thinking()
+    )

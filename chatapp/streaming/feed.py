@@ -1,9 +1,9 @@
 """What one listener receives: a reset to what the answer shows now, live frames, the end.
 
-The listener's position is a character offset into the answer (the `id:` of the last event it
-got). Whatever it showed before, a (re)connecting listener is first reset to what the worker's
-view of the answer shows now; from then on it takes that view's frames in order. So a reconnect
-leaves no gap and no duplicate, and nothing here ever asks Claude again.
+The listener's position is a character offset into the answer, its thinking first (the `id:`
+of the last event it got). Whatever it showed before, a (re)connecting listener is first reset
+to what the worker's view of the answer shows now; from then on it takes that view's frames in
+order. So a reconnect leaves no gap and no duplicate, and nothing here ever asks Claude again.
 """
 
 from __future__ import annotations
@@ -120,14 +120,16 @@ def _follow_stored(
         if state.is_terminal:
             yield _final_event(state, finished_content(state), render_final)
         return
-    view = AnswerView(state.id, state.content)
+    view = AnswerView(state.id, state.content, state.thinking)
     if offset or view.position:
         yield view.reset()
     quiet = 0.0
     while state.is_streaming and not streams.closing and not gone.is_set():
         # Another worker is writing it (or was, and the sweeper will say so): poll what it stores.
-        if len(state.content) > view.position:
-            frame = view.add(state.content[view.position :])
+        if state.position > view.position:
+            frame = view.add(
+                state.content[view.text_length :], state.thinking[view.thinking_length :]
+            )
             if frame.payload:
                 yield frame.payload
             quiet = 0.0
@@ -153,7 +155,7 @@ def _end_when(gone: Event | None, subscription: Subscription[Any]) -> None:
 def _final_event(state: MessageState, content: str, render_final: RenderFinal) -> str:
     """The `done` event: the content's finished form, then the message around it."""
     return sse.event(
-        content + render_final(state), name="done", id=sse.event_id(state.id, len(state.content))
+        content + render_final(state), name="done", id=sse.event_id(state.id, state.position)
     )
 
 

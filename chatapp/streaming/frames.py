@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..render import render_text
 from ..render.live import LiveMarkdown, content_id, oob, render_answer
+from ..render.thinking import thinking_section, thinking_text_id
 from . import sse
 
 if TYPE_CHECKING:
@@ -25,62 +27,105 @@ if TYPE_CHECKING:
 class Frame:
     """One update of a message, framed once and sent to every listener.
 
-    `start` and `end` are character offsets into the answer text: the frame turns what a
-    listener showing `start` characters sees into what it shows at `end`. `payload` is the SSE
-    event ("" when nothing visible changed); for the last frame it is the swaps that finish the
-    content, and `final` is the stored end of the answer.
+    `start` and `end` are positions in the answer (characters of thinking, then of text): the
+    frame turns what a listener showing `start` sees into what it shows at `end`. `payload` is
+    the SSE event ("" when nothing visible changed); for the last frame it is the swaps that
+    finish the content, and `final` is the stored end of the answer.
     """
 
     start: int
     end: int
     text: str = ""
+    thinking: str = ""
     payload: str = ""
     final: MessageState | None = None
 
 
 class AnswerView:
-    """One worker's rendering of one answer, as frames."""
+    """One worker's rendering of one answer (its thinking, then its text), as frames."""
 
-    def __init__(self, message_id: int, text: str = "") -> None:
+    def __init__(self, message_id: int, text: str = "", thinking: str = "") -> None:
         self.message_id = message_id
         self._live = LiveMarkdown(message_id)
-        self._live.feed(text)
-        self.position = len(text)
+        self._thinking: list[str] = []
+        self._thinking_now = False  # the section is open: the model is thinking
+        self.thinking_length = self.text_length = 0
+        self._swaps(thinking, text)
 
-    def add(self, text: str) -> Frame:
-        """The frame that shows `text`, the next characters of the answer."""
+    @property
+    def position(self) -> int:
+        return self.thinking_length + self.text_length
+
+    def add(self, text: str = "", thinking: str = "") -> Frame:
+        """The frame that shows the next characters of the answer: thinking, then text."""
         start = self.position
-        self.position += len(text)
-        swaps = self._live.feed(text)
+        swaps = self._swaps(thinking, text)
         event_id = sse.event_id(self.message_id, self.position)
         payload = sse.event(swaps, name="frame", id=event_id) if swaps else ""
-        return Frame(start=start, end=self.position, text=text, payload=payload)
+        return Frame(start, self.position, text=text, thinking=thinking, payload=payload)
 
-    def add_from(self, start: int, text: str, whole_text: Callable[[], str]) -> Frame | None:
-        """Like `add`, for text that may overlap what the view has, or leave a gap before it."""
-        end = start + len(text)
+    def add_from(
+        self, start: int, thinking: str, text: str, whole: Callable[[], tuple[str, str]]
+    ) -> Frame | None:
+        """Like `add`, for a piece that may overlap what the view has, or leave a gap before it.
+
+        `whole` gives the answer's whole thinking and text so far, to fill a gap.
+        """
+        end = start + len(thinking) + len(text)
         if end <= self.position:
             return None
         if start > self.position:
-            text, start = whole_text()[self.position : end], self.position
-        return self.add(text[self.position - start :])
+            all_thinking, all_text = whole()
+            return self.add(all_text[self.text_length :], all_thinking[self.thinking_length :])
+        skip = self.position - start
+        skip_thinking = min(skip, len(thinking))
+        return self.add(text[skip - skip_thinking :], thinking[skip_thinking:])
 
     def finish(self, state: MessageState) -> Frame:
-        """The last frame: any text not shown yet, then the content's finished form."""
-        missing = state.content[self.position :]
-        swaps = self._live.feed(missing) if missing else ""
-        start, self.position = self.position, len(state.content)
-        return Frame(
-            start=start, end=self.position, payload=swaps + self._live.finish(), final=state
+        """The last frame: anything not shown yet, then the answer's finished form."""
+        start = self.position
+        swaps = self._swaps(
+            state.thinking[self.thinking_length :], state.content[self.text_length :]
         )
+        if self._thinking_now:
+            swaps += self._thinking_section()
+        return Frame(start, self.position, payload=swaps + self._live.finish(), final=state)
 
     def reset(self) -> str:
         """The event that makes a (re)connecting listener show what this view shows now."""
-        return sse.event(
-            self._live.reset(), name="frame", id=sse.event_id(self.message_id, self.position)
+        swaps = self._live.reset() + (self._thinking_section() if self._thinking else "")
+        return sse.event(swaps, name="frame", id=sse.event_id(self.message_id, self.position))
+
+    def _swaps(self, thinking: str, text: str) -> str:
+        swaps = []
+        if thinking:
+            first = not self._thinking
+            self._thinking.append(thinking)
+            self.thinking_length += len(thinking)
+            if first:
+                self._thinking_now = not self.text_length
+                swaps.append(self._thinking_section())
+            else:
+                swaps.append(
+                    oob(thinking_text_id(self.message_id), "beforeend", render_text(thinking))
+                )
+        if text:
+            if self._thinking_now:
+                self._thinking_now = False  # the answer begins: the thinking folds away
+                swaps.append(self._thinking_section())
+            self.text_length += len(text)
+            swaps.append(self._live.feed(text))
+        return "".join(swaps)
+
+    def _thinking_section(self) -> str:
+        thinking = "".join(self._thinking)
+        self._thinking = [thinking]
+        return thinking_section(
+            self.message_id, thinking, thinking_now=self._thinking_now, oob=True
         )
 
 
 def finished_content(state: MessageState) -> str:
-    """Swaps that show a finished answer's content, for a listener whose state is unknown."""
-    return oob(content_id(state.id), "innerHTML", render_answer(state.content))
+    """Swaps that show a finished answer, for a listener whose state is unknown."""
+    content = oob(content_id(state.id), "innerHTML", render_answer(state.content))
+    return content + thinking_section(state.id, state.thinking, oob=True)

@@ -18,7 +18,7 @@ from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
 from ..llm import errors
-from ..llm.reply import Reply
+from ..llm.reply import Piece, Reply
 from ..llm.request import build_request
 from ..models import MessageState, Status
 from . import persistence
@@ -47,9 +47,12 @@ class Generation:
         self.reply = Reply()
         self.view = AnswerView(message_id)  # what listeners are shown
         self.final: MessageState | None = None
-        self._pending: list[str] = []  # received, not yet sent to listeners
-        self._unstored: list[str] = []  # received, not yet in the database
-        self._stored = 0
+        # Received, not yet sent to listeners; received, not yet in the database.
+        self._pending_thinking: list[str] = []
+        self._pending_text: list[str] = []
+        self._unstored_thinking: list[str] = []
+        self._unstored_text: list[str] = []
+        self._stored_thinking = self._stored_text = 0
         self._last_frame_at = 0.0
         self._frame_timer: Greenlet | None = None
         self._publishing = Semaphore()
@@ -106,7 +109,7 @@ class Generation:
 
     @property
     def published(self) -> int:
-        """Characters sent to listeners."""
+        """How far listeners have been sent (characters of thinking, then of text)."""
         return self.view.position
 
     def subscribe(self, offset: int) -> tuple[str, int, Subscription[Frame]]:
@@ -122,15 +125,27 @@ class Generation:
         return self.reply.text
 
     def published_text(self) -> str:
-        return self.text()[: self.published]
+        return self.text()[: self.view.text_length]
 
-    def unstored(self) -> tuple[int, str, int]:
-        """For the flusher: characters stored so far, and the text received since."""
-        return self._stored, "".join(self._unstored), len(self._unstored)
+    def published_thinking(self) -> str:
+        return self.reply.thinking[: self.view.thinking_length]
 
-    def mark_stored(self, pieces: int, characters: int) -> None:
-        del self._unstored[:pieces]
-        self._stored += characters
+    def unstored(self) -> persistence.Unstored:
+        """For the flusher: how much is stored, and what was received since."""
+        return persistence.Unstored(
+            stored_text=self._stored_text,
+            text="".join(self._unstored_text),
+            text_pieces=len(self._unstored_text),
+            stored_thinking=self._stored_thinking,
+            thinking="".join(self._unstored_thinking),
+            thinking_pieces=len(self._unstored_thinking),
+        )
+
+    def mark_stored(self, written: persistence.Unstored) -> None:
+        del self._unstored_text[: written.text_pieces]
+        del self._unstored_thinking[: written.thinking_pieces]
+        self._stored_text += len(written.text)
+        self._stored_thinking += len(written.thinking)
 
     # -- the answer -----------------------------------------------------------------------
 
@@ -149,9 +164,9 @@ class Generation:
             self.reply = Reply()  # the clock for time to first token starts now
             with self.streams.claude.client.messages.stream(**request) as stream:
                 for event in stream:
-                    text = self.reply.apply(event)
-                    if text:
-                        self._receive(text)
+                    piece = self.reply.apply(event)
+                    if piece:
+                        self._receive(piece)
             if self.reply.finished:
                 status = Status.COMPLETE
             else:
@@ -171,10 +186,14 @@ class Generation:
         finally:
             self._finish(status, error)
 
-    def _receive(self, text: str) -> None:
-        self.streams.meter.characters += len(text)
-        self._pending.append(text)
-        self._unstored.append(text)
+    def _receive(self, piece: Piece) -> None:
+        self.streams.meter.characters += len(piece.thinking) + len(piece.text)
+        if piece.thinking:
+            self._pending_thinking.append(piece.thinking)
+            self._unstored_thinking.append(piece.thinking)
+        if piece.text:
+            self._pending_text.append(piece.text)
+            self._unstored_text.append(piece.text)
         self.streams.flusher.mark(self)
         wait = self._last_frame_at + self.streams.frame_interval - time.monotonic()
         if wait <= 0:
@@ -190,11 +209,12 @@ class Generation:
             self._publish_pending_now()
 
     def _publish_pending_now(self) -> None:
-        if not self._pending:
+        if not self._pending_text and not self._pending_thinking:
             return
-        text = "".join(self._pending)
-        self._pending.clear()
-        frame = self.view.add(text)
+        thinking, text = "".join(self._pending_thinking), "".join(self._pending_text)
+        self._pending_thinking.clear()
+        self._pending_text.clear()
+        frame = self.view.add(text, thinking)
         self._last_frame_at = time.monotonic()
         if self.streams.relay is not None:
             # Into Redis first: what any reader has seen is then in Redis, should this worker
@@ -222,6 +242,7 @@ class Generation:
             conversation_id=self.conversation_id,
             role="assistant",
             content=reply.text,
+            thinking=reply.thinking,
             status=status.value,
             error=error,
             model=reply.model or self._model,

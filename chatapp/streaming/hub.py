@@ -54,7 +54,7 @@ class Streams:
             app,
             lambda: tuple(self.live),
             on_interrupted=self._interrupted,
-            delivered_text=self.relay.delivered_text if self.relay else lambda _message_id: None,
+            delivered=self.relay.delivered if self.relay else lambda _message_id: None,
         )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)

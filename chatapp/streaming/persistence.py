@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import gevent
@@ -27,17 +27,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Unstored:
+    """What a live answer received since its last write, after what is stored of it."""
+
+    stored_text: int  # characters of text stored
+    text: str  # text received since
+    text_pieces: int  # how many pieces that text came in
+    stored_thinking: int
+    thinking: str
+    thinking_pieces: int
+
+
 class Progress(Protocol):
     """What the flusher needs from a live answer."""
 
     message_id: int
 
-    def unstored(self) -> tuple[int, str, int]:
-        """(characters stored so far, the text after them, how many pieces that text is)."""
-        ...
+    def unstored(self) -> Unstored: ...
 
-    def mark_stored(self, pieces: int, characters: int) -> None:
-        """The first `pieces` unstored pieces, `characters` long, are now stored."""
+    def mark_stored(self, written: Unstored) -> None:
+        """What `written` holds is now stored."""
         ...
 
 
@@ -69,10 +79,18 @@ class Flusher:
         batch, self._dirty = self._dirty, {}
         rows, taken = [], []
         for mid, progress in batch.items():
-            stored, tail, pieces = progress.unstored()
-            if tail:
-                rows.append({"answer_id": mid, "stored": stored, "tail": tail})
-                taken.append((progress, pieces, len(tail)))
+            new = progress.unstored()
+            if new.text or new.thinking:
+                rows.append(
+                    {
+                        "answer_id": mid,
+                        "stored_text": new.stored_text,
+                        "text": new.text,
+                        "stored_thinking": new.stored_thinking,
+                        "thinking": new.thinking,
+                    }
+                )
+                taken.append((progress, new))
         if not rows:
             return
         started = time.monotonic()
@@ -85,14 +103,19 @@ class Flusher:
                     update(table)
                     .where(table.c.id == bindparam("answer_id"))
                     .where(table.c.status == Status.STREAMING.value)
-                    .where(func.length(table.c.content) == bindparam("stored"))
-                    .values(content=table.c.content + bindparam("tail"), updated_at=utcnow()),
+                    .where(func.length(table.c.content) == bindparam("stored_text"))
+                    .where(func.length(table.c.thinking) == bindparam("stored_thinking"))
+                    .values(
+                        content=table.c.content + bindparam("text"),
+                        thinking=table.c.thinking + bindparam("thinking"),
+                        updated_at=utcnow(),
+                    ),
                     rows,
                 )
                 db.session.commit()
             self.writes += 1
-            for progress, pieces, characters in taken:
-                progress.mark_stored(pieces, characters)
+            for progress, new in taken:
+                progress.mark_stored(new)
         except Exception:
             log.exception("could not store streamed text of %d answers; retrying", len(rows))
             for mid, progress in batch.items():

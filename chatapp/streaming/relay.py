@@ -1,10 +1,10 @@
 """Fan-out between workers and hosts through Redis, when REDIS_URL is set.
 
-The worker writing an answer appends each frame's text to a Redis key and publishes the text,
-in one transaction. Another worker whose listeners follow the answer subscribes first, then
-reads the key into a view of its own (see `frames`): what it read covers everything published
-before, and texts published after arrive in order, so the view's offsets give no gap and no
-duplicate. Stop and the conversation news travel the same way.
+The worker writing an answer appends each frame's text (and thinking) to Redis keys and
+publishes them, in one transaction. Another worker whose listeners follow the answer subscribes
+first, then reads the keys into a view of its own (see `frames`): what it read covers everything
+published before, and frames published after arrive in order, so the view's positions give no
+gap and no duplicate. Stop and the conversation news travel the same way.
 
 Each worker holds one pub/sub connection, whatever the number of streams: a dispatcher greenlet
 hands each message to the local channel of its subscribers.
@@ -75,6 +75,9 @@ class Relay:
     def _text_key(self, message_id: int) -> str:
         return f"{self._prefix}:answer:{message_id}:text"
 
+    def _thinking_key(self, message_id: int) -> str:
+        return f"{self._prefix}:answer:{message_id}:thinking"
+
     def _conversation(self, conversation_id: int) -> str:
         return f"{self._prefix}:conversation:{conversation_id}"
 
@@ -86,14 +89,22 @@ class Relay:
 
     def begin(self, message_id: int) -> None:
         """A new answer (or a retry of one): no text yet, but it is live."""
-        self.redis.set(self._text_key(message_id), "", ex=TEXT_TTL)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self._text_key(message_id), "", ex=TEXT_TTL)
+        pipe.set(self._thinking_key(message_id), "", ex=TEXT_TTL)
+        pipe.execute()
 
     def frame(self, message_id: int, frame: Frame) -> None:
         """Publish a frame to the other workers, and keep its text for their late listeners."""
-        message = json.dumps({"start": frame.start, "text": frame.text})
+        message = json.dumps({"start": frame.start, "thinking": frame.thinking, "text": frame.text})
         pipe = self.redis.pipeline(transaction=True)
-        pipe.append(self._text_key(message_id), frame.text.encode())
-        pipe.expire(self._text_key(message_id), TEXT_TTL)
+        for key, added in (
+            (self._text_key(message_id), frame.text),
+            (self._thinking_key(message_id), frame.thinking),
+        ):
+            if added:
+                pipe.append(key, added.encode())
+            pipe.expire(key, TEXT_TTL)
         pipe.publish(self._answer(message_id), message)
         pipe.execute()
 
@@ -101,13 +112,15 @@ class Relay:
         """The answer has ended and its final state is stored."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.publish(self._answer(message_id), json.dumps({"final": True}))
-        pipe.delete(self._text_key(message_id))
+        pipe.delete(self._text_key(message_id), self._thinking_key(message_id))
         pipe.execute()
 
-    def delivered_text(self, message_id: int) -> str | None:
-        """All the text published for a live answer, or None if Redis holds none."""
-        raw = self.redis.get(self._text_key(message_id))
-        return _decoded(raw) if raw is not None else None
+    def delivered(self, message_id: int) -> tuple[str, str] | None:
+        """(thinking, text): all that was published of a live answer; None if Redis holds none."""
+        thinking, text = self.redis.mget(self._thinking_key(message_id), self._text_key(message_id))
+        if text is None:
+            return None
+        return _decoded(thinking or b""), _decoded(text)
 
     def request_stop(self, message_id: int) -> None:
         """Ask whichever worker writes the answer to stop it."""
@@ -131,14 +144,15 @@ class Relay:
         if remote.view is None:
             # Subscribed first, then read: the text covers every frame published before, and
             # the frames kept meanwhile are added after it, skipping what it already holds.
-            raw = self.redis.get(self._text_key(message_id))
-            if raw is None:
+            delivered = self.delivered(message_id)
+            if delivered is None:
                 self._release(name, channel, subscription)
                 return None
             if remote.view is None:  # another listener's read may have got there first
-                remote.view = AnswerView(message_id, _decoded(raw))
-                for start, text in remote.early:
-                    self._show(message_id, remote.view, channel, start, text)
+                thinking, text = delivered
+                remote.view = AnswerView(message_id, text, thinking)
+                for body in remote.early:
+                    self._show(message_id, remote.view, channel, body)
                 remote.early.clear()
         view = remote.view
         return RemoteAnswer(
@@ -252,23 +266,22 @@ class Relay:
         remote = self._views.setdefault(name, _RemoteView())
         if remote.view is None:
             if not body.get("final"):
-                remote.early.append((body["start"], body["text"]))
+                remote.early.append(body)
             return  # its first listener reads the stored text next
         if body.get("final"):
             state = self._load_state(message_id)
             if state is not None:
                 channel.publish(remote.view.finish(state))
             return
-        self._show(message_id, remote.view, channel, body["start"], body["text"])
+        self._show(message_id, remote.view, channel, body)
 
     def _show(
-        self, message_id: int, view: AnswerView, channel: Channel[Any], start: int, text: str
+        self, message_id: int, view: AnswerView, channel: Channel[Any], body: dict[str, Any]
     ) -> None:
-        def whole_text() -> str:
-            raw = self.redis.get(self._text_key(message_id))
-            return _decoded(raw) if raw is not None else ""
+        def whole() -> tuple[str, str]:
+            return self.delivered(message_id) or ("", "")
 
-        frame = view.add_from(start, text, whole_text)
+        frame = view.add_from(body["start"], body.get("thinking", ""), body["text"], whole)
         if frame is not None:
             channel.publish(frame)
 
@@ -278,7 +291,7 @@ class _RemoteView:
     """This worker's view of an answer another worker writes, once it has read its text."""
 
     view: AnswerView | None = None
-    early: list[tuple[int, str]] = field(default_factory=list)  # frames before the read
+    early: list[dict[str, Any]] = field(default_factory=list)  # frames before the read
 
 
 def _decoded(raw: bytes | str) -> str:

@@ -30,12 +30,12 @@ class Sweeper:
         app: Flask,
         live_ids: Callable[[], Collection[int]],
         on_interrupted: Callable[[list[int]], None],
-        delivered_text: Callable[[int], str | None] = lambda _message_id: None,
+        delivered: Callable[[int], tuple[str, str] | None] = lambda _message_id: None,
     ) -> None:
         self._app = app
         self._live_ids = live_ids
         self._on_interrupted = on_interrupted
-        self._delivered_text = delivered_text
+        self._delivered = delivered
         self._interval = float(app.config["SWEEP_INTERVAL"])
         self._stale_after = float(app.config["STALE_AFTER"])
         self._greenlet: gevent.Greenlet | None = None
@@ -78,14 +78,19 @@ class Sweeper:
 
     def _interrupt(self, message_id: int, now: datetime) -> None:
         """End one orphan, keeping every character a reader may have seen."""
-        delivered = self._delivered_text(message_id)
+        delivered = self._delivered(message_id)
         with self._app.app_context():
             message = db.session.get(Message, message_id)
             if message is None or message.status != Status.STREAMING.value:
                 return
-            if delivered is not None and len(delivered) > len(message.content):
-                # Readers saw more than the last group commit stored before the worker died.
-                message.content = delivered
+            if delivered is not None:
+                # Readers may have seen more than the last group commit stored before the
+                # worker died.
+                thinking, text = delivered
+                if len(text) > len(message.content):
+                    message.content = text
+                if len(thinking) > len(message.thinking):
+                    message.thinking = thinking
             message.status = Status.INTERRUPTED.value
             message.error = INTERRUPTED
             message.updated_at = now
