@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test browser migrate clean bench
+.PHONY: run test install install-test browser migrate clean bench bench-render
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
@@ -52,6 +52,10 @@ browser:
 # Streaming budgets of DESIGN.md (bench/run.py): ~15 min; BENCH_ARGS=--quick for a short run.
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Markdown rendering linear in answer length (bench/render.py): ~2 min.
+bench-render: install
+	$(BIN)/python bench/render.py $(BENCH_ARGS)
 
 migrate: install
 	$(BIN)/flask --app wsgi db upgrade

@@ -11,9 +11,13 @@ Times are taken with `time.monotonic()` when the bytes are read:
 
 - added time to first token = first `frame` event - moment the prompt was sent (just before
   the POST; for the relay, just before its GET) - the upstream's own first-token delay;
-- inter-frame gap = time between consecutive `frame` events of one answer;
-- every answer is checked against the text the upstream sent, character for character,
-  and every `id:` against the characters received so far.
+- inter-frame gap = time between consecutive `frame` events of one answer.
+
+What arrived is read from the events' `id: <answer>:<characters>`, not from their HTML (the
+app's frames are swaps of rendered markdown, the relay's are escaped text): every frame must
+swap into this answer's elements (`#m-<answer>-...`) and its offset never goes back, and the
+`done` event's offset must be the length of the text the upstream sent, so every character
+was delivered. For the app, `done` must also carry the answer's article, `complete`.
 
 Writes one JSON object (`--out`, or stdout).
 """
@@ -40,10 +44,10 @@ from urllib.parse import quote, urlencode, urlsplit  # noqa: E402
 import gevent  # noqa: E402
 from common import FIRST_TOKEN_SECONDS, reply_text, summary  # noqa: E402
 
-FRAME_DATA = re.compile(r'<span hx-swap-oob="beforeend:#m-(\d+)-content">(.*)</span>', re.DOTALL)
+SWAP_TARGET = re.compile(r'hx-swap-oob="[\w-]+:#m-(\d+)-')
+EVENT_ID = re.compile(r"(\d+):(\d+)")
 BODY_HEADERS = re.compile(r"<body[^>]*?hx-headers='([^']*)'")
 ARTICLE = re.compile(r"<article\b([^>]*)>")
-DONE_CONTENT = re.compile(r"<div\b[^>]*\bdata-content\b[^>]*>(.*?)</div>", re.DOTALL)
 CONVERSATION_EVENTS = re.compile(r'<div id="conversation-events"[^>]*?sse-connect="([^"]*)"')
 ATTRIBUTE = re.compile(r'([\w:-]+)="([^"]*)"')
 
@@ -163,9 +167,9 @@ class Conversation:
     t_first: float | None = None  # first frame read
     t_done: float | None = None  # `done` read
     frames: int = 0
-    chars: int = 0
-    exact: bool = False  # the answer shown at the end is exactly the upstream's text
-    live: bool = False  # and it arrived frame by frame
+    chars: int = 0  # characters delivered: the offset of the last event's id
+    exact: bool = False  # `done` says every character of the upstream's text was delivered
+    live: bool = False  # and frames showed it as it came
     id_errors: int = 0
     gaps: list[float] = field(default_factory=list)
 
@@ -362,8 +366,6 @@ class Load:
         conv.stage = "first frame"
         decoder = codecs.getincrementaldecoder("utf-8")()
         pending = ""
-        parts: list[str] = []
-        length = 0
         last = 0.0
         for chunk in connection.chunks(found):
             now = time.monotonic()
@@ -383,18 +385,7 @@ class Load:
                     elif line.startswith("id: "):
                         event_id = line[4:]
                 if name == "frame":
-                    match = FRAME_DATA.fullmatch("\n".join(data))
-                    if match is None:
-                        raise ProtocolError(f"unexpected frame data {data!r:.200}")
-                    if conv.answer_id is None:
-                        conv.answer_id = int(match.group(1))
-                    elif int(match.group(1)) != conv.answer_id:
-                        raise ProtocolError("a frame of another answer")
-                    text = html.unescape(match.group(2))
-                    parts.append(text)
-                    length += len(text)
-                    if event_id != f"{conv.answer_id}:{length}":
-                        conv.id_errors += 1
+                    self._check_frame(conv, "\n".join(data), event_id)
                     if conv.t_first is None:
                         conv.t_first = now
                         conv.stage = "stream"
@@ -402,40 +393,63 @@ class Load:
                         conv.gaps.append(now - last)
                     last = now
                     conv.frames += 1
-                    conv.chars = length
                 elif name == "done":
                     conv.t_done = now
-                    self._check_done(conv, "".join(parts), "\n".join(data), event_id)
+                    self._check_done(conv, "\n".join(data), event_id)
                     conv.stage = "done"
                     return
 
-    def _check_done(
-        self, conv: Conversation, streamed: str, data: str, event_id: str | None
-    ) -> None:
+    def _offset(self, conv: Conversation, event_id: str | None) -> int:
+        """The character offset of an event's `id: <answer>:<offset>`, which must be ours."""
+        match = EVENT_ID.fullmatch(event_id or "")
+        if match is None:
+            raise ProtocolError(f"unexpected event id {event_id!r}")
+        if conv.answer_id is None:  # the relay's answers are known by their first event
+            conv.answer_id = int(match.group(1))
+        elif int(match.group(1)) != conv.answer_id:
+            raise ProtocolError(f"an event of another answer: {event_id}")
+        return int(match.group(2))
+
+    def _check_frame(self, conv: Conversation, data: str, event_id: str | None) -> None:
+        """A frame swaps into this answer only, and its offset moves forward within the text."""
+        offset = self._offset(conv, event_id)
+        targets = SWAP_TARGET.findall(data)
+        if not targets:
+            raise ProtocolError(f"a frame with no swap: {data!r:.200}")
+        if any(int(target) != conv.answer_id for target in targets):
+            raise ProtocolError(f"a frame swaps into another answer: {data!r:.200}")
+        if offset < conv.chars or offset > len(self.expected):
+            conv.id_errors += 1  # back, or past the end of the text
+        conv.chars = max(conv.chars, offset)
+
+    def _check_done(self, conv: Conversation, data: str, event_id: str | None) -> None:
         """Check the answer at its `done` event.
 
-        The app's `done` carries the whole message (an out-of-band swap of its article), and the
-        browser ends up showing that. An answer that ended before its stream opened (a queued
-        listener) arrives only this way, with no frames; it still counts as delivered, and
-        `live_answers` tells how many came frame by frame. The relay's `done` has no article.
+        Its id's offset is the length of the stored answer, which must be all of the upstream's
+        text. The app's `done` also carries the answer's article (out of band) with its status.
+        An answer that ended before its stream opened (a queued listener) arrives only this way,
+        with no frames; it still counts as delivered, and `live_answers` tells how many came
+        frame by frame. The relay's `done` has no article.
         """
-        conv.live = streamed == self.expected
-        shown = streamed
-        match = DONE_CONTENT.search(data)
-        if match is not None:
-            shown = html.unescape(match.group(1))
-            if not self.expected.startswith(streamed):
-                conv.error = f"frames differ from the text after {len(streamed)} characters"
-                return
-        conv.chars = len(shown)
-        conv.exact = shown == self.expected
-        expected_id = f"{conv.answer_id}:{len(shown) if match is not None else len(streamed)}"
-        if event_id != expected_id:
+        offset = self._offset(conv, event_id)
+        if offset < conv.chars:
             conv.id_errors += 1
+        conv.chars = offset
+        conv.exact = offset == len(self.expected)
+        conv.live = conv.frames > 0
+        if self.args.mode == "app":
+            status = None
+            for tag in ARTICLE.finditer(data):
+                attributes = dict(ATTRIBUTE.findall(tag.group(1)))
+                if attributes.get("id") == f"m-{conv.answer_id}":
+                    status = attributes.get("data-status")
+            if status != "complete":
+                conv.error = f"the answer ended {status or 'with no article'}"
+                return
         if not conv.exact:
-            conv.error = f"text differs: got {len(shown)} characters, expected {len(self.expected)}"
+            conv.error = f"done after {offset} characters, expected {len(self.expected)}"
         elif conv.id_errors:
-            conv.error = f"{conv.id_errors} event ids did not match the text"
+            conv.error = f"{conv.id_errors} event ids went back or past the text"
 
     def _report(self, wall: float, cpu: float) -> dict[str, Any]:
         args = self.args

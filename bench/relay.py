@@ -3,8 +3,10 @@
 The practical limit of this stack, for the benchmark's same-run baseline: gunicorn's gevent
 worker, the official `anthropic` SDK over httpx2 with the app's client settings, and each
 text delta written at once as one SSE event. No database, no templates, no coalescing, no
-channel; only the escaping that keeps the frame valid HTML, and the same wire format as the
-app's frames, so that the load generator reads both the same way.
+channel; only the escaping that keeps the frame valid HTML. No markdown either: each frame
+appends escaped text to the answer's element, where the app's frames are swaps of rendered
+markdown. The event ids are the app's (`<answer>:<characters so far>`), and the load generator
+reads only those and the swap targets, so it reads both the same way.
 
     ANTHROPIC_API_KEY=bench ANTHROPIC_BASE_URL=http://127.0.0.1:9100 \
         gunicorn -k gevent --pythonpath bench relay:app

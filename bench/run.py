@@ -873,14 +873,25 @@ def budgets(runs: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
                 ", ".join(f"N={r['n']}: {r['hub_blocked_reports']}" for r in monitored),
             )
         )
-    checks.append(
-        (
-            "markdown work linear in message length",
-            None,
-            "not measured here: render/ has no markdown yet",
-        )
-    )
+    checks.append(render_budget())
     return checks
+
+
+def render_budget() -> tuple[str, bool | None, str]:
+    """The linearity budget, from the last `make bench-render` (bench/render.py) if any."""
+    what = "markdown work linear in message length (make bench-render)"
+    path = RESULTS / "render.json"
+    try:
+        meta = json.loads(path.read_text())["meta"]
+        worst = max(meta["worst_ratio"].values())
+    except (OSError, ValueError, KeyError):
+        return what, None, "not measured: run `make bench-render`"
+    return (
+        what,
+        bool(meta["linear"]),
+        f"per-character cost at most {worst:.2f}x that of the smallest answer "
+        f"(bench/results/render.json of {meta['started']})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
