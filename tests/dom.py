@@ -106,6 +106,11 @@ class Screen:
         return self.document.inner_html(self.content_id)
 
     @property
+    def text(self) -> str:
+        """The content's text, as a reader sees it."""
+        return self.document.text(self.content_id)
+
+    @property
     def offset(self) -> int:
         """How many characters of the answer the page has, by its last event id."""
         return int(self.last_id.rpartition(":")[2]) if self.last_id else 0

@@ -1,17 +1,17 @@
 """The real server: gunicorn with its gevent worker, many answers streaming at once.
 
 Each stream is read as a browser's EventSource would: the page first (session cookie and CSRF
-token), the send as HTMX posts it, then the `sse-connect` URL of the answer. This checks that
-every character arrives, in order, exactly once; speed is the benchmark's business, not this one's.
+token), the send as HTMX posts it, then the `sse-connect` URL of the answer, whose frames are
+applied to a `Screen` as htmx applies them. This checks that every character arrives, in order,
+exactly once: the page ends up showing what a reload shows. Speed is the benchmark's business,
+not this one's.
 """
 
 from __future__ import annotations
 
-import html
 import http.cookiejar
 import json
 import os
-import re
 import urllib.parse
 import urllib.request
 import uuid
@@ -27,6 +27,7 @@ from gevent.event import Event
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .conftest import parse_events
+from .dom import Screen, fragment, rendered
 from .server import AppServer, app_server
 
 STREAMS = 50
@@ -35,7 +36,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 PACE = Pace(first_token_seconds=(0.3, 0.8), tokens_per_second=(40.0, 80.0), ping_seconds=1.0)
 # Every I/O wait of a client; a stream that stalls this long fails the test instead of hanging it.
 SOCKET_TIMEOUT = 30.0
-FRAME = re.compile(r'<span hx-swap-oob="beforeend:#m-(\d+)-content">(.*)</span>', re.DOTALL)
+# Tags the answers' text holds: they must reach the page as text, never as elements.
+MODEL_TAGS = ["b", "script", "tag"]
 
 
 def answer_text(n: int) -> str:
@@ -80,8 +82,8 @@ class Browser:
         )
         with self.opener.open(request, timeout=SOCKET_TIMEOUT) as response:
             assert response.status == 200
-            fragment = BeautifulSoup(response.read(), "html.parser")
-        assistant = fragment.select_one('article[data-role="assistant"]')
+            sent = BeautifulSoup(response.read(), "html.parser")
+        assistant = sent.select_one('article[data-role="assistant"]')
         assert assistant is not None and assistant["data-status"] == "streaming"
         answer_id = int(str(assistant["id"]).removeprefix("m-"))
         return answer_id, str(assistant["sse-connect"])
@@ -105,21 +107,66 @@ class Outcome:
     error: BaseException | None = None
 
 
-def reassemble(answer_id: int, raw: str) -> tuple[str, list[dict[str, str]]]:
-    """The answer text from the `frame` events, checking each frame and id on the way."""
-    events = parse_events(raw)
-    text = ""
+def event_offset(answer_id: int, event_id: str) -> int | None:
+    """The character offset an event id gives, if it is an id of this answer."""
+    owner, _, offset = event_id.partition(":")
+    return int(offset) if owner == str(answer_id) and offset.isdigit() else None
+
+
+def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[str]:
+    """What is wrong with a `frame` or `done` event for a page that has `shown` characters.
+
+    Its id must say this answer and not go back; its swaps may only touch this answer's
+    elements (and the announcer); the model's text must arrive escaped.
+    """
+    problems = []
+    offset = event_offset(answer_id, event.get("id", ""))
+    if offset is None:
+        problems.append(f"unexpected event id {event.get('id')!r}")
+    elif offset < shown:
+        problems.append(f"event id {event['id']} goes back from {shown}")
+    swaps = fragment(event.get("data", ""))
+    for element in swaps.find_all(recursive=False):
+        spec = str(element.get("hx-swap-oob", ""))
+        target = str(element.get("id")) if spec == "true" else spec.partition(":#")[2]
+        mine = target == f"m-{answer_id}" or target.startswith(f"m-{answer_id}-")
+        if not mine and target != "announcer":
+            problems.append(f"{event.get('event')} swaps {spec!r} of #{target}")
+    if swaps.find(MODEL_TAGS):
+        problems.append(f"model text arrived as markup: {event.get('data')!r}")
+    return problems
+
+
+def screen_after(answer_id: int, events: list[dict[str, str]]) -> Screen:
+    """What a fresh page shows after one stream's events, checking each on the way."""
+    screen = Screen(answer_id)
     for event in events:
-        if event.get("event") != "frame":
-            continue
-        match = FRAME.fullmatch(event["data"])
-        assert match, f"unexpected frame data: {event['data']!r}"
-        assert int(match.group(1)) == answer_id
-        assert "<" not in match.group(2), "model text must arrive escaped"
-        text += html.unescape(match.group(2))
-        # The id says how far the listener is: this message, this many characters.
-        assert event["id"] == f"{answer_id}:{len(text)}"
-    return text, events
+        if event.get("event") in ("frame", "done"):
+            problems = event_problems(answer_id, event, screen.offset)
+            assert not problems, problems
+            screen.take([event])
+    return screen
+
+
+def read_answer(answer_id: int, raw: str) -> tuple[Screen, Screen, list[dict[str, str]]]:
+    """Read one whole stream that ends at `done`: the page just before `done`, after, events."""
+    events = parse_events(raw)
+    done = [event for event in events if event.get("event") == "done"]
+    assert len(done) == 1 and events[-1] is done[0], "not one done event, last"
+    return screen_after(answer_id, events[:-1]), screen_after(answer_id, events), events
+
+
+def assert_shown_is_kept(answer_id: int, raw: str, content: str) -> int:
+    """Check a stream of an answer that ended early: it ends showing the stored `content`, which
+    holds all its reader was shown before. Return how many characters the reader had then.
+
+    For an answer of plain text in one paragraph, whose text on screen only ever grows.
+    """
+    before, after, events = read_answer(answer_id, raw)
+    assert before.offset <= len(content)
+    assert after.text.startswith(before.text.rstrip())  # the paragraph's end is trimmed
+    assert after.html == rendered(content) and events[-1]["id"] == f"{answer_id}:{len(content)}"
+    return before.offset
 
 
 def stored_messages(server: AppServer) -> dict[int, tuple[str, str, str]]:
@@ -197,15 +244,12 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
         assert sorted(expected) == sorted(prompts)
 
         for outcome in outcomes:
-            streamed, events = reassemble(outcome.answer_id, outcome.raw)
-            assert streamed == expected[outcome.prompt], outcome.prompt
-            done = [e for e in events if e.get("event") == "done"]
-            assert len(done) == 1 and events[-1] is done[0], f"{outcome.prompt}: no done event last"
-            assert done[0]["id"] == f"{outcome.answer_id}:{len(streamed)}"
-            final = BeautifulSoup(done[0]["data"], "html.parser").select_one("article")
-            assert final is not None and final["data-status"] == "complete"
-            content = final.select_one("[data-content]")
-            assert content is not None and content.get_text() == streamed
+            text = expected[outcome.prompt]
+            _, screen, events = read_answer(outcome.answer_id, outcome.raw)
+            assert screen.finished and screen.html == rendered(text), outcome.prompt
+            assert events[-1]["id"] == f"{outcome.answer_id}:{len(text)}", outcome.prompt
+            final = screen.document.element(f"m-{outcome.answer_id}")
+            assert final["data-status"] == "complete", outcome.prompt
 
         stored = stored_messages(server)
         for outcome in outcomes:

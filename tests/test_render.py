@@ -175,3 +175,24 @@ def test_a_listener_that_joins_midway_converges_too(
     page.apply(renderer.feed(text[start:]))
     page.apply(renderer.finish())
     assert shown(page) == normalized(render_answer(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60))
+def test_the_plain_line_shortcut_renders_as_markdown_it_and_nh3_do(line: str) -> None:
+    assert markdown.render(line) == markdown.sanitize(markdown.parser.render(line))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcé日 .,;:'\"?()-/%$@+={}^1", max_size=60))
+def test_the_plain_line_shortcut_on_prose(line: str) -> None:
+    assert markdown.render(line) == markdown.sanitize(markdown.parser.render(line))
+
+
+def test_a_closed_code_block_is_finished_at_once() -> None:
+    renderer = LiveMarkdown(MESSAGE)
+    renderer.feed("```python\nx = 1\n```\n")
+    assert len(renderer.blocks) == 1 and "highlight" in renderer.blocks[0]
+    # The paragraph after it is rendered on its own, without the code block again.
+    swaps = renderer.feed("Then a paragraph")
+    assert "highlight" not in swaps and "<p>Then a paragraph</p>" in swaps

@@ -17,8 +17,9 @@ import pytest
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .conftest import parse_events
+from .dom import rendered
 from .server import app_server
-from .test_gunicorn import Browser, reassemble, stored_messages
+from .test_gunicorn import Browser, assert_shown_is_kept, read_answer, stored_messages
 
 LONG = "".join(f"Sentence {i} of an answer that outlives the deploy. " for i in range(150))
 
@@ -47,11 +48,11 @@ def test_a_deploy_mid_answer_keeps_what_was_shown(
         server.process.send_signal(sent)
         raw = reader.get(timeout=30)
 
-        shown, events = reassemble(answer_id, raw)
-        assert shown and events[-1]["event"] == "done"
-        assert 'data-status="interrupted"' in events[-1]["data"]
         status, content = stored_messages(server)[answer_id][1:]
-        assert status == "interrupted" and content.startswith(shown)
+        assert status == "interrupted" and LONG.startswith(content)
+        shown = assert_shown_is_kept(answer_id, raw, content)
+        assert shown, "the reader saw text before the deploy"
+        assert 'data-status="interrupted"' in parse_events(raw)[-1]["data"]
         assert "Traceback" not in server.output()
 
         if sent == signal.SIGHUP:
@@ -64,7 +65,9 @@ def test_a_deploy_mid_answer_keeps_what_was_shown(
                 except OSError:
                     assert time.monotonic() < deadline
                     gevent.sleep(0.2)
-            events = parse_events(browser.read_stream(url))
+            _, screen, events = read_answer(answer_id, browser.read_stream(url))
             assert 'data-status="interrupted"' in events[-1]["data"]
+            assert screen.html == rendered(content)
             next_id, next_url = browser.send("And now?")
-            assert reassemble(next_id, browser.read_stream(next_url))[0] == "After the deploy."
+            screen = read_answer(next_id, browser.read_stream(next_url))[1]
+            assert screen.html == rendered("After the deploy.")

@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, text
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
+from .dom import rendered
 from .server import AppServer, app_server
-from .test_gunicorn import Browser, reassemble
+from .test_gunicorn import Browser, assert_shown_is_kept, read_answer
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STALE_AFTER = 3.0
@@ -120,9 +121,10 @@ def test_post_on_one_instance_stream_and_stop_on_the_other(
 
     upstream.push(Scenario(text="Written on A, read on B: naïve <b>&</b> 🌍."))
     answer_id, url = on_a.send("Hello from A")
-    streamed, _events = reassemble(answer_id, on_b.read_stream(url))
-    assert streamed == "Written on A, read on B: naïve <b>&</b> 🌍."
-    assert stored(shared_database, answer_id) == ("complete", streamed)
+    _, screen, events = read_answer(answer_id, on_b.read_stream(url))
+    written = "Written on A, read on B: naïve <b>&</b> 🌍."
+    assert screen.html == rendered(written) and events[-1]["id"] == f"{answer_id}:{len(written)}"
+    assert stored(shared_database, answer_id) == ("complete", written)
 
     upstream.push(Scenario(text=LONG))
     answer_id, url = on_a.send("A long one")
@@ -131,10 +133,10 @@ def test_post_on_one_instance_stream_and_stop_on_the_other(
     pressed = time.monotonic()
     assert press_stop(on_b, answer_id) == 204
     raw = reader.get(timeout=10)
-    streamed, _events = reassemble(answer_id, raw)
     assert final_status(raw) == "cancelled"
     status, content = stored(shared_database, answer_id)
-    assert status == "cancelled" and content.startswith(streamed) and len(content) < len(LONG)
+    assert status == "cancelled" and LONG.startswith(content) and len(content) < len(LONG)
+    assert_shown_is_kept(answer_id, raw, content)
     assert upstream.disconnects and upstream.disconnects[-1] - pressed < 1.0
     assert len(upstream.requests) == 2
 
@@ -156,15 +158,12 @@ def test_kill_9_mid_answer_leaves_it_interrupted_with_every_shown_character(
     raw = reader.get(timeout=STALE_AFTER + 20)
     ended_after = time.monotonic() - killed
 
-    shown, _events = reassemble(answer_id, raw)
-    assert shown, "B's reader saw text before A died"
     assert final_status(raw) == "interrupted"
     status, content = stored(shared_database, answer_id)
-    assert status == "interrupted"
-    assert content.startswith(shown)  # nothing a reader saw is lost
+    assert status == "interrupted" and LONG.startswith(content)
+    shown = assert_shown_is_kept(answer_id, raw, content)  # nothing a reader saw is lost
+    assert shown, "B's reader saw text before A died"
     assert ended_after < STALE_AFTER + 15, f"the sweeper took {ended_after:.1f}s"
     print(
-        json.dumps(
-            {"shown": len(shown), "stored": len(content), "ended_after_s": round(ended_after, 1)}
-        )
+        json.dumps({"shown": shown, "stored": len(content), "ended_after_s": round(ended_after, 1)})
     )
