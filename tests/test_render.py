@@ -196,3 +196,32 @@ def test_a_closed_code_block_is_finished_at_once() -> None:
     # The paragraph after it is rendered on its own, without the code block again.
     swaps = renderer.feed("Then a paragraph")
     assert "highlight" not in swaps and "<p>Then a paragraph</p>" in swaps
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers())
+def test_every_step_shows_what_rendering_that_much_text_at_once_shows(
+    answer: tuple[str, list[int]],
+) -> None:
+    """Not only the end: each frame leaves the page as a page rendered from that text would be."""
+    text, cuts = answer
+    renderer = LiveMarkdown(MESSAGE)
+    start = 0
+    for end in sorted(set(cuts)) + [len(text)]:
+        if end > start:
+            renderer.feed(text[start:end])
+            start = end
+            assert renderer.html() == render_streaming(MESSAGE, text[:end])
+
+
+PROSE = st.text(alphabet="ab *_`[]()!<>&\\~:.\n", max_size=50)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PROSE, PROSE)
+def test_a_settled_start_renders_the_same_alone(first: str, more: str) -> None:
+    html, settled = markdown.inline(first)
+    if settled:
+        text = first + more
+        alone = markdown.inline(first[:settled])[0] + markdown.inline(text[settled:])[0]
+        assert alone == markdown.inline(text)[0]

@@ -23,8 +23,8 @@ from . import code, markdown
 
 # A tail longer than this is parsed and rendered again only after growing by 1/REGROW of its
 # length.
-LONG_TAIL = 4096
-REGROW = 8
+LONG_TAIL = 1500
+REGROW = 10
 
 
 def content_id(message_id: int) -> str:
@@ -62,6 +62,9 @@ class LiveMarkdown:
         self._parsed = 0  # length of the tail's complete lines when last cut into blocks
         self._rendered = 0  # length of the tail when last rendered
         self._cr = False  # the text so far ends in "\r" (maybe half of a "\r\n")
+        # A tail that is one paragraph: the settled start of its inline content, and its HTML.
+        self._settled = ""
+        self._settled_html = ""
         # A fenced code block being written: its fence, where its code starts in the tail,
         # how much of that code is shown, and the HTML of its code so far.
         self._fence = ""
@@ -127,6 +130,9 @@ class LiveMarkdown:
             complete <= LONG_TAIL or complete - self._parsed >= complete // REGROW
         ):
             found = markdown.blocks(self._tail[:complete])
+            if found and found[-1].fence and found[-1].closed:
+                # Nothing after a closing fence can change its block: it is finished now.
+                found.append(markdown.Block(found[-1].end, found[-1].end))
             if len(found) >= 2:
                 cut = _line_offset(self._tail, found[-1].line)
                 lines = [b.line for b in found[:-1]]
@@ -139,14 +145,31 @@ class LiveMarkdown:
             self._parsed = complete
             last = found[-1] if found else None
             if last is not None and last.fence and not last.closed:
-                return "".join(swaps) + self._open_code(last)
+                line = 0 if len(found) >= 2 else last.line  # where it starts in the tail now
+                return "".join(swaps) + self._open_code(last, line)
         if self._tail_is_due():
-            html = markdown.render(self._tail)
+            html = self._render_tail()
             self._rendered = len(self._tail)
             if html != self._tail_html:
                 self._tail_html = html
                 swaps.append(oob(tail_id(self.message_id), "innerHTML", html))
         return "".join(swaps)
+
+    def _render_tail(self) -> str:
+        """The tail's HTML. A paragraph being written is rendered from its settled point on."""
+        content = markdown.lone_paragraph(self._tail)
+        if content is None:
+            self._settled = self._settled_html = ""
+            return markdown.render(self._tail)
+        if not content.startswith(self._settled):
+            self._settled = self._settled_html = ""
+        rest = content[len(self._settled) :]
+        rest_html, settled = markdown.inline(rest)
+        html = markdown.paragraph(self._settled_html + rest_html)
+        if settled:
+            self._settled += rest[:settled]
+            self._settled_html += markdown.inline(rest[:settled])[0]
+        return html
 
     def _tail_is_due(self) -> bool:
         size = len(self._tail)
@@ -162,10 +185,12 @@ class LiveMarkdown:
 
     # -- a fenced code block being written ----------------------------------------------------
 
-    def _open_code(self, block: markdown.Block) -> str:
-        """The tail is a fenced block still open: show it as code and append from now on."""
+    def _open_code(self, block: markdown.Block, line: int) -> str:
+        """The tail is a fenced block still open, from `line` (blank lines may come before
+        it): show it as code and append to it from now on."""
         self._fence, self._language = block.fence, block.language
-        self._code_start = self._tail.find("\n") + 1
+        opener = _line_offset(self._tail, line)
+        self._code_start = self._tail.index("\n", opener) + 1
         self._shown = self._code_start
         self._code_html = []
         self._grow_code()

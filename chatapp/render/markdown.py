@@ -107,8 +107,66 @@ def sanitize(html: str) -> str:
     )
 
 
+# A one-line paragraph of plain prose: it starts with a letter and holds no character that
+# markdown gives a meaning to (nor "&", "<", ">", which HTML escapes, nor control characters
+# or spaces other than " ", which trimming treats apart).
+_PLAIN_LINE = re.compile(
+    r"[^\W\d_][^*_`\[\]<>&!\\~|#\x00-\x1f\x7f-\xa0\u1680\u2000-\u200f\u2028-\u202f\u205f\u3000]*"
+)
+
+
+# Inline text that some later character could still give a meaning to (an unmatched "*", "[",
+# "`", "<", "&", a backslash...): no settled point can lie after it.
+_OPEN_ENDED = re.compile(r"[*_~`\[\]<>&!\\]")
+
+
+def lone_paragraph(text: str) -> str | None:
+    """The inline content of `text` if it is one paragraph and nothing else, else None."""
+    if "\x00" in text:
+        return None
+    tokens: list[Token] = []
+    parser.block.parse(text, parser, {}, tokens)
+    if len(tokens) == 3 and tokens[0].type == "paragraph_open":
+        return tokens[1].content
+    return None
+
+
+def paragraph(inline_html: str) -> str:
+    """A paragraph around inline HTML, sanitized, as `render` makes it."""
+    return sanitize(f"<p>{inline_html}</p>\n")
+
+
+def inline(text: str) -> tuple[str, int]:
+    """A paragraph's inline content (or the rest of it, after a settled point) as HTML, not yet
+    sanitized; and the length of its settled start: a prefix whose HTML nothing written after
+    it can change (0 if there is none).
+
+    The settled point lies inside the last run of plain text, at a space after a non-space,
+    when every delimiter before it is matched: the HTML of the text is then the HTML of the
+    part before the point followed by that of the part from it.
+    """
+    tokens = parser.parseInline(text, {})
+    html = parser.renderer.render(tokens, parser.options, {})
+    children = tokens[0].children or []
+    if not children or any(
+        child.type in ("text", "text_special") and _OPEN_ENDED.search(child.content)
+        for child in children
+    ):
+        return html, 0
+    last = children[-1]
+    if last.type != "text" or last.level != 0 or not text.endswith(last.content):
+        return html, 0
+    space = last.content.rfind(" ")
+    if space <= 0 or last.content[space - 1] == " ":
+        return html, 0
+    return html, len(text) - len(last.content) + space
+
+
 def render(text: str) -> str:
     """Markdown source (one or more whole blocks) as safe HTML."""
+    if _PLAIN_LINE.fullmatch(text):
+        # What markdown-it and nh3 make of it, without parsing (the common tail of an answer).
+        return f"<p>{text.rstrip(' ')}</p>\n"
     return sanitize(parser.render(text))
 
 
@@ -117,6 +175,7 @@ class Block:
     """A top-level block of a parse: where it starts (a line number) and, for a fence, how."""
 
     line: int
+    end: int  # the line after it
     fence: str = ""  # the opening fence of fenced code ("```", "~~~~"), else ""
     language: str = ""
     closed: bool = True
@@ -130,13 +189,13 @@ def blocks(text: str) -> list[Block]:
         if token.level != 0 or token.nesting < 0 or token.map is None:
             continue
         if token.type != "fence":
-            found.append(Block(token.map[0]))
+            found.append(Block(token.map[0], token.map[1]))
             continue
         if lines is None:
             lines = text.split("\n")
         start, end = token.map
         closed = end - 1 > start and end - 1 < len(lines) and _closes(lines[end - 1], token.markup)
-        found.append(Block(start, token.markup, code.language_of(token.info), closed))
+        found.append(Block(start, end, token.markup, code.language_of(token.info), closed))
     return found
 
 
