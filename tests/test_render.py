@@ -214,7 +214,7 @@ def test_every_step_shows_what_rendering_that_much_text_at_once_shows(
             assert renderer.html() == render_streaming(MESSAGE, text[:end])
 
 
-PROSE = st.text(alphabet="ab *_`[]()!<>&\\~:.\n", max_size=50)
+PROSE = st.text(alphabet="ab *_`[]()!<>&\\~:;#.\n", max_size=50)
 
 
 @settings(max_examples=500, deadline=None)

@@ -115,9 +115,10 @@ _PLAIN_LINE = re.compile(
 )
 
 
-# Inline text that some later character could still give a meaning to (an unmatched "*", "[",
-# "`", "<", "&", a backslash...): no settled point can lie after it.
-_OPEN_ENDED = re.compile(r"[*_~`\[\]<>&!\\]")
+# Inline text that a later character could still give a meaning to: an unmatched emphasis or
+# strikethrough delimiter, bracket or backtick run. No settled point can lie after it. (An
+# entity, autolink or escape cannot reach across the space a settled point lies at.)
+_OPEN_ENDED = re.compile(r"[*_~`\[\]]")
 
 
 def lone_paragraph(text: str) -> str | None:
