@@ -62,9 +62,7 @@ class LiveMarkdown:
         self._parsed = 0  # length of the tail's complete lines when last cut into blocks
         self._rendered = 0  # length of the tail when last rendered
         self._cr = False  # the text so far ends in "\r" (maybe half of a "\r\n")
-        # A tail that is one paragraph: the settled start of its inline content, and its HTML.
-        self._settled = ""
-        self._settled_html = ""
+        self._rerenderer = markdown.Rerenderer()
         # A fenced code block being written: its fence, where its code starts in the tail,
         # how much of that code is shown, and the HTML of its code so far.
         self._fence = ""
@@ -148,28 +146,12 @@ class LiveMarkdown:
                 line = 0 if len(found) >= 2 else last.line  # where it starts in the tail now
                 return "".join(swaps) + self._open_code(last, line)
         if self._tail_is_due():
-            html = self._render_tail()
+            html = self._rerenderer.render(self._tail)
             self._rendered = len(self._tail)
             if html != self._tail_html:
                 self._tail_html = html
                 swaps.append(oob(tail_id(self.message_id), "innerHTML", html))
         return "".join(swaps)
-
-    def _render_tail(self) -> str:
-        """The tail's HTML. A paragraph being written is rendered from its settled point on."""
-        content = markdown.lone_paragraph(self._tail)
-        if content is None:
-            self._settled = self._settled_html = ""
-            return markdown.render(self._tail)
-        if not content.startswith(self._settled):
-            self._settled = self._settled_html = ""
-        rest = content[len(self._settled) :]
-        rest_html, settled = markdown.inline(rest)
-        html = markdown.paragraph(self._settled_html + rest_html)
-        if settled:
-            self._settled += rest[:settled]
-            self._settled_html += markdown.inline(rest[:settled])[0]
-        return html
 
     def _tail_is_due(self) -> bool:
         size = len(self._tail)

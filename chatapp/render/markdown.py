@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nh3
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 
 from . import code
@@ -93,6 +94,7 @@ def _parser() -> MarkdownIt:
 
 
 parser = _parser()
+_HTML = cast(RendererHTML, parser.renderer)
 
 
 def sanitize(html: str) -> str:
@@ -121,22 +123,6 @@ _PLAIN_LINE = re.compile(
 _OPEN_ENDED = re.compile(r"[*_~`\[\]]")
 
 
-def lone_paragraph(text: str) -> str | None:
-    """The inline content of `text` if it is one paragraph and nothing else, else None."""
-    if "\x00" in text:
-        return None
-    tokens: list[Token] = []
-    parser.block.parse(text, parser, {}, tokens)
-    if len(tokens) == 3 and tokens[0].type == "paragraph_open":
-        return tokens[1].content
-    return None
-
-
-def paragraph(inline_html: str) -> str:
-    """A paragraph around inline HTML, sanitized, as `render` makes it."""
-    return sanitize(f"<p>{inline_html}</p>\n")
-
-
 def inline(text: str) -> tuple[str, int]:
     """A paragraph's inline content (or the rest of it, after a settled point) as HTML, not yet
     sanitized; and the length of its settled start: a prefix whose HTML nothing written after
@@ -161,6 +147,55 @@ def inline(text: str) -> tuple[str, int]:
     if space <= 0 or last.content[space - 1] == " ":
         return html, 0
     return html, len(text) - len(last.content) + space
+
+
+class Rerenderer:
+    """Renders a block being written, again on every frame, parsing again only what changed.
+
+    Each time, the block structure is parsed again (that is cheap); the HTML of every run of
+    inline text that the last time also had (finished list items, table cells, paragraphs) is
+    reused, and the one run that grows is rendered from its settled point on.
+    """
+
+    def __init__(self) -> None:
+        self._memo: dict[str, str] = {}
+        self._settled = ""
+        self._settled_html = ""
+
+    def render(self, text: str) -> str:
+        if _PLAIN_LINE.fullmatch(text) or "\x00" in text:
+            return render(text)
+        tokens: list[Token] = []
+        env: dict[str, Any] = {}
+        parser.block.parse(text, parser, env, tokens)
+        growing = max((i for i, t in enumerate(tokens) if t.type == "inline"), default=-1)
+        renderer, options = _HTML, parser.options
+        memo: dict[str, str] = {}
+        out = []
+        for i, token in enumerate(tokens):
+            if token.type == "inline":
+                html = self._memo.get(token.content)
+                if html is None:
+                    html = self._grow(token.content) if i == growing else inline(token.content)[0]
+                memo[token.content] = html
+                out.append(html)
+            elif token.type in renderer.rules:
+                out.append(renderer.rules[token.type](tokens, i, options, env))
+            else:
+                out.append(renderer.renderToken(tokens, i, options, env))
+        self._memo = memo
+        return sanitize("".join(out))
+
+    def _grow(self, content: str) -> str:
+        if not content.startswith(self._settled):
+            self._settled = self._settled_html = ""
+        rest = content[len(self._settled) :]
+        html, settled = inline(rest)
+        shown = self._settled_html + html
+        if settled:
+            self._settled += rest[:settled]
+            self._settled_html += inline(rest[:settled])[0]
+        return shown
 
 
 def render(text: str) -> str:
