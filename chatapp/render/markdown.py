@@ -221,7 +221,9 @@ def blocks(text: str) -> list[Block]:
     """The top-level blocks of `text`, in order."""
     found = []
     lines: list[str] | None = None
-    for token in parser.parse(text):
+    tokens: list[Token] = []
+    parser.block.parse(text.replace("\x00", "\ufffd"), parser, {}, tokens)  # no inline parse
+    for token in tokens:
         if token.level != 0 or token.nesting < 0 or token.map is None:
             continue
         if token.type != "fence":
