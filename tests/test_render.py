@@ -225,3 +225,14 @@ def test_a_settled_start_renders_the_same_alone(first: str, more: str) -> None:
         text = first + more
         alone = markdown.inline(first[:settled])[0] + markdown.inline(text[settled:])[0]
         assert alone == markdown.inline(text)[0]
+
+
+def test_the_code_stylesheet_is_what_the_generator_writes() -> None:
+    """static/code.css is generated; regenerate it with `python -m chatapp.render.code`."""
+    from pathlib import Path
+
+    from chatapp.render import code
+
+    stylesheet = Path(__file__).parent.parent / "chatapp" / "static" / "code.css"
+    assert stylesheet.read_text() == code.stylesheet()
+    assert "@media (prefers-color-scheme: dark)" in code.stylesheet()
