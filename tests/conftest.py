@@ -112,6 +112,12 @@ def send(client: FlaskClient, content: str, conversation_id: int | None = None) 
     return html(response.data)
 
 
+def asked(request: dict[str, Any]) -> str:
+    """The text of the newest user turn of a request the fake upstream received."""
+    content = request["messages"][-1]["content"]
+    return content if isinstance(content, str) else "".join(b["text"] for b in content)
+
+
 def stream_url(fragment: BeautifulSoup) -> str:
     article = fragment.select_one('article[data-role="assistant"]')
     assert article is not None

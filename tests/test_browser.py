@@ -24,6 +24,7 @@ from bs4 import BeautifulSoup
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
+from .conftest import asked
 from .server import ROOT, AppServer, app_server
 from .test_render_safety import HOSTILE
 
@@ -84,7 +85,7 @@ def test_an_answer_streams_into_the_page_and_stays_after_reload(tmp_path: Path) 
     assert seen["new_chat"] == {"path": "/", "heading": "New chat", "articles": 0}
 
     # Enter sent the prompt, once, and the model was asked once.
-    assert [r["messages"][-1]["content"] for r in upstream.requests] == [PROMPT]
+    assert [asked(r) for r in upstream.requests] == [PROMPT]
     assert seen["posts"] == 1
     assert seen["user_text"] == PROMPT
 

@@ -144,11 +144,16 @@ def test_history_and_system_prompt_go_upstream_and_the_page_keeps_them(
     wait_finished(app, answer_id(second))
 
     request = upstream.requests[-1]
-    assert request["system"] == "Be brief."
+    # Prompt caching: breakpoints on the system prompt and on the newest user turn.
+    cached = {"type": "ephemeral"}
+    assert request["system"] == [{"type": "text", "text": "Be brief.", "cache_control": cached}]
     assert request["messages"] == [
         {"role": "user", "content": "First question"},
         {"role": "assistant", "content": "First answer."},
-        {"role": "user", "content": "Second question"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Second question", "cache_control": cached}],
+        },
     ]
     assert request["stream"] is True
 
@@ -564,7 +569,7 @@ def test_continue_asks_for_the_rest_in_a_new_turn(
     assert wait_finished(app, new_id).content == " and the rest."
     sent = upstream.requests[-1]["messages"]
     assert sent[1] == {"role": "assistant", "content": "The firs"}
-    assert sent[2]["role"] == "user" and "continue" in sent[2]["content"]
+    assert sent[2]["role"] == "user" and "continue" in sent[2]["content"][0]["text"]
     # Only the last answer can be retried or continued, and only once it has ended.
     response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
     assert response.status_code == 409 and "last answer" in html(response.data).get_text()
@@ -829,3 +834,21 @@ def test_a_listener_joining_mid_thought_sees_the_thinking_so_far(
     assert final.get_text() == "Thinking…" + thought and not final.has_attr("open")
     assert screen.html == rendered("Done.")
     assert stored(app, message_id).thinking == thought
+
+
+def test_the_second_turn_reads_the_prompt_cache_and_says_so(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.cache_minimum_tokens = 1  # the fake caches even short prompts, for the test
+    upstream.push(Scenario(text="First answer."), Scenario(text="Second answer."))
+    first = send(client, "First question, long enough to be worth caching.")
+    wait_finished(app, answer_id(first))
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    second = send(client, "Second question", conversation_id)
+    message = wait_finished(app, answer_id(second))
+
+    assert stored(app, answer_id(first)).cache_creation_tokens
+    assert message.cache_read_tokens and message.cache_read_tokens > 0
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    usage = page.select_one(f"#m-{answer_id(second)} .usage").get_text(" ", strip=True)
+    assert f"cache {message.cache_read_tokens:,} read" in usage

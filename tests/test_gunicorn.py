@@ -26,7 +26,7 @@ from gevent.event import Event
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .conftest import parse_events
+from .conftest import asked, parse_events
 from .dom import Screen, fragment, rendered
 from .server import AppServer, app_server
 
@@ -240,7 +240,7 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
         for text, request in zip(texts, upstream.requests, strict=True):
             last = request["messages"][-1]
             assert last["role"] == "user"
-            expected[last["content"]] = text
+            expected[asked(request)] = text
         assert sorted(expected) == sorted(prompts)
 
         for outcome in outcomes:

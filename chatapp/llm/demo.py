@@ -135,6 +135,10 @@ class FakeUpstream:
         self._scenarios: deque[Scenario] = deque()
         self._rng = random.Random(seed)
         self._server: WSGIServer | None = None
+        # Prompt caching as the API does it: prefixes written at `cache_control` breakpoints,
+        # read back by later requests that start the same way; shorter prompts are not cached.
+        self.cache_minimum_tokens = 1024
+        self._cache: set[str] = set()
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving without blocking; return the base URL for the SDK."""
@@ -228,18 +232,42 @@ class FakeUpstream:
         thinking = scenario.thinking
         if thinking is None and _thinking_requested(body):
             thinking = _demo_thinking(_last_user_text(body))
+        input_tokens, cache_read, cache_write = self._use_cache(body)
         return _Reply(
             model=str(body.get("model") or "claude-demo"),
             text=text,
             thinking=thinking,
             stop_reason=stop_reason,
-            input_tokens=_estimate_input_tokens(body),
+            input_tokens=input_tokens,
+            cache_read_tokens=cache_read,
+            cache_creation_tokens=cache_write,
             first_token=self._rng.uniform(*pace.first_token_seconds),
             chars_per_second=self._rng.uniform(*pace.tokens_per_second) * _CHARS_PER_TOKEN,
             ping_seconds=pace.ping_seconds,
             piece_chars=pace.piece_chars,
             rng=random.Random(self._rng.random()),
         )
+
+    def _use_cache(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(uncached input, cache read, cache write) tokens of a request's prompt."""
+        model = str(body.get("model"))
+        prefix, boundaries, breakpoints = [model], [], []
+        for block in _prompt_blocks(body):
+            prefix.append(json.dumps(_content_text([block]) if isinstance(block, dict) else block))
+            key = hashlib.sha256("\x1e".join(prefix).encode()).hexdigest()
+            tokens = _tokens(sum(len(p) for p in prefix[1:]))
+            boundaries.append((key, tokens))
+            if isinstance(block, dict) and block.get("cache_control"):
+                breakpoints.append((key, tokens))
+        total = _estimate_input_tokens(body)
+        if not breakpoints or breakpoints[-1][1] < self.cache_minimum_tokens:
+            return total, 0, 0
+        last = breakpoints[-1][1]
+        read = max((t for k, t in boundaries if t <= last and k in self._cache), default=0)
+        for key, tokens in breakpoints:
+            if tokens >= self.cache_minimum_tokens:
+                self._cache.add(key)
+        return max(1, total - last), read, last - read
 
     def _whole_message(self, reply: _Reply, start_response: StartResponse) -> Iterable[bytes]:
         chars = len(reply.text) + len(reply.thinking or "")
@@ -268,6 +296,8 @@ class _Reply:
     thinking: str | None
     stop_reason: str
     input_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
     first_token: float
     chars_per_second: float
     ping_seconds: float
@@ -286,8 +316,8 @@ class _Reply:
             "usage": {
                 "input_tokens": self.input_tokens,
                 "output_tokens": 1,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": self.cache_creation_tokens,
+                "cache_read_input_tokens": self.cache_read_tokens,
             },
         }
 
@@ -639,7 +669,25 @@ def _estimate_input_tokens(body: dict[str, Any]) -> int:
     for message in body.get("messages") or []:
         if isinstance(message, dict):
             chars += len(_content_text(message.get("content")))
-    return max(1, -(-chars // _CHARS_PER_TOKEN))
+    return max(1, _tokens(chars))
+
+
+def _tokens(chars: int) -> int:
+    return -(-chars // _CHARS_PER_TOKEN)
+
+
+def _prompt_blocks(body: dict[str, Any]) -> list[Any]:
+    """The prompt's blocks in order (the system prompt's, then each message's); a string
+    content counts as one block."""
+    blocks: list[Any] = []
+    for content in [body.get("system")] + [
+        m.get("content") for m in body.get("messages") or [] if isinstance(m, dict)
+    ]:
+        if isinstance(content, list):
+            blocks.extend(content)
+        elif content:
+            blocks.append(content)
+    return blocks
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

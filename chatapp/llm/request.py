@@ -7,6 +7,12 @@ from typing import Any
 
 from ..models import MessageState
 
+# Prompt caching: a breakpoint on the system prompt and one on the newest user turn. The API
+# looks for earlier cache entries at the block boundaries before each breakpoint, so every turn
+# of a conversation reads what the turn before it wrote. (Prompts shorter than the model's
+# minimum are simply not cached.)
+CACHE = {"type": "ephemeral"}
+
 
 def build_request(
     *, model: str, system_prompt: str, history: Iterable[MessageState], max_tokens: int
@@ -21,7 +27,13 @@ def build_request(
         if message.role == "assistant" and not message.content.strip():
             continue
         messages.append({"role": message.role, "content": message.content})
+    for message in reversed(messages):
+        if message["role"] == "user":
+            message["content"] = [
+                {"type": "text", "text": message["content"], "cache_control": CACHE}
+            ]
+            break
     request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     if system_prompt.strip():
-        request["system"] = system_prompt
+        request["system"] = [{"type": "text", "text": system_prompt, "cache_control": CACHE}]
     return request
