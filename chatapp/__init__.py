@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, NotFound
 
 from . import config as defaults
+from . import costs
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -47,6 +48,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["render_answer"] = render_answer
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section
+    prices = app.config["PRICES"]
+    app.jinja_env.globals.update(
+        answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),
+        conversation_cost=lambda messages: costs.dollars(costs.total_cost(messages, prices)),
+        tokens_per_second=costs.tokens_per_second,
+    )
     app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
 
     @app.errorhandler(HTTPException)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import costs
+
 DEFAULTS: dict[str, Any] = {
     # Claude
     "ANTHROPIC_API_KEY": None,
@@ -13,6 +15,13 @@ DEFAULTS: dict[str, Any] = {
     "MODEL": "claude-sonnet-4-6",
     "MODELS": ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"],
     "MAX_TOKENS": 8192,
+    # Dollars per million tokens: input, output, cache write (5 min), cache read. Check them
+    # against anthropic.com/pricing and override with CHATAPP_PRICES (JSON) when they change.
+    "PRICES": {
+        "claude-sonnet-4-6": [3, 15, 3.75, 0.30],
+        "claude-opus-4-6": [5, 25, 6.25, 0.50],
+        "claude-haiku-4-5": [1, 5, 1.25, 0.10],
+    },
     # Input limits
     "MAX_PROMPT_CHARS": 100_000,
     # Streaming
@@ -69,6 +78,8 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
     if config["MODEL"] not in models:
         models = [config["MODEL"], *models]
     config["MODELS"] = models
+
+    config["PRICES"] = costs.price_table(config["PRICES"])
 
     uri = config.get("SQLALCHEMY_DATABASE_URI")
     if not uri:

@@ -852,3 +852,72 @@ def test_the_second_turn_reads_the_prompt_cache_and_says_so(
     page = html(client.get(f"/conversations/{conversation_id}").data)
     usage = page.select_one(f"#m-{answer_id(second)} .usage").get_text(" ", strip=True)
     assert f"cache {message.cache_read_tokens:,} read" in usage
+
+
+def test_each_answer_shows_its_cost_and_the_conversation_its_total(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    from decimal import Decimal
+
+    from chatapp import costs as costs_module
+
+    pace = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(100.0, 100.0))
+    upstream.push(
+        Scenario(text="One answer, long enough to take a moment to write.", pace=pace),
+        Scenario(text="Two answers, and this one is a little longer than the first.", pace=pace),
+    )
+    first = send(client, "First")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    wait_finished(app, answer_id(first))
+    second = send(client, "Second", conversation_id)
+    events = read_events(client, stream_url(second))
+    costs = []
+    for fragment in (first, second):
+        message = stored(app, answer_id(fragment))
+        # Sonnet 4.6 by default: $3 in, $15 out, $3.75 cache writes, $0.30 reads per million.
+        costs.append(
+            (
+                message.input_tokens * Decimal(3)
+                + message.output_tokens * Decimal(15)
+                + (message.cache_creation_tokens or 0) * Decimal("3.75")
+                + (message.cache_read_tokens or 0) * Decimal("0.30")
+            )
+            / 1_000_000
+        )
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    for fragment, cost in zip((first, second), costs, strict=True):
+        usage = page.select_one(f"#m-{answer_id(fragment)} .usage")
+        assert usage.select_one(".usage__cost").get_text() == costs_module.dollars(cost)
+        assert "tokens/s" in usage.get_text()
+    total = costs_module.dollars(sum(costs))
+    assert page.select_one("#conversation-cost").get_text() == f"Total {total}"
+    # The answer's last frame brings the total on every open page up to date.
+    done = html(events[-1]["data"]).select_one("#conversation-cost")
+    assert done["hx-swap-oob"] == "true" and done.get_text() == f"Total {total}"
+
+
+def test_a_model_without_a_price_shows_no_cost(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    app = configured(PRICES={})
+    client = app.test_client()
+    upstream.push(Scenario(text="Free?"))
+    fragment = send(client, "Price")
+    wait_finished(app, answer_id(fragment))
+    page = html(
+        client.get(f"/conversations/{stored(app, answer_id(fragment)).conversation_id}").data
+    )
+    assert page.select_one(".usage__cost") is None
+    assert page.select_one("#conversation-cost").get_text() == ""
+
+
+def test_dollars_read_well_at_every_size() -> None:
+    from decimal import Decimal
+
+    from chatapp.costs import dollars
+
+    assert dollars(None) == ""
+    assert dollars(Decimal(0)) == "$0.0000"
+    assert dollars(Decimal("0.00001")) == "<$0.0001"
+    assert dollars(Decimal("0.0042")) == "$0.0042"
+    assert dollars(Decimal("1234.567")) == "$1,234.57"

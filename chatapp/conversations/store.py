@@ -6,7 +6,7 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Conversation, Message, Status, utcnow
+from ..models import Conversation, Message, MessageState, Status, utcnow
 
 TITLE_CHARS = 60
 
@@ -41,6 +41,18 @@ def get_conversation(conversation_id: int) -> Conversation:
 def get_message(message_id: int) -> Message:
     """The message, or a 404."""
     return db.get_or_404(Message, message_id)
+
+
+def answers(conversation_id: int) -> list[MessageState]:
+    """The conversation's answers as they are stored (for what they cost)."""
+    return [
+        MessageState.of(message)
+        for message in db.session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .where(Message.role == "assistant")
+        )
+    ]
 
 
 def create_conversation(*, model: str, system_prompt: str = "") -> Conversation:
