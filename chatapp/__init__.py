@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
-    from . import conversations, htmx, operations, streaming
+    from . import auth, conversations, htmx, operations, streaming
     from .conversations.views import bp as conversations_bp
     from .render import render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
@@ -41,6 +41,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(conversations_bp)
     app.register_blueprint(streaming.bp)
     app.register_blueprint(operations.bp)
+    auth.init_app(app)
+    app.session_interface = auth.SessionCookies()
     streaming.Streams(app)
     del conversations
 

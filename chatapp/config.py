@@ -50,6 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
     "SQLALCHEMY_ENGINE_OPTIONS": {},
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    # Accounts
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "TRUSTED_USER_HEADER": None,  # e.g. "X-Remote-User", set by nginx auth_request or oauth2-proxy
+    "TRUSTED_PROXIES": "",  # addresses (or networks) whose TRUSTED_USER_HEADER is believed
 }
 
 # Environment variables read without the CHATAPP_ prefix, and the config key each sets.

@@ -26,10 +26,40 @@ class Status(enum.StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class User(db.Model):  # type: ignore[name-defined]
+    """A person who signs in. Their conversations are theirs alone."""
+
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    # werkzeug's scrypt hash; "!" for someone who only ever signs in through a trusted proxy.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # Flask-Login
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return not self.disabled
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
 class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversation"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Whose it is. Empty only for conversations from before accounts, until the first admin
+    # is created and takes them.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model: Mapped[str] = mapped_column(String(100))
     system_prompt: Mapped[str] = mapped_column(Text, default="")

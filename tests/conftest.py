@@ -52,13 +52,29 @@ def app_config(tmp_path: Path, upstream: FakeUpstream, **overrides: Any) -> dict
         "ANTHROPIC_BASE_URL": upstream.url,
         "UPSTREAM_MAX_RETRIES": 0,
         "HEARTBEAT_SECONDS": 5.0,
+        # Test clients are signed in by a trusted proxy's header (see SignedInClient).
+        "TRUSTED_USER_HEADER": USER_HEADER,
+        "TRUSTED_PROXIES": "127.0.0.1",
     }
     config.update(overrides)
     return config
 
 
+USER_HEADER = "X-Remote-User"
+
+
+class SignedInClient(FlaskClient):
+    """A test client signed in as `alice` (or `user=` someone else, or `user=None`: nobody)."""
+
+    def __init__(self, *args: Any, user: str | None = "alice", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            self.environ_base["HTTP_X_REMOTE_USER"] = user
+
+
 def make_app(config: dict[str, Any]) -> Flask:
     app = create_app(config)
+    app.test_client_class = SignedInClient
     with app.app_context():
         if db.engine.dialect.name == "postgresql":
             with db.engine.begin() as connection:
@@ -95,6 +111,15 @@ def app(configured: Configure) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def user_id(app: Flask, username: str = "alice") -> int:
+    """The id of the account `username` (made without a password if there is none yet)."""
+    from chatapp.auth import accounts
+
+    with app.app_context():
+        user = accounts.find(username) or accounts.create(username, None)
+        return user.id
 
 
 def html(body: bytes | str) -> BeautifulSoup:

@@ -17,7 +17,7 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Conversation, Message
 from chatapp.streaming import streams
 
-from .conftest import Configure, html, parse_events, read_events, send, stream_url
+from .conftest import Configure, html, parse_events, read_events, send, stream_url, user_id
 from .dom import Screen, rendered, streamed_html
 
 TRICKY = (
@@ -500,8 +500,9 @@ def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: Fl
 
     from chatapp.models import utcnow
 
+    owner = user_id(app)
     with app.app_context():
-        conversation = Conversation(model="claude-sonnet-4-6", system_prompt="")
+        conversation = Conversation(user_id=owner, model="claude-sonnet-4-6", system_prompt="")
         orphan = Message(
             conversation=conversation,
             role="assistant",

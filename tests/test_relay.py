@@ -22,6 +22,7 @@ from chatapp.models import Message
 from chatapp.streaming import streams
 
 from .conftest import (
+    SignedInClient,
     app_config,
     html,
     make_app,
@@ -41,10 +42,10 @@ def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Fla
     prefix = f"chatapp-test-{uuid.uuid4().hex[:8]}"
     config = app_config(tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix)
     first = make_app(config)
-    second = Flask  # placeholder for typing
     from chatapp import create_app
 
     second = create_app(config)  # the same database, already migrated
+    second.test_client_class = SignedInClient
     yield first, second
     for app in (first, second):
         streams(app).shutdown()

@@ -1,12 +1,17 @@
-"""Reading and writing conversations. Every query for them lives here."""
+"""Reading and writing conversations. Every query for them lives here.
+
+Every conversation and message is read through its owner: another person's ids are a 404,
+exactly like ids that do not exist, so nobody can even learn which ones do.
+"""
 
 from __future__ import annotations
 
+from flask import abort
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Conversation, Message, MessageState, Status, utcnow
+from ..models import Conversation, Message, MessageState, Status, User, utcnow
 
 TITLE_CHARS = 60
 
@@ -27,20 +32,35 @@ def clean_prompt(text: str, *, limit: int) -> str:
     return text
 
 
-def recent_conversations(page: int = 1, per_page: int = 50) -> Pagination:
-    """Conversations for the sidebar, most recently active first."""
-    query = select(Conversation).order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Pagination:
+    """The owner's conversations for the sidebar, most recently active first."""
+    query = (
+        select(Conversation)
+        .where(Conversation.user_id == owner.id)
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+    )
     return db.paginate(query, page=page, per_page=per_page, error_out=False)
 
 
-def get_conversation(conversation_id: int) -> Conversation:
-    """The conversation, or a 404."""
-    return db.get_or_404(Conversation, conversation_id)
+def get_conversation(conversation_id: int, owner: User) -> Conversation:
+    """The owner's conversation, or a 404."""
+    conversation = db.session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != owner.id:
+        abort(404)
+    return conversation
 
 
-def get_message(message_id: int) -> Message:
-    """The message, or a 404."""
-    return db.get_or_404(Message, message_id)
+def get_message(message_id: int, owner: User) -> Message:
+    """A message of one of the owner's conversations, or a 404."""
+    message = db.session.scalars(
+        select(Message)
+        .join(Conversation)
+        .where(Message.id == message_id)
+        .where(Conversation.user_id == owner.id)
+    ).first()
+    if message is None:
+        abort(404)
+    return message
 
 
 def answers(conversation_id: int) -> list[MessageState]:
@@ -55,9 +75,9 @@ def answers(conversation_id: int) -> list[MessageState]:
     ]
 
 
-def create_conversation(*, model: str, system_prompt: str = "") -> Conversation:
-    """A new, empty conversation (not committed)."""
-    conversation = Conversation(model=model, system_prompt=system_prompt.strip())
+def create_conversation(owner: User, *, model: str, system_prompt: str = "") -> Conversation:
+    """A new, empty conversation of the owner's (not committed)."""
+    conversation = Conversation(user_id=owner.id, model=model, system_prompt=system_prompt.strip())
     db.session.add(conversation)
     return conversation
 
@@ -125,7 +145,7 @@ def restart_answer(message: Message) -> Message:
         "duration_ms",
     ):
         setattr(message, name, None)
-    message.content = ""
+    message.content = message.thinking = ""
     message.status = Status.STREAMING.value
     message.model = message.conversation.model
     message.conversation.updated_at = utcnow()

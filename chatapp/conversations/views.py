@@ -16,6 +16,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from .. import htmx
+from ..auth import signed_in_user
 from ..models import Conversation, Message, MessageState
 from ..streaming import live_view, streams
 from . import store
@@ -31,7 +32,7 @@ def index() -> str:
 
 @bp.get("/conversations/<int:conversation_id>")
 def show(conversation_id: int) -> str:
-    return _page(store.get_conversation(conversation_id))
+    return _page(store.get_conversation(conversation_id, signed_in_user()))
 
 
 @bp.post("/messages")
@@ -47,7 +48,9 @@ def send() -> ResponseReturnValue:
         return _composer_error(str(exc), conversation)
     if conversation is None:
         conversation = store.create_conversation(
-            model=_model_from_form(), system_prompt=request.form.get("system_prompt", "")
+            signed_in_user(),
+            model=_model_from_form(),
+            system_prompt=request.form.get("system_prompt", ""),
         )
     elif store.streaming_answer(conversation) is not None:
         return _composer_error(
@@ -81,7 +84,7 @@ def send() -> ResponseReturnValue:
 @bp.post("/messages/<int:message_id>/retry")
 def retry(message_id: int) -> ResponseReturnValue:
     """Write the last answer again, in place of the failed, stopped or interrupted one."""
-    message = store.get_message(message_id)
+    message = store.get_message(message_id, signed_in_user())
     try:
         store.restart_answer(message)
     except store.ActionError as exc:
@@ -95,7 +98,7 @@ def retry(message_id: int) -> ResponseReturnValue:
 @bp.post("/messages/<int:message_id>/continue")
 def continue_(message_id: int) -> ResponseReturnValue:
     """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
-    message = store.get_message(message_id)
+    message = store.get_message(message_id, signed_in_user())
     try:
         question, answer = store.continue_answer(message)
     except store.ActionError as exc:
@@ -117,7 +120,7 @@ def continue_(message_id: int) -> ResponseReturnValue:
 @bp.post("/conversations/<int:conversation_id>/settings")
 def settings(conversation_id: int) -> ResponseReturnValue:
     """Change the model and system prompt for the next answers."""
-    conversation = store.get_conversation(conversation_id)
+    conversation = store.get_conversation(conversation_id, signed_in_user())
     store.update_settings(
         conversation,
         model=_model_from_form(),
@@ -145,7 +148,7 @@ def _conversation_from_form() -> Conversation | None:
         return None
     if not raw.isdigit():
         abort(400, "conversation_id must be a number")
-    return store.get_conversation(int(raw))
+    return store.get_conversation(int(raw), signed_in_user())
 
 
 def _model_from_form() -> str:
@@ -181,4 +184,4 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
 
 def _sidebar() -> dict[str, object]:
     page = request.args.get("page", 1, type=int)
-    return {"sidebar": store.recent_conversations(page=page)}
+    return {"sidebar": store.recent_conversations(signed_in_user(), page=page)}

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 
+from ..auth import signed_in_user
 from ..conversations import store
 from ..extensions import db
 from ..models import MessageState
@@ -27,7 +28,7 @@ STREAM_HEADERS = {
 @bp.get("/messages/<int:message_id>/stream")
 def stream(message_id: int) -> Response:
     """Server-sent events for one answer, from the listener's position to its end."""
-    state = MessageState.of(store.get_message(message_id))
+    state = MessageState.of(store.get_message(message_id, signed_in_user()))
     db.session.close()  # the stream holds no connection while it waits
     offset = _resume_offset(message_id)
     connection = _connection()
@@ -40,7 +41,7 @@ def stream(message_id: int) -> Response:
 @bp.get("/conversations/<int:conversation_id>/events")
 def conversation_events(conversation_id: int) -> Response:
     """Server-sent events that show other tabs' new messages on this open page."""
-    store.get_conversation(conversation_id)
+    store.get_conversation(conversation_id, signed_in_user())
     db.session.close()
     tab = request.args.get("tab")
     after = _newest_shown()
@@ -56,7 +57,7 @@ def conversation_events(conversation_id: int) -> Response:
 @bp.post("/messages/<int:message_id>/stop")
 def stop(message_id: int) -> Response:
     """Stop writing the answer; its text so far stays. Harmless once it has ended."""
-    store.get_message(message_id)
+    store.get_message(message_id, signed_in_user())
     streams().stop(message_id)
     return Response(status=204)
 

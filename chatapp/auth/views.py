@@ -1,0 +1,122 @@
+"""Sign in, sign out, the first admin, and the admin's page of accounts."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+
+from . import accounts
+from .throttle import Throttle
+
+bp = Blueprint("auth", __name__)
+
+
+def _throttles() -> tuple[Throttle, Throttle]:
+    """This app's limits: five failures a minute for one username from one address, fifty
+    from one address."""
+    found = current_app.extensions.get("chatapp.login_throttles")
+    if found is None:
+        found = (Throttle(limit=5, window=60.0), Throttle(limit=50, window=60.0))
+        current_app.extensions["chatapp.login_throttles"] = found
+    return found
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if not accounts.any_user():
+        return redirect(url_for("auth.setup"))
+    if request.method == "GET":
+        return render_template("login.html", next=_next_page())
+    username = request.form.get("username", "")
+    address = request.remote_addr or "?"
+    keys = (f"{address}|{username.strip().lower()}",)
+    per_account, per_address = _throttles()
+    wait = max(per_account.blocked_for(*keys), per_address.blocked_for(address))
+    if wait:
+        error = f"Too many attempts. Wait {math.ceil(wait)} seconds, then try again."
+        return render_template("login.html", error=error, username=username), 429
+    user = accounts.check(username, request.form.get("password", ""))
+    if user is None:
+        per_account.failed(*keys)
+        per_address.failed(address)
+        error = "Wrong username or password (or the account is disabled)."
+        return render_template("login.html", error=error, username=username), 401
+    per_account.succeeded(*keys)
+    login_user(user)
+    return redirect(_next_page())
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup() -> ResponseReturnValue:
+    """The first visit: create the first admin (only while there is no account at all)."""
+    if accounts.any_user():
+        return redirect(url_for("auth.login"))
+    if request.method == "GET":
+        return render_template("setup.html")
+    username = request.form.get("username", "")
+    try:
+        user = accounts.create_first_admin(username, request.form.get("password", ""))
+    except accounts.AccountError as exc:
+        return render_template("setup.html", error=str(exc), username=username), 422
+    login_user(user)
+    return redirect(url_for("conversations.index"))
+
+
+@bp.route("/admin/users", methods=["GET", "POST"])
+def users() -> ResponseReturnValue:
+    """Admins add accounts here, and disable or enable them."""
+    _admin_only()
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            accounts.create(
+                request.form.get("username", ""),
+                request.form.get("password", ""),
+                admin=request.form.get("admin") == "on",
+            )
+        except accounts.AccountError as exc:
+            error, status = str(exc), 422
+    return render_template("admin_users.html", users=accounts.all_users(), error=error), status
+
+
+@bp.post("/admin/users/<int:user_id>/disable")
+def disable(user_id: int) -> ResponseReturnValue:
+    return _set_disabled(user_id, True)
+
+
+@bp.post("/admin/users/<int:user_id>/enable")
+def enable(user_id: int) -> ResponseReturnValue:
+    return _set_disabled(user_id, False)
+
+
+def _set_disabled(user_id: int, disabled: bool) -> ResponseReturnValue:
+    _admin_only()
+    user = accounts.get(user_id)
+    if user is None or user.id == current_user.id:
+        abort(404)  # no such account (or your own: an admin cannot lock themselves out)
+    accounts.set_disabled(user, disabled)
+    return redirect(url_for("auth.users"))
+
+
+def _admin_only() -> None:
+    if not current_user.is_authenticated or not current_user.is_admin:
+        abort(404)
+
+
+def _next_page() -> str:
+    """Where to go after signing in: a path on this site, never another one."""
+    target = request.values.get("next", "")
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or parts.netloc or parts.scheme:
+        return url_for("conversations.index")
+    return target
