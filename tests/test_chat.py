@@ -922,3 +922,62 @@ def test_dollars_read_well_at_every_size() -> None:
     assert dollars(Decimal("0.00001")) == "<$0.0001"
     assert dollars(Decimal("0.0042")) == "$0.0042"
     assert dollars(Decimal("1234.567")) == "$1,234.57"
+
+
+def test_rename_export_and_delete_a_conversation(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="An *answer* with\n\n- a list"))
+    fragment = send(client, "A question")
+    conversation_id = int(fragment.select_one("#conversation-id")["value"])
+    wait_finished(app, answer_id(fragment))
+    base = f"/conversations/{conversation_id}"
+
+    field = html(client.get(f"{base}/title", headers={"HX-Request": "true"}).data)
+    assert field.select_one("input#title-input")["value"] == "A question"
+    empty = client.post(f"{base}/title", data={"title": "  "}, headers={"HX-Request": "true"})
+    assert empty.status_code == 422 and "can't be empty" in html(empty.data).get_text()
+    renamed = html(
+        client.post(
+            f"{base}/title", data={"title": " Renamed  chat "}, headers={"HX-Request": "true"}
+        ).data
+    )
+    assert renamed.select_one("#chat-title").get_text() == "Renamed chat"
+    assert [a.get_text() for a in renamed.select("#sidebar .sidebar__list a")] == ["Renamed chat"]
+
+    markdown = client.get(f"{base}/export.md")
+    assert markdown.headers["Content-Disposition"].startswith("attachment;")
+    assert markdown.get_data(as_text=True) == (
+        "# Renamed chat\n\nModel: claude-sonnet-4-6\n\n## You\n\nA question\n\n"
+        "## Claude\n\nAn *answer* with\n\n- a list\n"
+    )
+    exported = client.get(f"{base}/export.json").get_json()
+    assert exported["title"] == "Renamed chat"
+    assert [(m["role"], m["content"]) for m in exported["messages"]] == [
+        ("user", "A question"),
+        ("assistant", "An *answer* with\n\n- a list"),
+    ]
+    assert exported["messages"][1]["usage"]["output_tokens"] > 0
+    assert exported["messages"][1]["cost_usd"] is not None
+
+    deleted = client.post(f"{base}/delete", headers={"HX-Request": "true"})
+    assert deleted.status_code == 204 and deleted.headers["HX-Redirect"] == "/"
+    assert client.get(base).status_code == 404
+    with app.app_context():
+        assert db.session.get(Message, answer_id(fragment)) is None
+
+
+def test_regenerate_writes_the_last_complete_answer_again(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="First try."), Scenario(text="Second try."))
+    fragment = send(client, "Once more")
+    message_id = answer_id(fragment)
+    wait_finished(app, message_id)
+    conversation_id = stored(app, message_id).conversation_id
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    assert page.select_one(f"#m-{message_id}").find("button", string="Regenerate") is not None
+    response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert wait_finished(app, message_id).content == "Second try."
+    assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["user"]

@@ -121,7 +121,7 @@ def last_answer(message: Message) -> Message:
     """`message`, checked to be the ended last answer of its conversation."""
     conversation = message.conversation
     if message.role != "assistant" or message.status == Status.STREAMING.value:
-        raise ActionError("Only an answer that has ended can be retried or continued.")
+        raise ActionError("Only an answer that has ended can be written again or continued.")
     if conversation.messages[-1].id != message.id:
         raise ActionError("Only the last answer of a conversation can be retried or continued.")
     return message
@@ -130,8 +130,8 @@ def last_answer(message: Message) -> Message:
 def restart_answer(message: Message) -> Message:
     """Empty the answer for a fresh attempt, in place, and commit.
 
-    Retry replaces a failed, stopped or interrupted answer: the new answer takes its place
-    in the history, so Claude never sees the broken one.
+    Retry replaces a failed, stopped or interrupted answer, and Regenerate a complete one: the
+    new answer takes its place in the history, so Claude never sees the one it replaces.
     """
     last_answer(message)
     for name in (
@@ -168,6 +168,20 @@ def continue_answer(message: Message) -> tuple[Message, Message]:
     if not message.content.strip():
         raise ActionError("There is nothing to continue yet; retry the answer instead.")
     return add_exchange(message.conversation, CONTINUE_PROMPT)
+
+
+def rename(conversation: Conversation, title: str) -> None:
+    title = " ".join(title.split())
+    if not title:
+        raise ActionError("A title can't be empty.")
+    conversation.title = title[:200]
+    db.session.commit()
+
+
+def delete(conversation: Conversation) -> None:
+    """Delete the conversation and every message in it."""
+    db.session.delete(conversation)
+    db.session.commit()
 
 
 def update_settings(conversation: Conversation, *, model: str, system_prompt: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import (
     Blueprint,
     Response,
@@ -19,7 +21,7 @@ from .. import htmx
 from ..auth import signed_in_user
 from ..models import Conversation, Message, MessageState
 from ..streaming import live_view, streams
-from . import store
+from . import export, store
 
 bp = Blueprint("conversations", __name__)
 
@@ -131,6 +133,61 @@ def settings(conversation_id: int) -> ResponseReturnValue:
             render_template("_settings.html", conversation=conversation, saved=True)
         )
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+
+
+@bp.get("/conversations/<int:conversation_id>/export.md")
+def export_markdown(conversation_id: int) -> Response:
+    conversation = store.get_conversation(conversation_id, signed_in_user())
+    return _download(export.as_markdown(conversation), conversation, "md", "text/markdown")
+
+
+@bp.get("/conversations/<int:conversation_id>/export.json")
+def export_json(conversation_id: int) -> Response:
+    conversation = store.get_conversation(conversation_id, signed_in_user())
+    body = json.dumps(export.as_json(conversation, current_app.config["PRICES"]), indent=2)
+    return _download(body, conversation, "json", "application/json")
+
+
+def _download(body: str, conversation: Conversation, suffix: str, mimetype: str) -> Response:
+    name = f"chatapp-{conversation.id}.{suffix}"
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.route("/conversations/<int:conversation_id>/title", methods=["GET", "POST"])
+def title(conversation_id: int) -> ResponseReturnValue:
+    """Rename in place: GET gives the field (htmx), POST saves it and shows the new title."""
+    conversation = store.get_conversation(conversation_id, signed_in_user())
+    if request.method == "GET":
+        return render_template("_title.html", conversation=conversation, editing=True)
+    try:
+        store.rename(conversation, request.form.get("title", ""))
+    except store.ActionError as exc:
+        body = render_template("_title.html", conversation=conversation, editing=True, error=exc)
+        return make_response(body, 422)
+    if not htmx.is_htmx(request):
+        return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+    return render_template("_title.html", conversation=conversation) + render_template(
+        "_sidebar.html", conversation=conversation, oob=True, **_sidebar()
+    )
+
+
+@bp.post("/conversations/<int:conversation_id>/delete")
+def delete(conversation_id: int) -> ResponseReturnValue:
+    """Delete the conversation and its messages (an answer being written is stopped first)."""
+    conversation = store.get_conversation(conversation_id, signed_in_user())
+    answer = store.streaming_answer(conversation)
+    if answer is not None:
+        streams().stop(answer.id)
+    store.delete(conversation)
+    response = redirect(url_for(".index"), code=303)
+    if htmx.is_htmx(request):
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url_for(".index")
+    return response
 
 
 def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:

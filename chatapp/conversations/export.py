@@ -1,0 +1,61 @@
+"""A conversation as a file to keep: Markdown to read, JSON to process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import costs
+from ..models import Conversation, MessageState
+
+
+def as_markdown(conversation: Conversation) -> str:
+    lines = [f"# {conversation.title}", ""]
+    lines.append(f"Model: {conversation.model}")
+    if conversation.system_prompt:
+        lines += ["", "System prompt:", "", _quoted(conversation.system_prompt)]
+    for message in conversation.messages:
+        who = "You" if message.role == "user" else "Claude"
+        status = "" if message.status == "complete" else f" ({message.status})"
+        lines += ["", f"## {who}{status}", "", message.content]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def as_json(conversation: Conversation, prices: dict[str, costs.Price]) -> dict[str, Any]:
+    messages = []
+    for message in conversation.messages:
+        state = MessageState.of(message)
+        cost = costs.cost(state, prices)
+        messages.append(
+            {
+                "id": state.id,
+                "role": state.role,
+                "content": state.content,
+                "thinking": state.thinking or None,
+                "status": state.status,
+                "error": state.error,
+                "model": state.model,
+                "stop_reason": state.stop_reason,
+                "usage": {
+                    "input_tokens": state.input_tokens,
+                    "output_tokens": state.output_tokens,
+                    "cache_read_tokens": state.cache_read_tokens,
+                    "cache_creation_tokens": state.cache_creation_tokens,
+                },
+                "ttft_ms": state.ttft_ms,
+                "duration_ms": state.duration_ms,
+                "cost_usd": str(cost) if cost is not None else None,
+                "created_at": message.created_at.isoformat(),
+            }
+        )
+    return {
+        "id": conversation.id,
+        "title": conversation.title,
+        "model": conversation.model,
+        "system_prompt": conversation.system_prompt,
+        "created_at": conversation.created_at.isoformat(),
+        "messages": messages,
+    }
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
