@@ -27,11 +27,18 @@ class Price:
 
 
 class Usage(Protocol):
-    model: str | None
-    input_tokens: int | None
-    output_tokens: int | None
-    cache_read_tokens: int | None
-    cache_creation_tokens: int | None
+    """What an answer reports about its tokens (a Message or a MessageState)."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def cache_read_tokens(self) -> int | None: ...
+    @property
+    def cache_creation_tokens(self) -> int | None: ...
 
 
 def price_table(raw: Any) -> dict[str, Price]:
