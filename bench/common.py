@@ -20,6 +20,13 @@ CHARS_PER_TOKEN = 4  # as the fake counts them
 CHARS_PER_SECOND = TOKENS_PER_SECOND * CHARS_PER_TOKEN
 UPSTREAM_GAP_SECONDS = PIECE_CHARS / CHARS_PER_SECOND  # 0.1 s between deltas
 
+# Who the load is. The app signs in whoever a trusted proxy names in a header
+# (chatapp/auth/proxy.py); the runner makes the loopback address that proxy, and the load
+# generator names one user on every request: like one person with many tabs, so every page's
+# sidebar lists that user's conversations (up to 50), as it listed all of them before accounts.
+USER_HEADER = "X-Remote-User"
+USER = "bench"
+
 
 def reply_text(chars: int) -> str:
     """A markdown answer of exactly `chars` characters, made of the demo upstream's replies.

@@ -4,7 +4,9 @@ Runs in its own gevent process, beside the server it measures. For `--mode app` 
 conversation does what the page does: GET / (session cookie and the CSRF token from
 `<body hx-headers=...>`), POST /messages as HTMX posts it, then reads the answer's
 `sse-connect` stream until its `done` event; all three on one keep-alive connection, as a
-browser would. For `--mode relay` it reads `GET /stream` of the bare relay.
+browser would. Every request to the app names `--user` in the trusted proxy's `X-Remote-User`
+header, as a signing-in proxy in front of the app would (the runner starts the app trusting
+this address). For `--mode relay` it reads `GET /stream` of the bare relay.
 Conversations start at `--rate` a second; everything ends by `--deadline`.
 
 Times are taken with `time.monotonic()` when the bytes are read:
@@ -42,7 +44,7 @@ from typing import Any  # noqa: E402
 from urllib.parse import quote, urlencode, urlsplit  # noqa: E402
 
 import gevent  # noqa: E402
-from common import FIRST_TOKEN_SECONDS, reply_text, summary  # noqa: E402
+from common import FIRST_TOKEN_SECONDS, USER, USER_HEADER, reply_text, summary  # noqa: E402
 
 SWAP_TARGET = re.compile(r'hx-swap-oob="[\w-]+:#m-(\d+)-')
 EVENT_ID = re.compile(r"(\d+):(\d+)")
@@ -61,10 +63,16 @@ class ProtocolError(Exception):
 
 
 class Connection:
-    """One HTTP/1.1 keep-alive connection, enough of a client for this benchmark."""
+    """One HTTP/1.1 keep-alive connection, enough of a client for this benchmark.
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    `identity` is sent with every request, as a proxy in front of the server adds it.
+    """
+
+    def __init__(
+        self, host: str, port: int, timeout: float, identity: dict[str, str] | None = None
+    ) -> None:
         self.host = f"{host}:{port}"
+        self.identity = identity or {}
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = bytearray()
@@ -106,7 +114,7 @@ class Connection:
     ) -> tuple[int, dict[str, list[str]]]:
         """Send a request and read the status line and headers."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"{name}: {value}" for name, value in (self.identity | headers).items()]
         if body or method == "POST":
             lines.append(f"Content-Length: {len(body)}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -183,9 +191,11 @@ class Load:
         self.expected = reply_text(args.reply_chars)
         self.conversations = [Conversation(i) for i in range(args.n)]
         self.lag: list[float] = []
+        # The app lets nobody in unsigned; the bare relay has no accounts.
+        self.identity = {USER_HEADER: args.user} if args.mode == "app" else {}
 
     def connect(self) -> Connection:
-        return Connection(self.host, self.port, self.args.io_timeout)
+        return Connection(self.host, self.port, self.args.io_timeout, self.identity)
 
     def warm_up(self, count: int) -> str:
         """Start `count` answers and leave after their first frame, so that lazy imports,
@@ -519,6 +529,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--mode", choices=("app", "relay"), default="app")
+    parser.add_argument(
+        "--user",
+        default=USER,
+        help=f"who every conversation is (app mode: sent as {USER_HEADER}; default %(default)s)",
+    )
     parser.add_argument("-n", type=int, default=100, help="conversations")
     parser.add_argument("--rate", type=float, default=100.0, help="conversations started a second")
     parser.add_argument("--reply-chars", type=int, default=4000, help="the upstream's reply length")

@@ -8,7 +8,8 @@ For each N it runs, one after the other and each on fresh processes:
 
 Every run has its own paced fake upstream (bench/upstream.py: first token after 0.5 s, 50
 tokens/s in 20-character deltas), its own SQLite file in a temporary directory, and its own
-load generator process (bench/load.py) that opens N conversations at --rate a second.
+load generator process (bench/load.py) that opens N conversations at --rate a second, signed
+in to the app as one user through the trusted proxy header (`TRUSTED_PROXY`).
 Meanwhile this process samples the gunicorn worker's /proc (CPU, RSS) and, for the app, its
 /metrics (DB connections in use, live answers). Results go to bench/results/ as JSON and SVG.
 
@@ -54,6 +55,8 @@ from common import (  # noqa: E402
     PIECE_CHARS,
     TOKENS_PER_SECOND,
     UPSTREAM_GAP_SECONDS,
+    USER,
+    USER_HEADER,
 )
 from plot import write_svg  # noqa: E402
 
@@ -63,6 +66,9 @@ QUICK_NS = (50, 100)
 # The app's access log format, given to the relay too so both write the same log lines.
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 BLOCKED = "appears to be blocked"
+# The app lets in only who is signed in. The load generator signs in as a proxy would: it names
+# its user in USER_HEADER, and the app believes that header from this address only.
+TRUSTED_PROXY = {"CHATAPP_TRUSTED_USER_HEADER": USER_HEADER, "CHATAPP_TRUSTED_PROXIES": HOST}
 # Variables of the caller's shell that would change what a server does.
 INHERITED = (
     "ANTHROPIC_API_KEY",
@@ -382,6 +388,7 @@ def probe_literal_gthread(wait: float = 10.0) -> dict[str, Any]:
             SECRET_KEY="bench-secret-key",
             XDG_RUNTIME_DIR=str(workdir),
             PYTHONUNBUFFERED="1",
+            **TRUSTED_PROXY,
         )
         log = (workdir / "server.log").open("wb")
         subprocess.run(
@@ -457,6 +464,8 @@ def _run_in(workdir: Path, kind: str, n: int, options: Options) -> dict[str, Any
             PYTHONUNBUFFERED="1",
             XDG_RUNTIME_DIR=str(workdir),
         )
+        if kind != "relay":
+            env.update(TRUSTED_PROXY)
         if options.hub_monitor and kind != "gthread":
             # gevent's monitor thread reports every time the hub is not switched for 50 ms. Not
             # for gthread: there it also reports the real threads of gevent's thread pool, and
@@ -972,6 +981,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker_connections": options.worker_connections or app_worker_connections(),
         "hub_monitor": options.hub_monitor,
         "page_events": options.page_events,
+        "user": f"{USER} ({USER_HEADER} from a trusted proxy), one for every conversation",
         "definitions": {
             "ttft_added_ms": "first frame read by the client - moment the prompt was sent "
             "(before the POST; "
