@@ -62,8 +62,10 @@ class RemoteBrowser:
     """A Chromium in its own process, driven step by step.
 
     Pages are named; each lives in a browser context of its own, like a separate browser
-    window with its own connections. Every page records its answers as they change on screen
-    (see RECORDER) from the moment each document starts, reloads included.
+    window with its own connections, signed in as its `user` (tests/server.py's USER unless
+    `open` names another) by the trusted proxy's header on every request: page loads, htmx
+    requests and event streams. Every page records its answers as they change on screen (see
+    RECORDER) from the moment each document starts, reloads included.
     """
 
     def __init__(self, log_path: Path, *, step_timeout: float = 30.0) -> None:
@@ -113,8 +115,11 @@ class RemoteBrowser:
 
     # Steps on a named page ------------------------------------------------------------------
 
-    def open(self, page: str, url: str) -> None:
-        self.call("open", page=page, url=url)
+    def open(self, page: str, url: str, *, user: str | None = None) -> None:
+        from .conftest import USER_HEADER
+        from .server import USER
+
+        self.call("open", page=page, url=url, headers={USER_HEADER: user or USER})
 
     def close_page(self, page: str) -> None:
         self.call("close", page=page)
@@ -218,7 +223,7 @@ class _Driver:
             return "ready"
         name = command.pop("page")
         if op == "open":
-            return self._open(name, command["url"])
+            return self._open(name, command["url"], command["headers"])
         page = self.pages[name]
         try:
             return getattr(self, f"_{op}")(name, page, **command)
@@ -226,10 +231,12 @@ class _Driver:
             self._shoot(page, f"failure-{name}")
             raise
 
-    def _open(self, name: str, url: str) -> None:
+    def _open(self, name: str, url: str, headers: dict[str, str]) -> None:
         if name in self.pages:
             self.pages.pop(name).context.close()
-        context = self.browser.new_context(viewport={"width": 1100, "height": 900})
+        context = self.browser.new_context(
+            viewport={"width": 1100, "height": 900}, extra_http_headers=headers
+        )
         context.add_init_script(RECORDER)
         page = context.new_page()
         page.set_default_timeout(20_000)

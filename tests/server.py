@@ -2,9 +2,10 @@
 
 `app_server(...)` is a context manager that gives a running server on a free loopback port, on
 its own SQLite file, talking to the fake upstream of the test process (or to the built-in demo
-upstream when no upstream is given). The server's output goes to a file, never to a pipe nobody
-reads (a full pipe would stall the server); it is printed when the block fails, so pytest shows it
-under "Captured stderr".
+upstream when no upstream is given). It believes the USER_HEADER of requests from loopback, as
+behind a proxy that signs people in: a client is whoever it names there (USER, by default). The
+server's output goes to a file, never to a pipe nobody reads (a full pipe would stall the
+server); it is printed when the block fails, so pytest shows it under "Captured stderr".
 
 The test process is gevent-patched (tests/run.sh), so `subprocess`, `time.sleep` and sockets here
 all yield to the hub: the fake upstream keeps serving while we wait for the server.
@@ -34,9 +35,13 @@ from sqlalchemy import create_engine, text
 
 from chatapp.llm.demo import FakeUpstream
 
+from .conftest import USER_HEADER
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 HOST = "127.0.0.1"
+# Who a client of a test server is, unless it names someone else in USER_HEADER.
+USER = "tester"
 
 # Variables of the developer's shell that would change what the server does.
 _INHERITED_SETTINGS = (
@@ -106,7 +111,8 @@ def app_server(
 
     With `upstream`, the app calls Claude's API at the fake's URL with a test key; without it
     there is no key, so the app runs in demo mode at the given demo pace. `env` adds or
-    overrides variables (e.g. `CHATAPP_FRAME_INTERVAL`); values of `CHATAPP_*` are JSON.
+    overrides variables (e.g. `CHATAPP_FRAME_INTERVAL`, or `CHATAPP_TRUSTED_USER_HEADER` to turn
+    signing in by header off); values of `CHATAPP_*` are JSON.
     """
     with _database(tmp_path, database_url) as url:
         yield from _serve(
@@ -199,6 +205,9 @@ def _environment(
         DATABASE_URL=database_url,
         SECRET_KEY="test-secret-key",
         PYTHONUNBUFFERED="1",
+        # Clients sign in by naming a user in this header; the fault proxy relays from loopback.
+        CHATAPP_TRUSTED_USER_HEADER=USER_HEADER,
+        CHATAPP_TRUSTED_PROXIES=HOST,
     )
     if upstream is not None:
         if not upstream.url:

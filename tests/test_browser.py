@@ -24,8 +24,8 @@ from bs4 import BeautifulSoup
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
-from .conftest import asked
-from .server import ROOT, AppServer, app_server
+from .conftest import USER_HEADER, asked
+from .server import ROOT, USER, AppServer, app_server
 from .test_render_safety import HOSTILE
 
 DRIVER_TIMEOUT = 60.0
@@ -209,6 +209,7 @@ def drive_browser(tmp_path: Path, base_url: str, flow: str = "chat") -> dict[str
                 "artifacts": str(ARTIFACTS),
                 "prompt": PROMPT,
                 "flow": flow,
+                "headers": {USER_HEADER: USER},  # signed in, as a proxy in front says
             }
         )
     )
@@ -300,7 +301,9 @@ def _driver_main(request_path: str) -> None:
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            context = browser.new_context(
+                viewport={"width": 1100, "height": 900}, extra_http_headers=request["headers"]
+            )
             context.grant_permissions(["clipboard-read", "clipboard-write"])
             page = context.new_page()
             page.set_default_timeout(20_000)

@@ -17,6 +17,7 @@ from gevent.pool import Pool
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
+from .conftest import USER_HEADER
 from .server import AppServer, app_server
 from .test_gunicorn import Browser, stored_messages
 
@@ -45,13 +46,16 @@ def metrics(server: AppServer) -> dict[str, float]:
     }
 
 
-def listen_then_vanish(server: AppServer, path: str, rng: random.Random, until: bytes) -> bool:
-    """Open a stream, read until `until` arrives, then disappear (half the time with a RST)."""
+def listen_then_vanish(
+    server: AppServer, path: str, user: str, rng: random.Random, until: bytes
+) -> bool:
+    """Open a stream as `user`, read until `until` arrives, then vanish (half the time: a RST)."""
     host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     try:
         sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+            f"{USER_HEADER}: {user}\r\n\r\n".encode()
         )
         received = b""
         while until not in received:
@@ -87,7 +91,9 @@ def test_a_thousand_clients_leave_mid_answer_and_nothing_leaks(
         rng = random.Random(3)
         pool = Pool(250)
         jobs = [
-            pool.spawn(listen_then_vanish, server, answers[n % ANSWERS][1], rng, until)
+            pool.spawn(
+                listen_then_vanish, server, answers[n % ANSWERS][1], browser.user, rng, until
+            )
             for n in range(CLIENTS)
         ]
         pool.join(timeout=120, raise_error=True)

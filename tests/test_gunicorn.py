@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -26,9 +27,9 @@ from gevent.event import Event
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .conftest import asked, parse_events
+from .conftest import USER_HEADER, asked, parse_events
 from .dom import Screen, fragment, rendered
-from .server import AppServer, app_server
+from .server import USER, AppServer, app_server
 
 STREAMS = 50
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -56,13 +57,16 @@ def answer_text(n: int) -> str:
 
 
 class Browser:
-    """One visitor: a cookie jar and the CSRF token of its session."""
+    """One visitor: a cookie jar, the CSRF token of its session, and who it is signed in as
+    (a trusted proxy's header, sent with every request)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, user: str = USER) -> None:
         self.base_url = base_url
+        self.user = user
         self.csrf_token = ""
         jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        self.opener.addheaders.append((USER_HEADER, user))
 
     def open_page(self) -> None:
         with self.opener.open(self.base_url + "/", timeout=SOCKET_TIMEOUT) as response:
@@ -102,6 +106,7 @@ class Browser:
 @dataclass
 class Outcome:
     prompt: str
+    user: str = USER
     answer_id: int = 0
     raw: str = ""
     error: BaseException | None = None
@@ -117,7 +122,8 @@ def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[st
     """What is wrong with a `frame` or `done` event for a page that has `shown` characters.
 
     Its id must say this answer and not go back; its swaps may only touch this answer's
-    elements (and the announcer); the model's text must arrive escaped.
+    elements and the announcer (and, at `done`, the conversation's total cost); the model's text
+    must arrive escaped.
     """
     problems = []
     offset = event_offset(answer_id, event.get("id", ""))
@@ -130,7 +136,10 @@ def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[st
         spec = str(element.get("hx-swap-oob", ""))
         target = str(element.get("id")) if spec == "true" else spec.partition(":#")[2]
         mine = target == f"m-{answer_id}" or target.startswith(f"m-{answer_id}-")
-        if not mine and target != "announcer":
+        shared = target == "announcer" or (
+            event.get("event") == "done" and target == "conversation-cost"
+        )
+        if not mine and not shared:
             problems.append(f"{event.get('event')} swaps {spec!r} of #{target}")
     if swaps.find(MODEL_TAGS):
         problems.append(f"model text arrived as markup: {event.get('data')!r}")
@@ -175,6 +184,16 @@ def stored_messages(server: AppServer) -> dict[int, tuple[str, str, str]]:
     return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
+def message_owners(server: AppServer) -> dict[int, str]:
+    """id -> username of the owner of its conversation, for every stored message."""
+    rows = server.rows(
+        "SELECT message.id, user_account.username FROM message"
+        " JOIN conversation ON conversation.id = message.conversation_id"
+        " JOIN user_account ON user_account.id = conversation.user_id"
+    )
+    return {row[0]: row[1] for row in rows}
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream(PACE, seed=7)
@@ -191,13 +210,16 @@ def upstream() -> Iterator[FakeUpstream]:
 def test_fifty_concurrent_streams_each_deliver_every_character(
     tmp_path: Path, upstream: FakeUpstream, workers: int
 ) -> None:
-    """With two workers, a send and its stream often land on different workers (via Redis)."""
+    """With two workers, a send and its stream often land on different workers (via Redis).
+
+    Each visitor is signed in as someone else: every answer is its asker's, and no one else's.
+    """
     texts = [answer_text(n) for n in range(STREAMS)]
     # The fake hands scenarios out in the order requests reach it, which need not be the order
     # of the sends; `upstream.requests` keeps that order, so each prompt's text is known after.
     upstream.push(*(Scenario(text=text) for text in texts))
     prompts = [f"Prompt number {n:02d}" for n in range(STREAMS)]
-    outcomes = [Outcome(prompt) for prompt in prompts]
+    outcomes = [Outcome(prompt, user=f"visitor-{n:02d}") for n, prompt in enumerate(prompts)]
     all_sent = Event()
     sent = 0
 
@@ -209,7 +231,7 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
         def visit(outcome: Outcome) -> None:
             nonlocal sent
             try:
-                browser = Browser(server.url)
+                browser = Browser(server.url, outcome.user)
                 browser.open_page()
                 outcome.answer_id, url = browser.send(outcome.prompt)
             except BaseException as exc:  # reported with its prompt below
@@ -252,8 +274,18 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
             assert final["data-status"] == "complete", outcome.prompt
 
         stored = stored_messages(server)
+        owners = message_owners(server)
         for outcome in outcomes:
             assert stored[outcome.answer_id] == ("assistant", "complete", expected[outcome.prompt])
+            assert owners[outcome.answer_id] == outcome.user, outcome.prompt
         assert sorted(c for role, _, c in stored.values() if role == "user") == sorted(prompts)
+        # A prompt and its answer each: nothing anyone asked landed elsewhere.
+        assert sorted(owners.values()) == sorted([o.user for o in outcomes] * 2)
+        # Another visitor's answer is not there for them.
+        stranger = Browser(server.url, outcomes[1].user)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            stranger.read_stream(f"/messages/{outcomes[0].answer_id}/stream")
+        refused.value.close()
+        assert refused.value.code == 404
         assert not upstream.disconnects  # no upstream request was dropped on the way
         assert "Traceback" not in server.output()

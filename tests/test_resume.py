@@ -34,7 +34,7 @@ from gevent.event import Event
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .conftest import asked
+from .conftest import USER_HEADER, asked
 from .dom import Screen, rendered
 from .fault_proxy import FaultProxy
 from .server import AppServer, app_server
@@ -153,11 +153,12 @@ class Listener:
     """The answer's EventSource, as htmx-ext-sse and our app.js drive it, reconnects included."""
 
     def __init__(
-        self, proxy_url: str, sse_connect: str, answer_id: int, rng: random.Random
+        self, proxy_url: str, sse_connect: str, answer_id: int, rng: random.Random, user: str
     ) -> None:
         parsed = urllib.parse.urlsplit(proxy_url)
         self.host, self.port = str(parsed.hostname), int(parsed.port or 80)
         self.answer_id = answer_id
+        self.user = user  # signed in as the page that asked, like the browser's own requests
         self.rng = rng
         # app.js: createEventSource adds the tab, and the last id once there is one.
         self.connect_url = sse_connect
@@ -216,7 +217,11 @@ class Listener:
                 self.header_resumes += 1  # the same source reconnects, sending Last-Event-ID
 
     def _listen(self) -> None:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers = {
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+            USER_HEADER: self.user,
+        }
         if self.source_last_id:
             headers["Last-Event-ID"] = self.source_last_id
         connection = http.client.HTTPConnection(self.host, self.port, timeout=SOCKET_TIMEOUT)
@@ -388,13 +393,13 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
             listener = None
             try:
                 gevent.sleep(rng.uniform(0.0, START_SPREAD))
-                visitor = Browser(proxy_url)
+                visitor = Browser(proxy_url, f"visitor-{outcome.n:03d}")
                 visitor.open_page()
                 outcome.stages.append("page")
                 outcome.answer_id, sse_connect = visitor.send(outcome.prompt)
                 outcome.stages.append("sent")
                 listener = outcome.listener = Listener(
-                    proxy_url, sse_connect, outcome.answer_id, rng
+                    proxy_url, sse_connect, outcome.answer_id, rng, visitor.user
                 )
                 severer = gevent.spawn(
                     sever_at_random, proxy, listener, random.Random(rng.random())
