@@ -981,3 +981,35 @@ def test_regenerate_writes_the_last_complete_answer_again(
     assert response.status_code == 200
     assert wait_finished(app, message_id).content == "Second try."
     assert [m["role"] for m in upstream.requests[-1]["messages"]] == ["user"]
+
+
+def test_a_listener_ahead_of_the_database_is_never_shown_less(
+    app: Flask, client: FlaskClient
+) -> None:
+    """A reconnect served from the database (its writer gone, or just finished) waits until
+    the stored answer has what the listener showed, instead of resetting it to less."""
+    owner = user_id(app)
+    with app.app_context():
+        conversation = Conversation(user_id=owner, model="claude-sonnet-4-6", system_prompt="")
+        answer = Message(
+            conversation=conversation, role="assistant", content="Half", status="streaming"
+        )
+        db.session.add_all([conversation, answer])
+        db.session.commit()
+        message_id = answer.id
+
+    def store_the_rest() -> None:
+        gevent.sleep(0.6)
+        with app.app_context():
+            stored_answer = db.session.get(Message, message_id)
+            stored_answer.content, stored_answer.status = "Half and the rest.", "complete"
+            db.session.commit()
+
+    writer = gevent.spawn(store_the_rest)
+    events = read_events(
+        client, f"/messages/{message_id}/stream", headers={"Last-Event-ID": f"{message_id}:10"}
+    )
+    writer.join()
+    offsets = [int(e["id"].split(":")[1]) for e in events if e.get("event") in ("frame", "done")]
+    assert offsets and min(offsets) >= 10, events
+    assert streamed_html(events, message_id) == rendered("Half and the rest.")

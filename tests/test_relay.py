@@ -199,6 +199,8 @@ def test_listeners_of_an_answer_whose_worker_died_get_its_end(
     generation = streams(a).live.pop(message_id)
     generation._finish = lambda *args: None  # type: ignore[method-assign]
     generation._greenlet.kill(block=True)  # type: ignore[union-attr]
+    if generation._frame_timer is not None:  # nor its timer for the next frame
+        generation._frame_timer.kill(block=True)
     streams(a).flusher.forget(message_id)  # and its last group commit never happens
     with a.app_context():
         from datetime import timedelta

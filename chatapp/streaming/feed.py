@@ -116,6 +116,14 @@ def _follow_stored(
     gone: Event,
 ) -> Iterator[str]:
     """Follow an answer that this worker is not writing, from the database."""
+    while state.is_streaming and state.position < offset and not gone.is_set():
+        # The listener has seen more than is stored yet (a group commit is due, or the
+        # answer ended a moment ago): wait for it, rather than show the listener less.
+        gone.wait(poll_interval)
+        loaded = persistence.load_state(streams.app, state.id)
+        if loaded is None or streams.closing:
+            return
+        state = loaded
     if not state.is_streaming:
         if state.is_terminal:
             yield _final_event(state, finished_content(state), render_final)
