@@ -17,7 +17,7 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Conversation, Message
 from chatapp.streaming import streams
 
-from .conftest import Configure, html, parse_events, read_events, send, stream_url, user_id
+from .conftest import Configure, asked, html, parse_events, read_events, send, stream_url, user_id
 from .dom import Screen, rendered, streamed_html
 
 TRICKY = (
@@ -1013,3 +1013,44 @@ def test_a_listener_ahead_of_the_database_is_never_shown_less(
     offsets = [int(e["id"].split(":")[1]) for e in events if e.get("event") in ("frame", "done")]
     assert offsets and min(offsets) >= 10, events
     assert streamed_html(events, message_id) == rendered("Half and the rest.")
+
+
+def test_edit_the_last_question_and_send_it_again(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="About cats."), Scenario(text="About dogs."))
+    fragment = send(client, "Tell me about cats")
+    question = int(fragment.select_one('article[data-role="user"]')["id"].removeprefix("m-"))
+    answer = answer_id(fragment)
+    assert fragment.select_one(f"#m-{question}").find("button", string="Edit") is not None
+    wait_finished(app, answer)
+
+    form = html(client.get(f"/messages/{question}/edit", headers={"HX-Request": "true"}).data)
+    assert form.select_one("textarea").get_text() == "Tell me about cats"
+    empty = client.post(f"/messages/{question}/edit", data={"content": " "})
+    assert empty.status_code == 422 and "Type a message first" in html(empty.data).get_text()
+
+    response = client.post(
+        f"/messages/{question}/edit",
+        data={"content": "Tell me about dogs"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200
+    page = html(response.data)
+    assert page.select_one(f"#m-{question} [data-content]").get_text() == "Tell me about dogs"
+    assert page.select_one(f"#m-{answer}")["data-status"] == "streaming"
+    assert wait_finished(app, answer).content == "About dogs."
+    assert stored(app, question).content == "Tell me about dogs"
+    assert asked(upstream.requests[-1]) == "Tell me about dogs"
+    with app.app_context():
+        assert (
+            db.session.get(Conversation, stored(app, answer).conversation_id).messages[-1].id
+            == answer
+        )
+
+    # Only the last question can be edited.
+    upstream.push(Scenario(text="More."))
+    conversation_id = stored(app, answer).conversation_id
+    wait_finished(app, answer_id(send(client, "Another", conversation_id)))
+    refused = client.post(f"/messages/{question}/edit", data={"content": "Cats again"})
+    assert refused.status_code == 422 and "Only the last question" in html(refused.data).get_text()

@@ -153,6 +153,21 @@ def restart_answer(message: Message) -> Message:
     return message
 
 
+def edit_question(question: Message, content: str) -> Message:
+    """Change the last question and write its answer again, in place; commit, and return
+    the answer (to be streamed)."""
+    messages = question.conversation.messages
+    if question.role != "user" or len(messages) < 2 or messages[-2].id != question.id:
+        raise ActionError("Only the last question can be edited.")
+    answer = messages[-1]
+    if answer.status == Status.STREAMING.value:
+        raise ActionError(
+            "Claude is still answering. Wait for the answer or press Stop, then edit."
+        )
+    question.content = content
+    return restart_answer(answer)
+
+
 def continue_answer(message: Message) -> tuple[Message, Message]:
     """Keep the cut answer and ask, in a new turn, for the rest of it.
 

@@ -97,6 +97,38 @@ def retry(message_id: int) -> ResponseReturnValue:
     return htmx.vary_on_htmx(make_response(body)) if htmx.is_htmx(request) else _back_to(message)
 
 
+@bp.route("/messages/<int:message_id>/edit", methods=["GET", "POST"])
+def edit(message_id: int) -> ResponseReturnValue:
+    """Edit the last question and send it again: its answer is written again in place.
+
+    GET gives the form in place of the message (or, with `cancel`, the message again).
+    """
+    question = store.get_message(message_id, signed_in_user())
+    shown = MessageState.of(question)
+    if request.method == "GET":
+        if request.args.get("cancel"):
+            return render_template("_message.html", message=shown, editable=True)
+        return render_template("_edit_question.html", message=shown)
+    try:
+        content = store.clean_prompt(
+            request.form.get("content", ""), limit=current_app.config["MAX_PROMPT_CHARS"]
+        )
+        answer = store.edit_question(question, content)
+    except (store.PromptError, store.ActionError) as exc:
+        typed = request.form.get("content", "")
+        body = render_template("_edit_question.html", message=shown, draft=typed, error=exc)
+        return make_response(body, 422)
+    streams().start(answer.id, answer.conversation_id)
+    _announce(answer.conversation_id, "restart", question.id, answer.id)
+    if not htmx.is_htmx(request):
+        return _back_to(answer)
+    return render_template(
+        "_message.html", message=MessageState.of(question), editable=True
+    ) + render_template(
+        "_message.html", message=live_view(MessageState.of(answer)), oob=True, last=True
+    )
+
+
 @bp.post("/messages/<int:message_id>/continue")
 def continue_(message_id: int) -> ResponseReturnValue:
     """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
