@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import abort
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..models import Conversation, Message, MessageState, Status, User, utcnow
@@ -40,6 +40,35 @@ def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Pagi
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
     )
     return db.paginate(query, page=page, per_page=per_page, error_out=False)
+
+
+def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
+    """The owner's conversations whose title or messages match `query`, newest first.
+
+    PostgreSQL uses its full-text search (whole words, any language); SQLite looks for the
+    text anywhere, ignoring case.
+    """
+    query = " ".join(query.split())
+    if not query:
+        return []
+    if db.engine.dialect.name == "postgresql":
+        words = func.plainto_tsquery("simple", query)
+        title = func.to_tsvector("simple", Conversation.title).op("@@")(words)
+        content = func.to_tsvector("simple", Message.content).op("@@")(words)
+    else:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        title = Conversation.title.ilike(pattern, escape="\\")
+        content = Message.content.ilike(pattern, escape="\\")
+    matching = select(Message.conversation_id).where(content)
+    return list(
+        db.session.scalars(
+            select(Conversation)
+            .where(Conversation.user_id == owner.id)
+            .where(or_(title, Conversation.id.in_(matching)))
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def get_conversation(conversation_id: int, owner: User) -> Conversation:

@@ -32,6 +32,19 @@ def index() -> str:
     return _page(None)
 
 
+@bp.get("/search")
+def search() -> ResponseReturnValue:
+    """Your conversations whose title or text matches `q`: the sidebar's list, or a page."""
+    query = " ".join(request.args.get("q", "").split())
+    found = store.search(signed_in_user(), query)
+    if htmx.is_htmx(request):
+        body = render_template(
+            "_sidebar_results.html", query=query, results=found, conversation=None, **_sidebar()
+        )
+        return htmx.vary_on_htmx(make_response(body))
+    return _page(None, query=query, results=found)
+
+
 @bp.get("/conversations/<int:conversation_id>")
 def show(conversation_id: int) -> str:
     return _page(store.get_conversation(conversation_id, signed_in_user()))
