@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     },
     # Input limits
     "MAX_PROMPT_CHARS": 100_000,
+    # Per person; 0 = no limit (see chatapp/conversations/quotas.py)
+    "DAILY_TOKEN_LIMIT": 0,
+    "DAILY_COST_LIMIT": 0,  # dollars
+    "REQUESTS_PER_MINUTE": 0,
     # Streaming
     "FRAME_INTERVAL": 0.05,  # at most ~20 frames/s per stream
     "FLUSH_INTERVAL": 0.15,  # group commit of streamed text

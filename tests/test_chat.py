@@ -1086,3 +1086,44 @@ def test_search_finds_your_conversations_by_title_and_text(
     # An empty search gives the recent list back.
     recent = html(client.get("/search?q=", headers={"HX-Request": "true"}).data)
     assert len(recent.select("#sidebar-results a")) == 2
+
+
+def test_a_daily_token_limit_says_so_next_to_the_composer(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    app = configured(DAILY_TOKEN_LIMIT=10)
+    client = app.test_client()
+    upstream.push(Scenario(text="A first answer that uses more than ten tokens, surely."))
+    first = send(client, "First")
+    assert wait_finished(app, answer_id(first)).output_tokens > 10
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    refused = client.post(
+        "/messages",
+        data={"conversation_id": str(conversation_id), "content": "Second"},
+        headers={"HX-Request": "true"},
+    )
+    assert refused.status_code == 429
+    assert refused.headers["HX-Retarget"] == "#composer-error"
+    assert "today's 10 tokens" in html(refused.data).get_text()
+    assert len(upstream.requests) == 1  # nothing was asked, nothing stored
+    with app.app_context():
+        assert len(db.session.get(Conversation, conversation_id).messages) == 2
+    # Someone else has their own allowance.
+    upstream.push(Scenario(text="Bob's answer."))
+    assert app.test_client(user="bob").post("/messages", data={"content": "Hi"}).status_code == 303
+
+
+def test_a_daily_cost_limit_and_a_rate_limit(configured: Configure, upstream: FakeUpstream) -> None:
+    app = configured(DAILY_COST_LIMIT=0.000001)
+    client = app.test_client()
+    upstream.push(Scenario(text="Costs something."))
+    wait_finished(app, answer_id(send(client, "First")))
+    refused = client.post("/messages", data={"content": "Again"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 429 and "today's" in html(refused.data).get_text()
+
+    limited = configured(REQUESTS_PER_MINUTE=1)
+    client = limited.test_client(user="carol")
+    upstream.push(Scenario(text="One."))
+    send(client, "One")
+    refused = client.post("/messages", data={"content": "Two"}, headers={"HX-Request": "true"})
+    assert refused.status_code == 429 and "1 answer a minute" in html(refused.data).get_text()

@@ -21,7 +21,7 @@ from .. import htmx
 from ..auth import signed_in_user
 from ..models import Conversation, Message, MessageState
 from ..streaming import live_view, streams
-from . import export, store
+from . import export, quotas, store
 
 bp = Blueprint("conversations", __name__)
 
@@ -61,6 +61,8 @@ def send() -> ResponseReturnValue:
         )
     except store.PromptError as exc:
         return _composer_error(str(exc), conversation)
+    if over := _over_quota():
+        return _composer_error(over, conversation, status=429)
     if conversation is None:
         conversation = store.create_conversation(
             signed_in_user(),
@@ -100,6 +102,8 @@ def send() -> ResponseReturnValue:
 def retry(message_id: int) -> ResponseReturnValue:
     """Write the last answer again, in place of the failed, stopped or interrupted one."""
     message = store.get_message(message_id, signed_in_user())
+    if over := _over_quota():
+        return _composer_error(over, message.conversation, status=429)
     try:
         store.restart_answer(message)
     except store.ActionError as exc:
@@ -126,6 +130,8 @@ def edit(message_id: int) -> ResponseReturnValue:
         content = store.clean_prompt(
             request.form.get("content", ""), limit=current_app.config["MAX_PROMPT_CHARS"]
         )
+        if over := _over_quota():
+            raise store.ActionError(over)
         answer = store.edit_question(question, content)
     except (store.PromptError, store.ActionError) as exc:
         typed = request.form.get("content", "")
@@ -146,6 +152,8 @@ def edit(message_id: int) -> ResponseReturnValue:
 def continue_(message_id: int) -> ResponseReturnValue:
     """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
     message = store.get_message(message_id, signed_in_user())
+    if over := _over_quota():
+        return _composer_error(over, message.conversation, status=429)
     try:
         question, answer = store.continue_answer(message)
     except store.ActionError as exc:
@@ -259,6 +267,15 @@ def _model_from_form() -> str:
     if model not in models:
         abort(400, f"Unknown model {model!r}")
     return model
+
+
+def _over_quota() -> str | None:
+    """Why the signed-in person may not start an answer now, or None if they may."""
+    try:
+        quotas.check(signed_in_user(), current_app.config)
+    except quotas.QuotaExceeded as exc:
+        return str(exc)
+    return None
 
 
 def _composer_error(text: str, conversation: Conversation | None, status: int = 422) -> Response:
