@@ -55,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),
         conversation_cost=lambda messages: costs.dollars(costs.total_cost(messages, prices)),
         tokens_per_second=costs.tokens_per_second,
+        dollars=costs.dollars,
     )
     app.jinja_env.globals["demo_mode"] = not app.config.get("ANTHROPIC_API_KEY")
 

@@ -11,11 +11,12 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from chatapp.auth import accounts
+from chatapp.conversations import store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
 
-from .conftest import Configure, html, read_events, send, user_id
+from .conftest import Configure, html, read_events, send, stream_url, user_id
 
 PASSWORD = "correct horse battery"
 
@@ -241,3 +242,44 @@ def test_state_changing_requests_need_the_csrf_token(configured: Configure, path
         headers={"X-CSRFToken": token, "HX-Request": "true"},
     )
     assert accepted.status_code == 200
+
+
+def test_admins_see_what_each_person_and_model_cost(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    from decimal import Decimal
+
+    from chatapp import costs
+
+    upstream.push(Scenario(text="Alice's answer."), Scenario(text="Bob's answer, longer."))
+    alice_answer = send(client, "Alice asks")
+    bob = app.test_client(user="bob")
+    bob_answer = send(bob, "Bob asks")
+    for fragment in (alice_answer, bob_answer):
+        read_events(client if fragment is alice_answer else bob, stream_url(fragment))
+
+    make_account(app, "root", admin=True)
+    admin = anonymous(app)
+    sign_in(admin, "root")
+    page = html(admin.get("/admin/usage").data)
+    people = {
+        row.select("td")[0].get_text(): row.select("td")[5].get_text().strip()
+        for row in page.select("caption:-soup-contains('By person') ~ tbody tr")
+    }
+    with app.app_context():
+        spent = {}
+        for name in ("alice", "bob"):
+            rows = [r for r in store.usage_by_person_and_model() if r.username == name]
+            spent[name] = sum((costs.cost(r, app.config["PRICES"]) for r in rows), Decimal(0))
+    assert people == {name: costs.dollars(amount) for name, amount in spent.items()}
+    models = [
+        row.select("td")[0].get_text()
+        for row in page.select("caption:-soup-contains('By model') ~ tbody tr")
+    ]
+    assert models == ["claude-sonnet-4-6"]
+    bars = page.select("svg.usage-chart g")
+    assert [g.select("text")[0].get_text() for g in bars] == sorted(
+        spent, key=lambda name: spent[name], reverse=True
+    )
+    assert anonymous(app).get("/admin/usage").status_code == 302
+    assert client.get("/admin/usage").status_code == 404  # alice is no admin

@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
-from . import accounts
+from ..conversations import store
+from . import accounts, usage
 from .throttle import Throttle
 
 bp = Blueprint("auth", __name__)
@@ -87,6 +88,26 @@ def users() -> ResponseReturnValue:
         except accounts.AccountError as exc:
             error, status = str(exc), 422
     return render_template("admin_users.html", users=accounts.all_users(), error=error), status
+
+
+@bp.get("/admin/usage")
+def usage_page() -> ResponseReturnValue:
+    """What the team's answers cost, by person and by model, with a chart."""
+    _admin_only()
+    people, models, everyone = usage.totals(
+        store.usage_by_person_and_model(), current_app.config["PRICES"]
+    )
+    bars, height = usage.chart(people)
+    return render_template(
+        "admin_usage.html",
+        people=people,
+        models=models,
+        everyone=everyone,
+        bars=bars,
+        chart_height=height,
+        chart_width=usage.CHART_WIDTH,
+        label_width=usage.LABEL_WIDTH,
+    )
 
 
 @bp.post("/admin/users/<int:user_id>/disable")

@@ -6,6 +6,8 @@ exactly like ids that do not exist, so nobody can even learn which ones do.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import abort
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import func, or_, select
@@ -102,6 +104,41 @@ def answers(conversation_id: int) -> list[MessageState]:
             .where(Message.role == "assistant")
         )
     ]
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """What one person's answers with one model used, all time."""
+
+    username: str
+    model: str | None
+    answers: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+
+
+def usage_by_person_and_model() -> list[UsageRow]:
+    """Token totals of every answer, by person and model (for the admins' usage page)."""
+    rows = db.session.execute(
+        select(
+            User.username,
+            Message.model,
+            func.count(Message.id),
+            func.coalesce(func.sum(Message.input_tokens), 0),
+            func.coalesce(func.sum(Message.output_tokens), 0),
+            func.coalesce(func.sum(Message.cache_read_tokens), 0),
+            func.coalesce(func.sum(Message.cache_creation_tokens), 0),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(User, User.id == Conversation.user_id)
+        .where(Message.role == "assistant")
+        .where(Message.input_tokens.is_not(None))
+        .group_by(User.username, Message.model)
+        .order_by(User.username, Message.model)
+    )
+    return [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in rows]
 
 
 def create_conversation(owner: User, *, model: str, system_prompt: str = "") -> Conversation:

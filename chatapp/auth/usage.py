@@ -1,0 +1,75 @@
+"""The admins' view of what the team's answers cost: totals by person and by model, and a
+bar chart of the cost by person, drawn as SVG on the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .. import costs
+from ..conversations.store import UsageRow
+
+CHART_WIDTH = 480
+BAR_HEIGHT = 22
+LABEL_WIDTH = 120
+
+
+@dataclass
+class Total:
+    name: str
+    answers: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_tokens: int = 0
+    cost: Decimal | None = None
+    unpriced: set[str] = field(default_factory=set)  # models without a price
+
+    def add(self, row: UsageRow, cost: Decimal | None) -> None:
+        self.answers += row.answers
+        self.input_tokens += row.input_tokens
+        self.output_tokens += row.output_tokens
+        self.cache_tokens += row.cache_read_tokens + row.cache_creation_tokens
+        if cost is None:
+            self.unpriced.add(row.model or "?")
+        else:
+            self.cost = (self.cost or Decimal(0)) + cost
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: str
+    y: int
+    width: float
+
+
+def totals(
+    rows: list[UsageRow], prices: dict[str, costs.Price]
+) -> tuple[list[Total], list[Total], Total]:
+    """Totals by person, by model, and over all."""
+    people: dict[str, Total] = {}
+    models: dict[str, Total] = {}
+    everyone = Total("Everyone")
+    for row in rows:
+        cost = costs.cost(row, prices)
+        for table, name in ((people, row.username), (models, row.model or "?")):
+            table.setdefault(name, Total(name)).add(row, cost)
+        everyone.add(row, cost)
+    return list(people.values()), list(models.values()), everyone
+
+
+def chart(people: list[Total]) -> tuple[list[Bar], int]:
+    """Bars of each person's cost (longest first), and the chart's height."""
+    ranked = sorted(people, key=lambda t: t.cost or Decimal(0), reverse=True)
+    top = max((t.cost or Decimal(0) for t in ranked), default=Decimal(0))
+    room = CHART_WIDTH - LABEL_WIDTH - 70
+    bars = [
+        Bar(
+            label=total.name,
+            value=costs.dollars(total.cost) or "no price",
+            y=i * (BAR_HEIGHT + 6),
+            width=float((total.cost or 0) / top * room) if top else 0.0,
+        )
+        for i, total in enumerate(ranked)
+    ]
+    return bars, max(len(bars), 1) * (BAR_HEIGHT + 6)
