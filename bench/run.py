@@ -68,7 +68,12 @@ ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 BLOCKED = "appears to be blocked"
 # The app lets in only who is signed in. The load generator signs in as a proxy would: it names
 # its user in USER_HEADER, and the app believes that header from this address only.
-TRUSTED_PROXY = {"CHATAPP_TRUSTED_USER_HEADER": USER_HEADER, "CHATAPP_TRUSTED_PROXIES": HOST}
+TRUSTED_PROXY = {
+    "CHATAPP_TRUSTED_USER_HEADER": USER_HEADER,
+    "CHATAPP_TRUSTED_PROXIES": HOST,
+    # The load measures answers; titles would add a short request per conversation.
+    "CHATAPP_TITLE_MODEL": "",
+}
 # Variables of the caller's shell that would change what a server does.
 INHERITED = (
     "ANTHROPIC_API_KEY",

@@ -52,6 +52,7 @@ def app_config(tmp_path: Path, upstream: FakeUpstream, **overrides: Any) -> dict
         "ANTHROPIC_BASE_URL": upstream.url,
         "UPSTREAM_MAX_RETRIES": 0,
         "HEARTBEAT_SECONDS": 5.0,
+        "TITLE_MODEL": "",  # no title requests unless a test asks: they would use its scenarios
         # Test clients are signed in by a trusted proxy's header (see SignedInClient).
         "TRUSTED_USER_HEADER": USER_HEADER,
         "TRUSTED_PROXIES": "127.0.0.1",

@@ -208,6 +208,8 @@ def _environment(
         # Clients sign in by naming a user in this header; the fault proxy relays from loopback.
         CHATAPP_TRUSTED_USER_HEADER=USER_HEADER,
         CHATAPP_TRUSTED_PROXIES=HOST,
+        # No title requests: they would take the fake upstream's scenarios (and be counted).
+        CHATAPP_TITLE_MODEL="",
     )
     if upstream is not None:
         if not upstream.url:

@@ -1127,3 +1127,60 @@ def test_a_daily_cost_limit_and_a_rate_limit(configured: Configure, upstream: Fa
     send(client, "One")
     refused = client.post("/messages", data={"content": "Two"}, headers={"HX-Request": "true"})
     assert refused.status_code == 429 and "1 answer a minute" in html(refused.data).get_text()
+
+
+def test_a_small_model_names_the_conversation_after_its_first_answer(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    app = configured(TITLE_MODEL="claude-haiku-4-5")
+    client = app.test_client()
+    upstream.push(Scenario(text="Start with the book."), Scenario(text='"Learning Rust Fast."\n'))
+    first = send(client, "How do I learn Rust quickly?")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    response = client.get(
+        f"/conversations/{conversation_id}/events?after={answer_id(first)}", buffered=False
+    )
+    raw = ""
+    for chunk in response.response:
+        raw += chunk.decode()
+        if "event: title" in raw and raw.endswith("\n\n"):
+            break
+    response.close()
+    title = [e for e in parse_events(raw) if e.get("event") == "title"][0]
+    assert html(title["data"]).select_one("#chat-title").get_text() == "Learning Rust Fast"
+    with app.app_context():
+        assert db.session.get(Conversation, conversation_id).title == "Learning Rust Fast"
+    asked_for_title = upstream.requests[1]
+    assert asked_for_title["model"] == "claude-haiku-4-5" and not asked_for_title.get("stream")
+    assert asked_for_title["max_tokens"] <= 32
+
+    # Only the first answer names it, and a name someone gave is kept.
+    client.post(f"/conversations/{conversation_id}/title", data={"title": "Mine"})
+    upstream.push(Scenario(text="More."))
+    wait_finished(app, answer_id(send(client, "And then?", conversation_id)))
+    gevent.sleep(0.2)
+    assert len(upstream.requests) == 3
+    with app.app_context():
+        assert db.session.get(Conversation, conversation_id).title == "Mine"
+
+
+def test_demo_mode_names_conversations_too(configured: Configure) -> None:
+    app = configured(
+        ANTHROPIC_API_KEY=None,
+        TITLE_MODEL="claude-haiku-4-5",
+        DEMO_FIRST_TOKEN_SECONDS=0.01,
+        DEMO_TOKENS_PER_SECOND=3000,
+    )
+    client = app.test_client()
+    fragment = send(client, "Why is the sky blue at noon and red at dusk")
+    conversation_id = int(fragment.select_one("#conversation-id")["value"])
+    wait_finished(app, answer_id(fragment))
+    deadline = time.monotonic() + 5
+    title = ""
+    while time.monotonic() < deadline:
+        with app.app_context():
+            title = db.session.get(Conversation, conversation_id).title
+        if title == "Why is the sky blue at":
+            break
+        gevent.sleep(0.1)
+    assert title == "Why is the sky blue at"

@@ -161,7 +161,7 @@ def streaming_answer(conversation: Conversation) -> Message | None:
 def add_exchange(conversation: Conversation, prompt: str) -> tuple[Message, Message]:
     """Store the user's message and an empty answer to be streamed, and commit."""
     if not conversation.messages:
-        conversation.title = _title_from(prompt)
+        conversation.title = title_from(prompt)
     question = Message(conversation=conversation, role="user", content=prompt)
     answer = Message(
         conversation=conversation,
@@ -272,6 +272,6 @@ def update_settings(conversation: Conversation, *, model: str, system_prompt: st
     db.session.commit()
 
 
-def _title_from(prompt: str) -> str:
+def title_from(prompt: str) -> str:
     line = " ".join(prompt.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

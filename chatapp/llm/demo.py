@@ -226,6 +226,10 @@ class FakeUpstream:
         pace = scenario.pace or self.pace
         if scenario.text is not None:
             text, stop_reason = scenario.text, scenario.stop_reason
+        elif not body.get("stream") and int(body.get("max_tokens") or 0) <= 32:
+            # A title request (see chatapp/llm/titles.py): the question's first words.
+            question = _last_user_text(body).removeprefix("Question:\n").split("\n\n")[0]
+            text, stop_reason = _topic(question).rstrip("…"), scenario.stop_reason
         else:
             text, truncated = _demo_reply(body)
             stop_reason = "max_tokens" if truncated else scenario.stop_reason

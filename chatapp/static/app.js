@@ -22,7 +22,7 @@
     var remember = function (event) {
       if (event.lastEventId) lastIds.set(url, event.lastEventId);
     };
-    ["frame", "exchange", "restart"].forEach(function (name) {
+    ["frame", "exchange", "restart", "title"].forEach(function (name) {
       source.addEventListener(name, remember);
     });
     // An answer's stream has ended: a later stream at this URL (after Retry) starts afresh.

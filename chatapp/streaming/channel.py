@@ -12,9 +12,10 @@ from gevent.queue import Empty, Full, Queue
 class Announcement:
     """News for everyone who has a conversation open: messages appeared or were restarted."""
 
-    kind: str  # "exchange": new messages to append; "restart": a message to replace
+    kind: str  # "exchange": new messages to append; "restart": a message to replace; "title"
     message_ids: tuple[int, ...]
     origin: str | None = None  # the tab that caused it, which already shows it
+    title: str | None = None  # the conversation's new title, for "title"
 
 
 Item = TypeVar("Item")

@@ -17,7 +17,7 @@ import httpx2
 from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
-from ..llm import errors
+from ..llm import errors, titles
 from ..llm.reply import Piece, Reply
 from ..llm.request import build_request
 from ..models import MessageState, Status
@@ -60,6 +60,7 @@ class Generation:
         self._greenlet: Greenlet | None = None
         self._finishing = False
         self._model: str | None = None
+        self._first_question: str | None = None  # this is the conversation's first answer
 
     # -- life -----------------------------------------------------------------------------
 
@@ -155,6 +156,7 @@ class Generation:
             self._model, system_prompt, history = persistence.load_history(
                 self.streams.app, self.message_id
             )
+            self._first_question = history[0].content if len(history) == 1 else None
             request = build_request(
                 model=self._model,
                 system_prompt=system_prompt,
@@ -272,6 +274,22 @@ class Generation:
             except Exception:
                 log.exception("could not tell other workers that answer %s ended", self.message_id)
         log.info("generation finished", extra={"fields": _log_fields(state)})
+        if status is Status.COMPLETE and self._first_question is not None:
+            gevent.spawn(self._name_conversation, self._first_question, state.content)
+
+    def _name_conversation(self, question: str, answer: str) -> None:
+        """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);
+        open pages show the new title. A failure leaves the title as it was."""
+        model = self.streams.app.config.get("TITLE_MODEL")
+        if not model:
+            return
+        try:
+            title = titles.suggest(self.streams.claude.client, model, question, answer)
+        except (anthropic.APIError, httpx2.HTTPError) as exc:
+            log.info("no title for conversation %s: %r", self.conversation_id, exc)
+            return
+        if title and persistence.retitle(self.streams.app, self.conversation_id, question, title):
+            self.streams.announce(self.conversation_id, "title", (), None, title)
 
 
 def _log_fields(state: MessageState) -> dict[str, Any]:

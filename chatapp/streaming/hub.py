@@ -98,10 +98,16 @@ class Streams:
         return True
 
     def announce(
-        self, conversation_id: int, kind: str, message_ids: tuple[int, ...], origin: str | None
+        self,
+        conversation_id: int,
+        kind: str,
+        message_ids: tuple[int, ...],
+        origin: str | None,
+        title: str | None = None,
     ) -> None:
-        """Tell every open page of the conversation that messages appeared or restarted."""
-        news = Announcement(kind, message_ids, origin)
+        """Tell every open page of the conversation that messages appeared or restarted, or
+        that it has a new title."""
+        news = Announcement(kind, message_ids, origin, title)
         if self.relay is not None:
             try:
                 self.relay.announce(conversation_id, news)  # comes back to this worker's pages too

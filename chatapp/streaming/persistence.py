@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 from flask import Flask
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import CursorResult, bindparam, func, select, update
 
+from ..conversations.store import title_from
 from ..extensions import db
 from ..metrics import Meter
-from ..models import Message, MessageState, Status, utcnow
+from ..models import Conversation, Message, MessageState, Status, utcnow
 
 if TYPE_CHECKING:
     from gevent import Greenlet
@@ -145,6 +146,19 @@ def store_final(app: Flask, state: MessageState) -> None:
             update(Message).where(Message.id == state.id).values(**values, updated_at=utcnow())
         )
         db.session.commit()
+
+
+def retitle(app: Flask, conversation_id: int, question: str, title: str) -> bool:
+    """Give the conversation `title`, unless someone renamed it meanwhile."""
+    with app.app_context():
+        done: CursorResult[Any] = db.session.execute(  # type: ignore[assignment]
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .where(Conversation.title == title_from(question))
+            .values(title=title)
+        )
+        db.session.commit()
+        return bool(done.rowcount)
 
 
 def load_state(app: Flask, message_id: int) -> MessageState | None:

@@ -128,7 +128,12 @@ class Relay:
 
     def announce(self, conversation_id: int, news: Announcement) -> None:
         message = json.dumps(
-            {"kind": news.kind, "message_ids": list(news.message_ids), "origin": news.origin}
+            {
+                "kind": news.kind,
+                "message_ids": list(news.message_ids),
+                "origin": news.origin,
+                "title": news.title,
+            }
         )
         self.redis.publish(self._conversation(conversation_id), message)
 
@@ -260,7 +265,11 @@ class Relay:
             return
         body = json.loads(data)
         if name.startswith(f"{self._prefix}:conversation:"):
-            channel.publish(Announcement(body["kind"], tuple(body["message_ids"]), body["origin"]))
+            channel.publish(
+                Announcement(
+                    body["kind"], tuple(body["message_ids"]), body["origin"], body.get("title")
+                )
+            )
             return
         message_id = int(name.rsplit(":", 1)[1])
         remote = self._views.setdefault(name, _RemoteView())
