@@ -79,7 +79,7 @@ class Flusher:
             return
         batch, self._dirty = self._dirty, {}
         rows, taken = [], []
-        for mid, progress in batch.items():
+        for mid, progress in sorted(batch.items()):  # lock order: see Sweeper.sweep
             new = progress.unstored()
             if new.text or new.thinking:
                 rows.append(

@@ -55,8 +55,18 @@ class Sweeper:
         now = utcnow()
         with self._app.app_context():
             if live:
+                # Rows are locked in id order, as the group commit writes them: two writers
+                # that lock in the same order never deadlock.
+                locked = (
+                    select(Message.id)
+                    .where(Message.id.in_(live))
+                    .order_by(Message.id)
+                    .with_for_update()
+                )
                 db.session.execute(
-                    update(Message).where(Message.id.in_(live)).values(updated_at=now)
+                    update(Message)
+                    .where(Message.id.in_(list(db.session.scalars(locked))))
+                    .values(updated_at=now)
                 )
             stale = (
                 select(Message.id)
