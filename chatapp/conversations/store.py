@@ -7,13 +7,14 @@ exactly like ids that do not exist, so nobody can even learn which ones do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import abort
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..models import Conversation, Message, MessageState, Status, User, utcnow
+from ..models import Conversation, Message, Status, User, utcnow
 
 TITLE_CHARS = 60
 
@@ -94,16 +95,22 @@ def get_message(message_id: int, owner: User) -> Message:
     return message
 
 
-def answers(conversation_id: int) -> list[MessageState]:
-    """The conversation's answers as they are stored (for what they cost)."""
-    return [
-        MessageState.of(message)
-        for message in db.session.scalars(
-            select(Message)
+def answer_usage(conversation_id: int) -> list[Any]:
+    """The model and token counts of each of the conversation's answers (for what they cost),
+    without reading their text."""
+    return list(
+        db.session.execute(
+            select(
+                Message.model,
+                Message.input_tokens,
+                Message.output_tokens,
+                Message.cache_read_tokens,
+                Message.cache_creation_tokens,
+            )
             .where(Message.conversation_id == conversation_id)
             .where(Message.role == "assistant")
         )
-    ]
+    )
 
 
 @dataclass(frozen=True)

@@ -163,8 +163,11 @@ class Rerenderer:
         self._settled_html = ""
 
     def render(self, text: str) -> str:
-        if _PLAIN_LINE.fullmatch(text) or "\x00" in text:
-            return render(text)
+        plain = _plain_paragraph(text)
+        if plain is not None:
+            return plain
+        if "\x00" in text:
+            return render(text)  # markdown-it's own normalizing applies
         tokens: list[Token] = []
         env: dict[str, Any] = {}
         parser.block.parse(text, parser, env, tokens)
@@ -200,10 +203,14 @@ class Rerenderer:
 
 def render(text: str) -> str:
     """Markdown source (one or more whole blocks) as safe HTML."""
-    if _PLAIN_LINE.fullmatch(text):
-        # What markdown-it and nh3 make of it, without parsing (the common tail of an answer).
-        return f"<p>{text.rstrip(' ')}</p>\n"
-    return sanitize(parser.render(text))
+    plain = _plain_paragraph(text)
+    return plain if plain is not None else sanitize(parser.render(text))
+
+
+def _plain_paragraph(text: str) -> str | None:
+    """What markdown-it and nh3 make of a line of plain prose (the common tail of an answer),
+    without parsing it; None for anything else."""
+    return f"<p>{text.rstrip(' ')}</p>\n" if _PLAIN_LINE.fullmatch(text) else None
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ def _render_news(news: Announcement, messages: list[MessageState]) -> str:
 
 def _render_final(state: MessageState) -> str:
     # A streamed answer is always its conversation's last message: sending waits for it.
-    answers = store.answers(state.conversation_id)
+    answers = store.answer_usage(state.conversation_id)
     db.session.close()
     return (
         render_template("_message.html", message=state, oob=True, last=True, keep_content=True)
