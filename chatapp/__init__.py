@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
-    from . import auth, conversations, htmx, operations, streaming
+    from . import auth, conversations, htmx, operations, streaming, tools
     from .conversations.views import bp as conversations_bp
     from .render import render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
@@ -44,12 +44,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     app.session_interface = auth.SessionCookies()
     streaming.Streams(app)
+    tools.load(name.strip() for name in app.config["TOOL_MODULES"].split(",") if name.strip())
     del conversations
 
     app.jinja_env.filters["render_text"] = render_text
     app.jinja_env.globals["render_answer"] = render_answer
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section
+    app.jinja_env.globals["registered_tools"] = tools.registered
     prices = app.config["PRICES"]
     app.jinja_env.globals.update(
         answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),

@@ -15,7 +15,11 @@ DEFAULTS: dict[str, Any] = {
     "MODEL": "claude-sonnet-4-6",
     "MODELS": ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"],
     "MAX_TOKENS": 8192,
-    "TITLE_MODEL": "claude-haiku-4-5",  # names a conversation after its first answer; "" = off
+    "TITLE_MODEL": "claude-haiku-4-5",
+    # Tools (chatapp/tools): the most rounds of tool calls in one answer, and modules to import
+    # for more tools ("package.module,other.module"; importing one registers its tools).
+    "MAX_TOOL_ROUNDS": 8,
+    "TOOL_MODULES": "",  # names a conversation after its first answer; "" = off
     # Dollars per million tokens: input, output, cache write (5 min), cache read. Check them
     # against anthropic.com/pricing and override with CHATAPP_PRICES (JSON) when they change.
     "PRICES": {

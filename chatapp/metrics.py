@@ -41,6 +41,7 @@ class Meter:
         self.characters = 0
         self.answers: Counter[str] = Counter()  # by final status
         self.upstream_errors: Counter[str] = Counter()  # by kind
+        self.tool_calls: Counter[tuple[str, bool]] = Counter()  # by tool, and failed or not
         self.first_token = Histogram((0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30))
         self.db_flush = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
 
@@ -84,6 +85,16 @@ class Meter:
             [
                 f'chatapp_upstream_errors_total{{kind="{k}"}} {n}'
                 for k, n in sorted(self.upstream_errors.items())
+            ],
+        )
+        family(
+            "chatapp_tool_calls_total",
+            "counter",
+            "Tool calls run for Claude, by tool and outcome.",
+            [
+                f'chatapp_tool_calls_total{{tool="{tool}",outcome="{outcome}"}} {n}'
+                for (tool, failed), n in sorted(self.tool_calls.items())
+                for outcome in ["error" if failed else "ok"]
             ],
         )
         family(

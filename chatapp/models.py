@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -63,6 +64,11 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model: Mapped[str] = mapped_column(String(100))
     system_prompt: Mapped[str] = mapped_column(Text, default="")
+    # The tools Claude may call here, by name, separated by spaces ("" for none).
+    tools: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # Extended thinking: on or off, and how many tokens it may use.
+    thinking: Mapped[bool] = mapped_column(default=False, server_default=false())
+    thinking_budget: Mapped[int] = mapped_column(Integer, default=4096, server_default="4096")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
@@ -95,6 +101,10 @@ class Message(db.Model):  # type: ignore[name-defined]
     cache_creation_tokens: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
+    # An answer as the Messages API takes it back: its rounds of thinking (with signatures),
+    # text, tool calls and tool results. Written when the answer ends; read only to ask the
+    # next answer.
+    transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -123,10 +133,15 @@ class MessageState:
     cache_creation_tokens: int | None = None
     ttft_ms: int | None = None
     duration_ms: int | None = None
+    # Only where the next request is built (see `Message.transcript`); never loaded for pages.
+    transcript: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, message: Message) -> MessageState:
-        return cls(**{name: getattr(message, name) for name in _STATE_FIELDS})
+    def of(cls, message: Message, *, transcript: bool = False) -> MessageState:
+        values = {name: getattr(message, name) for name in _STATE_FIELDS}
+        if transcript:
+            values["transcript"] = message.transcript
+        return cls(**values)
 
     @property
     def position(self) -> int:
@@ -142,4 +157,4 @@ class MessageState:
         return not self.is_streaming
 
 
-_STATE_FIELDS = tuple(f.name for f in fields(MessageState))
+_STATE_FIELDS = tuple(f.name for f in fields(MessageState) if f.name != "transcript")

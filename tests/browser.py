@@ -143,6 +143,10 @@ class RemoteBrowser:
     def reload(self, page: str) -> None:
         self.call("reload", page=page)
 
+    def screenshot(self, page: str, path: str) -> None:
+        """Save a picture of the whole page at `path`, to look at."""
+        self.call("screenshot", page=page, path=path)
+
     def errors(self, page: str) -> list[dict[str, str]]:
         """Uncaught exceptions and console errors of the page so far."""
         value: list[dict[str, str]] = self.call("errors", page=page)
@@ -273,6 +277,9 @@ class _Driver:
 
     def _reload(self, name: str, page: Any) -> None:
         page.reload()
+
+    def _screenshot(self, name: str, page: Any, path: str) -> None:
+        page.screenshot(path=path, full_page=True)
 
     def _errors(self, name: str, page: Any) -> list[dict[str, str]]:
         return self.page_errors[name]

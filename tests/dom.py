@@ -116,11 +116,11 @@ class Screen:
         return int(self.last_id.rpartition(":")[2]) if self.last_id else 0
 
 
-def rendered(text: str) -> str:
+def rendered(text: str, message_id: int = 0) -> str:
     """What a reloaded page shows as the content of a finished answer with `text`."""
     from chatapp.render import render_answer
 
-    return normalized(render_answer(text))
+    return normalized(render_answer(text, message_id))
 
 
 def streamed_html(events: list[dict[str, str]], message_id: int) -> str:

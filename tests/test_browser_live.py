@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
 from chatapp.render import render_answer
 
 from .browser import RemoteBrowser, missing_browser
@@ -621,3 +621,55 @@ def test_a_send_that_cannot_reach_the_server_says_so_and_keeps_the_text(
     assert "Could not reach chatapp" in notice
     box = browser.evaluate("offline", "() => document.getElementById('message-input').value")
     assert box == "Will this arrive?"
+
+
+TOOL_BLOCK = """
+(id) => {
+  const article = document.getElementById(id);
+  const block = article && article.querySelector(".tool");
+  if (!block || article.dataset.status !== "complete") return null;
+  if (article.querySelector(".htmx-added, .htmx-settling")) return null;  // htmx still settling
+  const part = (name) => { const e = block.querySelector(name); return e && e.textContent; };
+  return {
+    classes: block.className, name: part(".tool__name"), status: part(".tool__status"),
+    input: part(".tool__input"), result: part(".tool__result"),
+    content: article.querySelector("[data-content]").innerHTML,
+  };
+}
+"""
+
+
+def test_a_tool_call_shows_as_a_block_between_the_prose(
+    server: AppServer,
+    fake: FakeUpstream,
+    browser: RemoteBrowser,
+    pages: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    fake.push(
+        Scenario(
+            text="Let me work that out.",
+            tool_uses=[ToolUse("calculator", pieces=['{"expression"', ': "6 * 7"}'])],
+            pace=QUICK,
+        ),
+        Scenario(text="Six times seven is **42**.", pace=QUICK),
+    )
+    pages.append("tools")
+    browser.open("tools", server.url + "/")
+    browser.click("tools", "#new-chat-options summary")
+    browser.click("tools", 'input[name="tools"][value="calculator"]')
+    browser.send("tools", "What is six times seven?")
+    answer = new_answer(browser, "tools")
+    block = browser.wait_for("tools", TOOL_BLOCK, answer)
+    assert block["classes"] == "tool tool--done"
+    assert block["name"] == "calculator" and block["input"] == '{"expression": "6 * 7"}'
+    assert block["result"] == "42" and block["status"].endswith("ms")
+    content = block["content"]
+    assert content.index("Let me work that out.") < content.index("tool--done")
+    assert content.index("tool--done") < content.index("<strong>42</strong>")
+    browser.screenshot("tools", str(tmp_path_factory.mktemp("shots") / "tool-block.png"))
+
+    browser.reload("tools")
+    reloaded = browser.wait_for("tools", TOOL_BLOCK, answer)
+    assert reloaded["content"] == content
+    assert page_failures(browser, "tools") == []

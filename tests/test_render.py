@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from chatapp.render import live, markdown
 from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
+from chatapp.tools import record
 
 from .dom import Document, normalized
 
@@ -129,11 +130,27 @@ BLOCKS = st.one_of(
     st.text(alphabet="ab #*-_`~>|[]()!:\n 1.\t\r=\\<", max_size=40),
 )
 SEPARATORS = st.sampled_from(["\n", "\n\n", "\n\n\n", " ", "", "\r\n", "\n  "])
+# Tool calls between the prose (see chatapp.tools.record): whole, or cut anywhere.
+JSONISH = st.text(alphabet='{}[]":, ab1<&>\r\n', max_size=20)
+RECORDS = st.builds(
+    lambda name, given, result, failed, cut: (
+        record.opening("toolu_1", name)
+        + given
+        + record.input_done()
+        + record.outcome(result, is_error=failed, ms=12)
+    )[:cut],
+    st.sampled_from(["calculator", "<b>x</b>", ""]),
+    JSONISH,
+    JSONISH,
+    st.booleans(),
+    st.integers(min_value=1, max_value=200),
+)
+WITH_TOOLS = st.one_of(BLOCKS, RECORDS)
 
 
 @st.composite
-def answers(draw: st.DrawFn) -> tuple[str, list[int]]:
-    parts = draw(st.lists(st.tuples(BLOCKS, SEPARATORS), min_size=1, max_size=8))
+def answers(draw: st.DrawFn, blocks: st.SearchStrategy[str] = WITH_TOOLS) -> tuple[str, list[int]]:
+    parts = draw(st.lists(st.tuples(blocks, SEPARATORS), min_size=1, max_size=8))
     text = "".join(block + separator for block, separator in parts)
     cuts = draw(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=30))
     return text, cuts
@@ -145,11 +162,11 @@ def test_streamed_html_equals_the_reloaded_page_for_any_chunking(
     answer: tuple[str, list[int]],
 ) -> None:
     text, cuts = answer
-    assert shown(stream(text, cuts)) == normalized(render_answer(text))
+    assert shown(stream(text, cuts)) == normalized(render_answer(text, MESSAGE))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(answers())
+@given(answers(BLOCKS))
 def test_block_by_block_equals_rendering_the_whole_text(answer: tuple[str, list[int]]) -> None:
     text, _ = answer
     assert render_answer(text) == markdown.render(text)
@@ -174,7 +191,7 @@ def test_a_listener_that_joins_midway_converges_too(
     page.apply(renderer.reset())
     page.apply(renderer.feed(text[start:]))
     page.apply(renderer.finish())
-    assert shown(page) == normalized(render_answer(text))
+    assert shown(page) == normalized(render_answer(text, MESSAGE))
 
 
 @settings(max_examples=300, deadline=None)
@@ -212,6 +229,29 @@ def test_every_step_shows_what_rendering_that_much_text_at_once_shows(
             renderer.feed(text[start:end])
             start = end
             assert renderer.html() == render_streaming(MESSAGE, text[:end])
+
+
+def test_a_tool_call_ends_the_prose_before_it_and_streams_in_place() -> None:
+    renderer = LiveMarkdown(MESSAGE)
+    renderer.feed("Let me check:\n\n```python\nx = 1\n")
+    swaps = renderer.feed(record.opening("toolu_1", "calculator") + '{"expr')
+    # The open fence is finished as it stands, the tail emptied, the tool's block appended.
+    assert "beforebegin:#m-7-tail" in swaps and "innerHTML:#m-7-tail" in swaps
+    assert 'id="m-7-tool-0"' in swaps and "Preparing…" in swaps
+    swaps = renderer.feed('ession": "1+1"}' + record.input_done())
+    assert swaps.startswith('<div class="tool tool--running" id="m-7-tool-0" hx-swap-oob="true">')
+    swaps = renderer.feed(record.outcome("2", is_error=False, ms=1500) + "So: 2.")
+    assert "1.5 s" in swaps and '<pre class="tool__result">2</pre>' in swaps
+    assert "<p>So: 2.</p>" in swaps
+    renderer.finish()
+    whole = renderer.finished_html()
+    assert whole.index("highlight") < whole.index("m-7-tool-0") < whole.index("So: 2.")
+
+
+def test_a_tool_call_left_open_when_the_answer_ends_says_so() -> None:
+    text = "Wait.\n\n" + record.opening("toolu_1", "wait") + "{}" + record.input_done()
+    assert "Running…" in render_streaming(MESSAGE, text)
+    assert "Did not finish" in render_answer(text, MESSAGE)
 
 
 PROSE = st.text(alphabet="ab *_`[]()!<>&\\~:;#.\n", max_size=50)

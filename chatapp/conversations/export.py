@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import costs
 from ..models import Conversation, MessageState
+from ..tools import record
 
 
 def as_markdown(conversation: Conversation) -> str:
@@ -16,7 +17,7 @@ def as_markdown(conversation: Conversation) -> str:
     for message in conversation.messages:
         who = "You" if message.role == "user" else "Claude"
         status = "" if message.status == "complete" else f" ({message.status})"
-        lines += ["", f"## {who}{status}", "", message.content]
+        lines += ["", f"## {who}{status}", "", _with_tool_calls(message.content)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -29,7 +30,17 @@ def as_json(conversation: Conversation, prices: dict[str, costs.Price]) -> dict[
             {
                 "id": state.id,
                 "role": state.role,
-                "content": state.content,
+                "content": record.plain_text(state.content),
+                "tool_calls": [
+                    {
+                        "tool": call.name,
+                        "input": call.input,
+                        "result": call.result if call.closed else None,
+                        "is_error": call.is_error if call.closed else None,
+                        "duration_ms": call.ms if call.closed else None,
+                    }
+                    for call in record.calls(state.content)
+                ],
                 "thinking": state.thinking or None,
                 "status": state.status,
                 "error": state.error,
@@ -55,6 +66,24 @@ def as_json(conversation: Conversation, prices: dict[str, costs.Price]) -> dict[
         "created_at": conversation.created_at.isoformat(),
         "messages": messages,
     }
+
+
+def _with_tool_calls(content: str) -> str:
+    """An answer's text with each tool call written as a quoted note where it happened."""
+    pieces = []
+    for piece in record.split(content):
+        if not record.is_record(piece):
+            pieces.append(piece)
+            continue
+        call = record.parse(piece)
+        note = f"Tool {call.name}: {call.input}"
+        if call.closed:
+            outcome = "failed" if call.is_error else "result"
+            note += f"\n{outcome} ({call.ms} ms): {call.result}"
+        else:
+            note += "\n(did not finish)"
+        pieces.append("\n\n" + _quoted(note) + "\n\n")
+    return "".join(pieces)
 
 
 def _quoted(text: str) -> str:

@@ -15,8 +15,12 @@ from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..models import Conversation, Message, Status, User, utcnow
+from ..tools.record import plain_text
 
 TITLE_CHARS = 60
+# Extended thinking's budget: the API's least, and a ceiling that keeps a slip of the finger
+# from costing a fortune.
+THINKING_BUDGET_RANGE = (1024, 64_000)
 
 
 class PromptError(ValueError):
@@ -33,6 +37,48 @@ def clean_prompt(text: str, *, limit: int) -> str:
             "Shorten it and send again."
         )
     return text
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be saved; the message says why, for the page."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a conversation asks Claude: the model, system prompt, tools and thinking."""
+
+    model: str
+    system_prompt: str = ""
+    tools: tuple[str, ...] = ()
+    thinking: bool = False
+    thinking_budget: int = 4096
+
+
+def clean_settings(
+    *,
+    model: str,
+    system_prompt: str,
+    tools: list[str],
+    thinking: bool,
+    thinking_budget: str,
+    models: list[str],
+    known_tools: list[str],
+) -> Settings:
+    """Settings from a form, or SettingsError saying what is wrong with them."""
+    if model not in models:
+        raise SettingsError(f"There is no model called {model!r} here; pick one from the list.")
+    unknown = [name for name in tools if name not in known_tools]
+    if unknown:
+        raise SettingsError(f"There is no tool called {unknown[0]!r} here.")
+    low, high = THINKING_BUDGET_RANGE
+    try:
+        budget = int(thinking_budget.strip() or 4096)
+    except ValueError:
+        raise SettingsError("The thinking budget must be a whole number of tokens.") from None
+    if not low <= budget <= high:
+        raise SettingsError(f"The thinking budget must be between {low:,} and {high:,} tokens.")
+    chosen = tuple(name for name in known_tools if name in tools)
+    return Settings(model, system_prompt.strip(), chosen, thinking, budget)
 
 
 def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Pagination:
@@ -148,9 +194,10 @@ def usage_by_person_and_model() -> list[UsageRow]:
     return [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in rows]
 
 
-def create_conversation(owner: User, *, model: str, system_prompt: str = "") -> Conversation:
+def create_conversation(owner: User, settings: Settings) -> Conversation:
     """A new, empty conversation of the owner's (not committed)."""
-    conversation = Conversation(user_id=owner.id, model=model, system_prompt=system_prompt.strip())
+    conversation = Conversation(user_id=owner.id)
+    _apply(conversation, settings)
     db.session.add(conversation)
     return conversation
 
@@ -216,6 +263,7 @@ def restart_answer(message: Message) -> Message:
         "cache_creation_tokens",
         "ttft_ms",
         "duration_ms",
+        "transcript",
     ):
         setattr(message, name, None)
     message.content = message.thinking = ""
@@ -253,7 +301,7 @@ def continue_answer(message: Message) -> tuple[Message, Message]:
         Status.FAILED.value,
     ):
         raise ActionError("Only an answer that was cut short can be continued.")
-    if not message.content.strip():
+    if not plain_text(message.content).strip():
         raise ActionError("There is nothing to continue yet; retry the answer instead.")
     return add_exchange(message.conversation, CONTINUE_PROMPT)
 
@@ -272,11 +320,18 @@ def delete(conversation: Conversation) -> None:
     db.session.commit()
 
 
-def update_settings(conversation: Conversation, *, model: str, system_prompt: str) -> None:
-    """Change the model and system prompt used for the next answers."""
-    conversation.model = model
-    conversation.system_prompt = system_prompt.strip()
+def update_settings(conversation: Conversation, settings: Settings) -> None:
+    """Change how the next answers are asked."""
+    _apply(conversation, settings)
     db.session.commit()
+
+
+def _apply(conversation: Conversation, settings: Settings) -> None:
+    conversation.model = settings.model
+    conversation.system_prompt = settings.system_prompt
+    conversation.tools = " ".join(settings.tools)
+    conversation.thinking = settings.thinking
+    conversation.thinking_budget = settings.thinking_budget
 
 
 def title_from(prompt: str) -> str:

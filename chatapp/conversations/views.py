@@ -17,7 +17,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import htmx
+from .. import htmx, tools
 from ..auth import signed_in_user
 from ..models import Conversation, Message, MessageState
 from ..streaming import live_view, streams
@@ -64,11 +64,11 @@ def send() -> ResponseReturnValue:
     if over := _over_quota():
         return _composer_error(over, conversation, status=429)
     if conversation is None:
-        conversation = store.create_conversation(
-            signed_in_user(),
-            model=_model_from_form(),
-            system_prompt=request.form.get("system_prompt", ""),
-        )
+        try:
+            settings = _settings_from_form()
+        except store.SettingsError as exc:
+            return _composer_error(str(exc), None)
+        conversation = store.create_conversation(signed_in_user(), settings)
     elif store.streaming_answer(conversation) is not None:
         return _composer_error(
             "Claude is still answering. Wait for the answer or press Stop, then send again.",
@@ -174,13 +174,13 @@ def continue_(message_id: int) -> ResponseReturnValue:
 
 @bp.post("/conversations/<int:conversation_id>/settings")
 def settings(conversation_id: int) -> ResponseReturnValue:
-    """Change the model and system prompt for the next answers."""
+    """Change the model, system prompt, tools and thinking for the next answers."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
-    store.update_settings(
-        conversation,
-        model=_model_from_form(),
-        system_prompt=request.form.get("system_prompt", ""),
-    )
+    try:
+        store.update_settings(conversation, _settings_from_form())
+    except store.SettingsError as exc:
+        body = render_template("_settings.html", conversation=conversation, error=exc)
+        return make_response(body, 422)
     if htmx.is_htmx(request):
         return make_response(
             render_template("_settings.html", conversation=conversation, saved=True)
@@ -261,12 +261,17 @@ def _conversation_from_form() -> Conversation | None:
     return store.get_conversation(int(raw), signed_in_user())
 
 
-def _model_from_form() -> str:
-    models: list[str] = current_app.config["MODELS"]
-    model = request.form.get("model") or current_app.config["MODEL"]
-    if model not in models:
-        abort(400, f"Unknown model {model!r}")
-    return model
+def _settings_from_form() -> store.Settings:
+    config = current_app.config
+    return store.clean_settings(
+        model=request.form.get("model") or config["MODEL"],
+        system_prompt=request.form.get("system_prompt", ""),
+        tools=request.form.getlist("tools"),
+        thinking=request.form.get("thinking") == "on",
+        thinking_budget=request.form.get("thinking_budget", ""),
+        models=config["MODELS"],
+        known_tools=list(tools.registered()),
+    )
 
 
 def _over_quota() -> str | None:

@@ -24,13 +24,14 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 import socket
 import sys
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -117,7 +118,23 @@ class Scenario:
     stall_seconds: float = 0.0
     unknown_events: bool = False  # interleave events of a type the SDK does not know
     pace: Pace | None = None  # overrides the server's pace for this reply
-    stop_reason: str = "end_turn"
+    stop_reason: str = "end_turn"  # "tool_use" when there are tool_uses
+    tool_uses: list[ToolUse] = field(default_factory=list)  # called after the text
+    signature_only: bool = False  # the thinking block carries a signature and no text
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool call in a scripted reply. The input streams as `input_json_delta` pieces: an
+    empty one first, as the API sends, then `pieces` if given (they need not be valid JSON),
+    else the JSON of `input` cut at the server's pace."""
+
+    name: str
+    input: dict[str, Any] = field(default_factory=dict)
+    pieces: list[str] | None = None
+
+    def json(self) -> str:
+        return "".join(self.pieces) if self.pieces is not None else json.dumps(self.input)
 
 
 class _ClientGone(Exception):
@@ -224,16 +241,24 @@ class FakeUpstream:
 
     def _plan(self, body: dict[str, Any], scenario: Scenario) -> _Reply:
         pace = scenario.pace or self.pace
+        tool_uses = scenario.tool_uses
         if scenario.text is not None:
             text, stop_reason = scenario.text, scenario.stop_reason
         elif not body.get("stream") and int(body.get("max_tokens") or 0) <= 32:
             # A title request (see chatapp/llm/titles.py): the question's first words.
             question = _last_user_text(body).removeprefix("Question:\n").split("\n\n")[0]
             text, stop_reason = _topic(question).rstrip("…"), scenario.stop_reason
+        elif _tool_results(body):
+            text, stop_reason = _demo_after_tools(body), scenario.stop_reason
+        elif demo_call := _demo_tool_use(body):
+            text, tool_uses = demo_call
+            stop_reason = scenario.stop_reason
         else:
             text, truncated = _demo_reply(body)
             stop_reason = "max_tokens" if truncated else scenario.stop_reason
-        thinking = scenario.thinking
+        if tool_uses:
+            stop_reason = "tool_use"
+        thinking = "" if scenario.signature_only else scenario.thinking
         if thinking is None and _thinking_requested(body):
             thinking = _demo_thinking(_last_user_text(body))
         input_tokens, cache_read, cache_write = self._use_cache(body)
@@ -241,6 +266,7 @@ class FakeUpstream:
             model=str(body.get("model") or "claude-demo"),
             text=text,
             thinking=thinking,
+            tool_uses=tool_uses,
             stop_reason=stop_reason,
             input_tokens=input_tokens,
             cache_read_tokens=cache_read,
@@ -282,6 +308,10 @@ class FakeUpstream:
                 {"type": "thinking", "thinking": reply.thinking, "signature": _signature()}
             )
         content.append({"type": "text", "text": reply.text})
+        for use in reply.tool_uses:
+            content.append(
+                {"type": "tool_use", "id": _new_id("toolu"), "name": use.name, "input": use.input}
+            )
         message = reply.message_start()
         message.update(
             content=content,
@@ -298,6 +328,7 @@ class _Reply:
     model: str
     text: str
     thinking: str | None
+    tool_uses: list[ToolUse]
     stop_reason: str
     input_tokens: int
     cache_read_tokens: int
@@ -327,6 +358,7 @@ class _Reply:
 
     def output_tokens(self) -> int:
         chars = len(self.text) + len(self.thinking or "")
+        chars += sum(len(use.json()) for use in self.tool_uses)
         return max(1, round(chars / _CHARS_PER_TOKEN))
 
     def pieces(self, text: str, cuts: Iterable[int] = ()) -> list[str]:
@@ -391,25 +423,32 @@ class _ReplyStream:
             yield from self._thinking_block(index, reply.thinking)
             index += 1
 
-        yield self._write(
-            _event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
+        if reply.text or not reply.tool_uses:
+            yield self._write(
+                _event(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
+                + (_unknown_event("after_block_start") if unknown else b"")
             )
-            + (_unknown_event("after_block_start") if unknown else b"")
-        )
-        outcome = yield from self._text_block(index)
-        if outcome != "complete":
-            return
+            outcome = yield from self._text_block(index)
+            if outcome != "complete":
+                return
+            yield self._write(
+                _event("content_block_stop", {"type": "content_block_stop", "index": index})
+            )
+            index += 1
+        for use in reply.tool_uses:
+            yield from self._tool_use_block(index, use)
+            index += 1
 
         self.finished = True
         yield self._write(
-            _event("content_block_stop", {"type": "content_block_stop", "index": index})
-            + _event(
+            _event(
                 "message_delta",
                 {
                     "type": "message_delta",
@@ -439,6 +478,32 @@ class _ReplyStream:
             due += len(piece) / self.reply.chars_per_second
             yield from self._flush_until(batch, due)
         batch.append(_delta(index, {"type": "signature_delta", "signature": _signature()}))
+        batch.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+        yield self._write(b"".join(batch))
+
+    def _tool_use_block(self, index: int, use: ToolUse) -> Iterator[bytes]:
+        yield self._write(
+            _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": _new_id("toolu"),
+                        "name": use.name,
+                        "input": {},
+                    },
+                },
+            )
+        )
+        pieces = use.pieces if use.pieces is not None else self.reply.pieces(use.json())
+        due = time.monotonic()
+        batch: list[bytes] = []
+        for piece in ["", *pieces]:
+            batch.append(_delta(index, {"type": "input_json_delta", "partial_json": piece}))
+            due += len(piece) / self.reply.chars_per_second
+            yield from self._flush_until(batch, due)
         batch.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
         yield self._write(b"".join(batch))
 
@@ -699,6 +764,60 @@ def _last_user_text(body: dict[str, Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
     return ""
+
+
+def _tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool results the request ends with (its last turn answers tool calls)."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content")
+    if last.get("role") != "user" or not isinstance(content, list):
+        return []
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+def _offered_tools(body: dict[str, Any]) -> set[str]:
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        return set()
+    return {str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)}
+
+
+_ARITHMETIC = re.compile(r"[-+(]*\d[\d.\s]*(?:[-+*/^%]+[\s(]*\d[\d.\s)]*)+")
+_ZONE = re.compile(r"\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b")
+
+
+def _demo_tool_use(body: dict[str, Any]) -> tuple[str, list[ToolUse]] | None:
+    """In demo mode, a tool call for a question a switched-on tool can answer, or None."""
+    offered = _offered_tools(body)
+    prompt = _last_user_text(body)
+    words = prompt.lower()
+    if "calculator" in offered and (found := _ARITHMETIC.search(prompt)):
+        expression = found.group().strip().replace("^", "**")
+        return "Let me work that out with the calculator.", [
+            ToolUse("calculator", {"expression": expression})
+        ]
+    if "current_time" in offered and any(w in words for w in ("time", "date", "today")):
+        zone = _ZONE.search(prompt)
+        return "Let me check the clock.", [
+            ToolUse("current_time", {"timezone": zone.group() if zone else "UTC"})
+        ]
+    if "search_conversations" in offered and any(w in words for w in ("search", "earlier")):
+        query = re.split(r"\b(?:for|about)\b", prompt, maxsplit=1)[-1].strip(" ?.!\"'")
+        return "Let me look through your conversations.", [
+            ToolUse("search_conversations", {"query": query or prompt})
+        ]
+    return None
+
+
+def _demo_after_tools(body: dict[str, Any]) -> str:
+    """In demo mode, the reply once the tools have answered: what they said."""
+    lines = ["Here is what the tools said:", ""]
+    for result in _tool_results(body):
+        said = _content_text(result.get("content")).strip() or "(nothing)"
+        failed = " (it failed)" if result.get("is_error") else ""
+        lines.append(f"- {said}{failed}")
+    return "\n".join(lines) + _DEMO_FOOTER
 
 
 def _thinking_requested(body: dict[str, Any]) -> bool:

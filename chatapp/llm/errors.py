@@ -55,6 +55,14 @@ def cut_off() -> str:
     return "The answer was cut off before Claude finished it."
 
 
+def too_many_tool_rounds(most: int) -> str:
+    """The sentence for an answer that wanted more rounds of tools than allowed."""
+    return (
+        f"Claude wanted more than {most} rounds of tools, the most one answer may use "
+        "(CHATAPP_MAX_TOOL_ROUNDS), so the answer stops here."
+    )
+
+
 def _describe_status(exc: anthropic.APIStatusError) -> str:
     kind = _error_type(exc.body)
     status = exc.status_code

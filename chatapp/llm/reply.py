@@ -1,16 +1,20 @@
 """Turn the SDK's stream events into the parts of one answer.
 
 `Reply.apply` takes every event `client.messages.stream(...)` yields and returns the thinking
-and the text it adds to the answer. It reads only the raw wire events; the SDK's own
+and the text it adds to the answer (a tool call adds its record to the text, see
+`chatapp.tools.record`). It reads only the raw wire events; the SDK's own
 convenience events (`text`, `thinking`, `signature`, `input_json`, `citation`) repeat what the
 raw deltas carry and are skipped, as are event types this version does not know.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..tools import record
 
 
 @dataclass
@@ -35,6 +39,14 @@ class Usage:
         if getattr(usage, "cache_creation_input_tokens", None) is not None:
             self.cache_creation_tokens = usage.cache_creation_input_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_creation_tokens + other.cache_creation_tokens,
+        )
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -51,45 +63,120 @@ NOTHING = Piece()
 
 
 @dataclass
+class ToolUse:
+    """A tool call Claude has finished writing: what to run, with what."""
+
+    call_id: str
+    name: str
+    input: Any  # the parsed input; None if it was not valid JSON
+
+
+@dataclass
 class Reply:
-    """What has arrived of one answer so far."""
+    """What has arrived of one answer so far, over every round of its tool loop.
+
+    Each request to Claude is a round. A round that ends in tool calls is followed by another,
+    with the tools' results; `transcript` keeps the finished rounds as the Messages API takes
+    them (thinking with its signature, text, tool calls, tool results), so that later turns of
+    the conversation send Claude exactly what it wrote.
+    """
 
     started: float = field(default_factory=time.monotonic)
     text_parts: list[str] = field(default_factory=list)
     thinking_parts: list[str] = field(default_factory=list)
-    block_types: dict[int, str] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
     model: str | None = None
     first_token_at: float | None = None
-    finished: bool = False  # message_stop arrived
+    finished: bool = False  # this round's message_stop arrived
+    rounds: int = 0  # rounds that ended in tool calls
+    # This round: its content blocks by index (as the API will take them back), which of them
+    # are complete, the input JSON of its tool calls as it streams, and their results.
+    block_types: dict[int, str] = field(default_factory=dict)
+    _blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _complete: set[int] = field(default_factory=set)
+    _input_json: dict[int, list[str]] = field(default_factory=dict)
+    _results: list[dict[str, Any]] = field(default_factory=list)
+    _ready: ToolUse | None = None
+    _usage: Usage = field(default_factory=Usage)  # this round's
+    _earlier: Usage = field(default_factory=Usage)  # the finished rounds', summed
 
     def apply(self, event: Any) -> Piece:
         """Record one event; return the thinking or text it adds (NOTHING for none)."""
         kind = getattr(event, "type", None)
         if kind == "message_start":
-            self.model = event.message.model
-            self.usage.update(event.message.usage)
+            self.model = self.model or event.message.model
+            self._usage.update(event.message.usage)
         elif kind == "content_block_start":
-            self.block_types[event.index] = event.content_block.type
-            initial = getattr(event.content_block, "text", "")
-            if event.content_block.type == "text" and initial:
-                return Piece(text=self._text(initial))
+            return self._start_block(event.index, event.content_block)
         elif kind == "content_block_delta":
-            delta = event.delta
-            if delta.type == "text_delta":
-                return Piece(text=self._text(delta.text))
-            if delta.type == "thinking_delta" and delta.thinking:
-                self._mark_first_token()
-                self.thinking_parts.append(delta.thinking)
-                return Piece(thinking=delta.thinking)
+            return self._delta(event.index, event.delta)
+        elif kind == "content_block_stop":
+            return self._stop_block(event.index)
         elif kind == "message_delta":
             if event.delta.stop_reason is not None:
                 self.stop_reason = event.delta.stop_reason
-            self.usage.update(event.usage)
+            self._usage.update(event.usage)
         elif kind == "message_stop":
             self.finished = True
         return NOTHING
+
+    # -- the tool loop ------------------------------------------------------------------------
+
+    def take_tool_use(self) -> ToolUse | None:
+        """The tool call whose input just completed, once; run it before reading on."""
+        ready, self._ready = self._ready, None
+        return ready
+
+    def tool_result(self, use: ToolUse, result: str, *, is_error: bool, ms: int) -> Piece:
+        """Record what a tool returned; return the text that ends its record."""
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": use.call_id}
+        block["content"] = result
+        if is_error:
+            block["is_error"] = True
+        self._results.append(block)
+        return Piece(text=self._add(record.outcome(result, is_error=is_error, ms=ms)))
+
+    @property
+    def wants_tools(self) -> bool:
+        """The round ended because Claude called tools, and each has its result."""
+        return self.finished and self.stop_reason == "tool_use" and bool(self._results)
+
+    def next_round(self) -> None:
+        """Keep this round (its calls and their results) and start the next one."""
+        self.transcript.append({"role": "assistant", "content": self._content()})
+        self.transcript.append({"role": "user", "content": self._results})
+        self.rounds += 1
+        self._earlier = self.usage
+        self._usage = Usage()
+        self._blocks, self._complete, self._input_json, self._results = {}, set(), {}, []
+        self.block_types = {}
+        self.finished, self.stop_reason = False, None
+
+    def end(self) -> None:
+        """The answer ends: keep what is whole of this round in the transcript.
+
+        A tool call left without a result stays open in the text (its block says it did not
+        finish) and is left out of the transcript, which must not ask for a result.
+        """
+        content = self._content()
+        if content:
+            self.transcript.append({"role": "assistant", "content": content})
+        if self._results:
+            self.transcript.append({"role": "user", "content": self._results})
+
+    @property
+    def beyond_text(self) -> bool:
+        """The transcript holds more than the answer's text (thinking, tool calls): without
+        it, the next request could not send Claude what it wrote."""
+        return any(block["type"] != "text" for turn in self.transcript for block in turn["content"])
+
+    @property
+    def usage(self) -> Usage:
+        """Token counts of every round so far, summed: what the answer costs."""
+        return self._earlier + self._usage
+
+    # -- what has arrived -----------------------------------------------------------------------
 
     @property
     def text(self) -> str:
@@ -105,11 +192,102 @@ class Reply:
             return None
         return round((self.first_token_at - self.started) * 1000)
 
-    def _text(self, text: str) -> str:
-        if text:
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _start_block(self, index: int, block: Any) -> Piece:
+        kind = block.type
+        self.block_types[index] = kind
+        if kind == "text":
+            self._blocks[index] = {"type": "text", "text": ""}
+            return Piece(text=self._text(index, getattr(block, "text", "") or ""))
+        if kind == "thinking":
+            self._blocks[index] = {"type": "thinking", "thinking": "", "signature": ""}
+            return self._thinking(index, getattr(block, "thinking", "") or "")
+        if kind == "redacted_thinking":
+            self._blocks[index] = {"type": "redacted_thinking", "data": block.data}
+        elif kind == "tool_use":
+            self._blocks[index] = {"type": "tool_use", "id": block.id, "name": block.name}
+            self._input_json[index] = []
             self._mark_first_token()
-            self.text_parts.append(text)
+            return Piece(text=self._add(record.opening(block.id, block.name)))
+        return NOTHING
+
+    def _delta(self, index: int, delta: Any) -> Piece:
+        kind = delta.type
+        block = self._blocks.get(index)
+        if block is None:
+            return NOTHING
+        if kind == "text_delta":
+            return Piece(text=self._text(index, delta.text))
+        if kind == "thinking_delta":
+            return self._thinking(index, delta.thinking)
+        if kind == "signature_delta":
+            block["signature"] = block.get("signature", "") + delta.signature
+        elif kind == "input_json_delta" and index in self._input_json:
+            self._input_json[index].append(delta.partial_json)
+            return Piece(text=self._add(record.clean(delta.partial_json)))
+        return NOTHING
+
+    def _stop_block(self, index: int) -> Piece:
+        block = self._blocks.get(index)
+        if block is None:
+            return NOTHING
+        self._complete.add(index)
+        if block["type"] != "tool_use":
+            return NOTHING
+        raw = "".join(self._input_json[index])
+        try:
+            parsed = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            parsed = None
+        block["input"] = parsed if isinstance(parsed, dict) else {}
+        self._ready = ToolUse(block["id"], block["name"], parsed)
+        return Piece(text=self._add(record.input_done()))
+
+    def _text(self, index: int, text: str) -> str:
+        if not text:
+            return ""
+        self._blocks[index]["text"] += text
+        self._mark_first_token()
+        return self._add(record.clean(text))
+
+    def _thinking(self, index: int, thinking: str) -> Piece:
+        if not thinking:
+            return NOTHING
+        block = self._blocks[index]
+        shown = record.clean(thinking)
+        if not block["thinking"] and self.thinking_parts:
+            shown = "\n\n" + shown  # the thinking of a later round, after a tool call
+        block["thinking"] += thinking
+        self._mark_first_token()
+        thinking = shown
+        self.thinking_parts.append(thinking)
+        return Piece(thinking=thinking)
+
+    def _add(self, text: str) -> str:
+        self.text_parts.append(text)
         return text
+
+    def _content(self) -> list[dict[str, Any]]:
+        """This round's blocks as the API takes them back.
+
+        Of a round cut short only what is whole is kept: text, thinking that has its
+        signature, and tool calls that have their result.
+        """
+        answered = {result["tool_use_id"] for result in self._results}
+        content = []
+        for index, block in sorted(self._blocks.items()):
+            kind = block["type"]
+            if kind == "text" and not block["text"]:
+                continue
+            if kind == "thinking" and not (index in self._complete and block["signature"]):
+                continue
+            if kind == "redacted_thinking" and index not in self._complete:
+                continue
+            if kind == "tool_use" and (block["id"] not in answered or "input" not in block):
+                continue
+            content.append(dict(block))
+        return content
 
     def _mark_first_token(self) -> None:
         if self.first_token_at is None:

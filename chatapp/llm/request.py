@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
 from ..models import MessageState
+from ..tools.record import plain_text
 
 # Prompt caching: a breakpoint on the system prompt and one on the newest user turn. The API
 # looks for earlier cache entries at the block boundaries before each breakpoint, so every turn
@@ -13,27 +15,84 @@ from ..models import MessageState
 # minimum are simply not cached.)
 CACHE = {"type": "ephemeral"}
 
+_THINKING = {"thinking", "redacted_thinking"}
+_TOOLS = {"tool_use", "tool_result"}
+
 
 def build_request(
-    *, model: str, system_prompt: str, history: Iterable[MessageState], max_tokens: int
+    *,
+    model: str,
+    system_prompt: str,
+    history: Iterable[MessageState],
+    max_tokens: int,
+    tools: list[dict[str, Any]] | None = None,
+    thinking_budget: int = 0,
 ) -> dict[str, Any]:
     """The keyword arguments for `client.messages.stream` that ask for the next answer.
 
-    `history` is every message before the answer being written. Assistant turns that produced
-    no text (failed before the first token) are left out: the API rejects empty turns.
+    `history` is every message before the answer being written. An answer is sent as its
+    transcript (thinking with signatures, tool calls and results) when it has one, else as its
+    text; answers that produced no text (failed before the first token) are left out, since
+    the API rejects empty turns. Without thinking or tools in this request, those blocks of
+    earlier answers are left out too.
     """
     messages: list[dict[str, Any]] = []
     for message in history:
-        if message.role == "assistant" and not message.content.strip():
-            continue
-        messages.append({"role": message.role, "content": message.content})
-    for message in reversed(messages):
-        if message["role"] == "user":
-            message["content"] = [
-                {"type": "text", "text": message["content"], "cache_control": CACHE}
-            ]
-            break
+        if message.role == "assistant":
+            messages += _answer(message, thinking=thinking_budget > 0, tools=bool(tools))
+        else:
+            messages.append({"role": message.role, "content": message.content})
     request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+    _cache_newest_question(messages)
     if system_prompt.strip():
         request["system"] = [{"type": "text", "text": system_prompt, "cache_control": CACHE}]
+    if tools:
+        request["tools"] = tools
+    if thinking_budget > 0:
+        # The budget is part of max_tokens: the answer keeps its own allowance on top of it.
+        request["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
+        request["max_tokens"] = max_tokens + thinking_budget
     return request
+
+
+def next_round(
+    request: dict[str, Any], transcript: list[dict[str, Any]], *, last: bool
+) -> dict[str, Any]:
+    """The request for the next round of a tool loop: the first request, then the rounds so
+    far (ending in tool results). On the `last` allowed round Claude may not call tools."""
+    messages = [*request["messages"], *copy.deepcopy(transcript)]
+    _cache_newest_question(messages)
+    following = {**request, "messages": messages}
+    if last:
+        following["tool_choice"] = {"type": "none"}
+    return following
+
+
+def _answer(message: MessageState, *, thinking: bool, tools: bool) -> list[dict[str, Any]]:
+    if message.transcript is None:
+        text = plain_text(message.content)
+        return [{"role": "assistant", "content": text}] if text.strip() else []
+    turns = []
+    for turn in message.transcript:
+        content = [
+            block
+            for block in turn["content"]
+            if (thinking or block["type"] not in _THINKING)
+            and (tools or block["type"] not in _TOOLS)
+        ]
+        if content:
+            turns.append({"role": turn["role"], "content": content})
+    return turns
+
+
+def _cache_newest_question(messages: list[dict[str, Any]]) -> None:
+    """Put the cache breakpoint on the last block of the newest user turn."""
+    for message in reversed(messages):
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        if isinstance(content, str):
+            message["content"] = [{"type": "text", "text": content, "cache_control": CACHE}]
+        else:
+            message["content"] = [*content[:-1], {**content[-1], "cache_control": CACHE}]
+        return

@@ -6,17 +6,7 @@ answer is markdown, rendered block by block as it streams (`live`, `markdown`, `
 
 from __future__ import annotations
 
-from markupsafe import Markup, escape
-
 from .live import render_answer, render_streaming
+from .text import render_text
 
 __all__ = ["render_answer", "render_streaming", "render_text"]
-
-
-def render_text(text: str) -> Markup:
-    """Plain text as HTML text.
-
-    Carriage returns are written as character references because an HTML parser would
-    otherwise turn them into line feeds, and the page must show exactly the stored text.
-    """
-    return Markup(str(escape(text)).replace("\r", "&#13;"))

@@ -11,6 +11,10 @@ escaped, to its `<code>` element, and the block is highlighted once, when its fe
 A very long tail of another kind (a huge list or table) is rendered again only after it has
 grown by a fraction of its length. So the work per answer grows linearly with its length.
 
+A tool call in the text (see `chatapp.tools.record`) ends the prose before it: that prose is
+finished, the call's block is appended and replaced as its record grows, and the prose after
+it starts afresh.
+
 Rendering a whole text in one go runs the same steps, so an answer's streamed HTML and the
 HTML of the page after a reload are the same string.
 """
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 from markupsafe import escape
 
+from ..tools import record
 from . import code, markdown
+from .tools import tool_block
 
 # A tail longer than this is parsed and rendered again only after growing by 1/REGROW of its
 # length.
@@ -70,6 +76,10 @@ class LiveMarkdown:
         self._code_start = 0
         self._shown = 0
         self._code_html: list[str] = []
+        # A tool call being written: its record so far, and where its block is in `blocks`.
+        self._record: str | None = None
+        self._record_block = 0
+        self._tools = 0  # tool calls finished
 
     # -- what the page shows ----------------------------------------------------------------
 
@@ -89,6 +99,37 @@ class LiveMarkdown:
 
     def feed(self, text: str) -> str:
         """Take more of the answer; return the out-of-band swaps that show it ("" if none)."""
+        swaps = []
+        while text:
+            if self._record is not None:
+                end = text.find(record.CLOSE) + 1 or len(text)
+                swaps.append(self._grow_record(text[:end]))
+            else:
+                end = text.find(record.OPEN)
+                end = len(text) if end < 0 else end
+                swaps.append(self._feed_markdown(text[:end]))
+                if end < len(text):
+                    swaps.append(self._open_record())
+            text = text[end:]
+        return "".join(swaps)
+
+    def finish(self) -> str:
+        """The answer has ended: its tail becomes finished blocks and its element goes.
+
+        A tool call still without a result never gets one: its block says so.
+        """
+        swaps = self._close_markdown()
+        if self._record is not None:
+            self.blocks[self._record_block] = tool_block(
+                self.message_id, self._tools, self._record, ended=True
+            )
+            swaps += tool_block(self.message_id, self._tools, self._record, ended=True, oob=True)
+            self._record = None
+        return swaps + oob(tail_id(self.message_id), "delete", "")
+
+    # -- markdown ----------------------------------------------------------------------------
+
+    def _feed_markdown(self, text: str) -> str:
         text = self._normalize(text)
         if not text:
             return ""
@@ -98,18 +139,17 @@ class LiveMarkdown:
             return self._grow_code()
         return self._advance()
 
-    def finish(self) -> str:
-        """The answer has ended: its tail becomes finished blocks and its element goes."""
+    def _close_markdown(self) -> str:
+        """The markdown written so far is complete (the answer or its stretch of prose has
+        ended): its tail becomes finished blocks, and the next text starts afresh."""
         if self._cr:
             self._cr = False
             self._tail += "\n"
         added = self._finish_blocks(self._tail, [b.line for b in markdown.blocks(self._tail)])
         self._tail = self._tail_html = ""
         self._fence = ""
-        swaps = oob(tail_id(self.message_id), "beforebegin", added) if added else ""
-        return swaps + oob(tail_id(self.message_id), "delete", "")
-
-    # -- inside ----------------------------------------------------------------------------
+        self._parsed = self._rendered = 0
+        return oob(tail_id(self.message_id), "beforebegin", added) if added else ""
 
     def _normalize(self, text: str) -> str:
         """Line ends as markdown-it sees them; a trailing "\\r" waits for what follows it."""
@@ -164,6 +204,36 @@ class LiveMarkdown:
         added = [markdown.render(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)]
         self.blocks.extend(added)
         return "".join(added)
+
+    # -- tool calls ------------------------------------------------------------------------
+
+    def _open_record(self) -> str:
+        """A tool call begins: the prose before it is complete, and its block comes next."""
+        shown = bool(self._tail_now())
+        swaps = self._close_markdown()
+        if shown:
+            swaps += oob(tail_id(self.message_id), "innerHTML", "")
+        self._record = ""
+        self._record_block = len(self.blocks)
+        self.blocks.append("")
+        return swaps
+
+    def _grow_record(self, text: str) -> str:
+        """Show more of the tool call being written."""
+        assert self._record is not None
+        self._record += text
+        index, now = self._tools, self._record
+        if now.endswith(record.CLOSE):
+            self._record = None
+            self._tools += 1
+        html = tool_block(self.message_id, index, now)
+        if html == self.blocks[self._record_block]:
+            return ""
+        new = not self.blocks[self._record_block]
+        self.blocks[self._record_block] = html
+        if new:
+            return oob(tail_id(self.message_id), "beforebegin", html)
+        return tool_block(self.message_id, index, now, oob=True)
 
     # -- a fenced code block being written ----------------------------------------------------
 
@@ -220,9 +290,9 @@ def _line_offset(text: str, line: int) -> int:
     return offset
 
 
-def render_answer(text: str) -> str:
+def render_answer(text: str, message_id: int = 0) -> str:
     """A finished answer's HTML: the same as streaming it, in one go."""
-    live = LiveMarkdown(0)
+    live = LiveMarkdown(message_id)
     live.feed(text)
     live.finish()
     return live.finished_html()

@@ -6,7 +6,7 @@ never rendered again, so its cost grows with its length only.
 
 from __future__ import annotations
 
-from markupsafe import escape
+from .text import render_text
 
 
 def thinking_id(message_id: int) -> str:
@@ -29,7 +29,7 @@ def thinking_section(
         attributes.append("hidden")
     if thinking_now:
         attributes.append("open")
-    body = str(escape(text)).replace("\r", "&#13;")
+    body = render_text(text)
     return (
         f"<details {' '.join(attributes)}><summary>Thinking…</summary>"
         f'<div class="thinking__text" id="{thinking_text_id(message_id)}">{body}</div></details>'

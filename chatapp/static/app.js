@@ -73,11 +73,18 @@
   document.addEventListener("click", function (event) {
     var button = event.target instanceof Element && event.target.closest(".code__copy, .message__copy");
     if (!button) return;
-    var source = button.classList.contains("code__copy")
-      ? button.closest(".code").querySelector("pre")
-      : button.closest("article").querySelector("[data-content]");
-    if (!source) return;
-    copyText(source.innerText).then(function () {
+    var text;
+    if (button.classList.contains("code__copy")) {
+      text = button.closest(".code").querySelector("pre").innerText;
+    } else {
+      // The answer's prose: its blocks as the reader sees them, without its tool calls.
+      var content = button.closest("article").querySelector("[data-content]");
+      if (!content) return;
+      text = Array.prototype.filter.call(content.children, function (block) {
+        return !block.classList.contains("tool");
+      }).map(function (block) { return block.innerText; }).join("\n\n");
+    }
+    copyText(text).then(function () {
       button.textContent = "Copied";
     }, function () {
       button.textContent = "Copy failed";

@@ -127,5 +127,5 @@ class AnswerView:
 
 def finished_content(state: MessageState) -> str:
     """Swaps that show a finished answer, for a listener whose state is unknown."""
-    content = oob(content_id(state.id), "innerHTML", render_answer(state.content))
+    content = oob(content_id(state.id), "innerHTML", render_answer(state.content, state.id))
     return content + thinking_section(state.id, state.thinking, oob=True)

@@ -17,10 +17,12 @@ import httpx2
 from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
+from .. import tools
 from ..llm import errors, titles
-from ..llm.reply import Piece, Reply
-from ..llm.request import build_request
+from ..llm.reply import Piece, Reply, ToolUse
+from ..llm.request import build_request, next_round
 from ..models import MessageState, Status
+from ..tools.record import plain_text
 from . import persistence
 from .channel import Channel, Subscription
 from .frames import AnswerView, Frame
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from .hub import Streams
 
 log = logging.getLogger(__name__)
+
+
+# The result Claude gets for a tool call made after the last round of tools allowed.
+NOT_RUN = "Not run: this answer has used all its rounds of tools."
 
 
 class StopRequested(GreenletExit):
@@ -153,27 +159,20 @@ class Generation:
     def _run(self) -> None:
         status, error = Status.FAILED, None
         try:
-            self._model, system_prompt, history = persistence.load_history(
-                self.streams.app, self.message_id
-            )
+            question = persistence.load_question(self.streams.app, self.message_id)
+            self._model = question.model
+            history = question.history
             self._first_question = history[0].content if len(history) == 1 else None
             request = build_request(
-                model=self._model,
-                system_prompt=system_prompt,
+                model=question.model,
+                system_prompt=question.system_prompt,
                 history=history,
                 max_tokens=self.streams.max_tokens,
+                tools=tools.definitions(question.tools),
+                thinking_budget=question.thinking_budget,
             )
             self.reply = Reply()  # the clock for time to first token starts now
-            with self.streams.claude.client.messages.stream(**request) as stream:
-                for event in stream:
-                    piece = self.reply.apply(event)
-                    if piece:
-                        self._receive(piece)
-            if self.reply.finished:
-                status = Status.COMPLETE
-            else:
-                error = errors.cut_off()
-                self.streams.meter.upstream_errors["cut_off"] += 1
+            status, error = self._answer(request, question)
         except StopRequested:
             status = Status.CANCELLED
         except GreenletExit:
@@ -186,7 +185,45 @@ class Generation:
             error = errors.describe(exc)
             log.exception("answer %s failed unexpectedly", self.message_id)
         finally:
+            self.reply.end()
             self._finish(status, error)
+
+    def _answer(
+        self, request: dict[str, Any], question: persistence.Question
+    ) -> tuple[Status, str | None]:
+        """Stream the answer, round after round while Claude calls tools; how it ended."""
+        context = tools.ToolContext(self.streams.app, question.user_id, self.conversation_id)
+        most = self.streams.max_tool_rounds
+        asking = request
+        while True:
+            with self.streams.claude.client.messages.stream(**asking) as stream:
+                for event in stream:
+                    piece = self.reply.apply(event)
+                    if piece:
+                        self._receive(piece)
+                    use = self.reply.take_tool_use()
+                    if use is not None:
+                        self._receive(self._use_tool(use, question.tools, context))
+            if not self.reply.finished:
+                self.streams.meter.upstream_errors["cut_off"] += 1
+                return Status.FAILED, errors.cut_off()
+            if self.reply.stop_reason != "tool_use":
+                return Status.COMPLETE, None
+            if self.reply.rounds >= most:
+                return Status.FAILED, errors.too_many_tool_rounds(most)
+            self.reply.next_round()
+            asking = next_round(request, self.reply.transcript, last=self.reply.rounds >= most)
+
+    def _use_tool(self, use: ToolUse, allowed: list[str], context: tools.ToolContext) -> Piece:
+        """Run a tool Claude called (in this greenlet, so Stop ends it) and record its result."""
+        if self.reply.rounds >= self.streams.max_tool_rounds:
+            result = tools.Outcome(NOT_RUN, True, 0)
+        elif use.name not in allowed:
+            result = tools.Outcome(f"The tool {use.name} is not switched on here.", True, 0)
+        else:
+            result = tools.run(use.name, use.input, context)
+        self.streams.meter.tool_calls[use.name, result.is_error] += 1
+        return self.reply.tool_result(use, result.result, is_error=result.is_error, ms=result.ms)
 
     def _receive(self, piece: Piece) -> None:
         self.streams.meter.characters += len(piece.thinking) + len(piece.text)
@@ -256,6 +293,7 @@ class Generation:
             cache_creation_tokens=usage.cache_creation_tokens if started else None,
             ttft_ms=reply.ttft_ms,
             duration_ms=round((time.monotonic() - reply.started) * 1000),
+            transcript=reply.transcript if reply.beyond_text else None,
         )
         self.streams.flusher.forget(self.message_id)
         try:
@@ -275,7 +313,7 @@ class Generation:
                 log.exception("could not tell other workers that answer %s ended", self.message_id)
         log.info("generation finished", extra={"fields": _log_fields(state)})
         if status is Status.COMPLETE and self._first_question is not None:
-            gevent.spawn(self._name_conversation, self._first_question, state.content)
+            gevent.spawn(self._name_conversation, self._first_question, plain_text(state.content))
 
     def _name_conversation(self, question: str, answer: str) -> None:
         """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);

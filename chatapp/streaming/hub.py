@@ -36,6 +36,7 @@ class Streams:
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
+        self.max_tool_rounds = int(config["MAX_TOOL_ROUNDS"])
         self.abandon_after = float(config["ABANDON_AFTER"])
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import gevent
 from flask import Flask
 from sqlalchemy import CursorResult, bindparam, func, select, update
+from sqlalchemy.orm import undefer
 
 from ..conversations.store import title_from
 from ..extensions import db
@@ -180,12 +181,37 @@ def load_newer(app: Flask, conversation_id: int, after: int) -> list[MessageStat
         return [MessageState.of(message) for message in messages]
 
 
-def load_history(app: Flask, message_id: int) -> tuple[str, str, list[MessageState]]:
-    """The model, system prompt and earlier messages for the answer `message_id`."""
+@dataclass(frozen=True)
+class Question:
+    """What an answer is asked with: the conversation's settings and the messages before it."""
+
+    user_id: int | None
+    model: str
+    system_prompt: str
+    tools: list[str]  # names of the tools Claude may call
+    thinking_budget: int  # 0: no extended thinking
+    history: list[MessageState]  # earlier answers with their transcripts
+
+
+def load_question(app: Flask, message_id: int) -> Question:
+    """What the answer `message_id` is asked with, read in a short session of its own."""
     with app.app_context():
         answer = db.session.get(Message, message_id)
         if answer is None:
             raise LookupError(f"message {message_id} does not exist")
         conversation = answer.conversation
-        history = [MessageState.of(m) for m in conversation.messages if m.id < message_id]
-        return conversation.model, conversation.system_prompt, history
+        earlier = db.session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation.id)
+            .where(Message.id < message_id)
+            .order_by(Message.id)
+            .options(undefer(Message.transcript))
+        )
+        return Question(
+            user_id=conversation.user_id,
+            model=conversation.model,
+            system_prompt=conversation.system_prompt,
+            tools=conversation.tools.split(),
+            thinking_budget=conversation.thinking_budget if conversation.thinking else 0,
+            history=[MessageState.of(m, transcript=True) for m in earlier],
+        )
