@@ -17,9 +17,10 @@ import pytest
 from flask import Flask
 
 from chatapp.extensions import db
-from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
 from chatapp.models import Message
 from chatapp.streaming import streams
+from chatapp.tools.record import calls
 
 from .conftest import (
     SignedInClient,
@@ -100,6 +101,33 @@ def test_thinking_streams_from_another_worker_too(
     assert section.get_text() == "Thinking…" + thought and not section.has_attr("open")
     assert screen.html == rendered("The answer.")
     assert stored(b, message_id).thinking == thought
+
+
+def test_a_tool_call_streams_from_another_worker_too(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    before = "".join(f"Before {i}. " for i in range(20))
+    upstream.push(
+        Scenario(
+            text=before, tool_uses=[ToolUse("calculator", {"expression": "2**8"})], pace=SLOW
+        ),
+        Scenario(text="It is 256.", pace=SLOW),
+    )
+    response = a.test_client().post(
+        "/messages",
+        data={"content": "Use a tool on A", "conversation_id": "", "tools": "calculator"},
+        headers={"HX-Request": "true"},
+    )
+    fragment = html(response.data)
+    message_id = answer_id(fragment)
+    gevent.sleep(0.2)  # B's listener arrives mid-answer
+
+    events = read_events(b.test_client(), stream_url(fragment))
+    content = stored(b, message_id).content
+    [call] = calls(content)
+    assert call.result == "256"
+    assert streamed_html(events, message_id) == rendered(content, message_id)
 
 
 def test_resume_on_another_worker_has_no_gap_and_no_duplicate(

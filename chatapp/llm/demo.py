@@ -788,26 +788,24 @@ _ZONE = re.compile(r"\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b")
 
 
 def _demo_tool_use(body: dict[str, Any]) -> tuple[str, list[ToolUse]] | None:
-    """In demo mode, a tool call for a question a switched-on tool can answer, or None."""
+    """In demo mode, calls of the switched-on tools that can answer the question, or None."""
     offered = _offered_tools(body)
     prompt = _last_user_text(body)
     words = prompt.lower()
+    uses = []
     if "calculator" in offered and (found := _ARITHMETIC.search(prompt)):
         expression = found.group().strip().replace("^", "**")
-        return "Let me work that out with the calculator.", [
-            ToolUse("calculator", {"expression": expression})
-        ]
+        uses.append(ToolUse("calculator", {"expression": expression}))
     if "current_time" in offered and any(w in words for w in ("time", "date", "today")):
         zone = _ZONE.search(prompt)
-        return "Let me check the clock.", [
-            ToolUse("current_time", {"timezone": zone.group() if zone else "UTC"})
-        ]
+        uses.append(ToolUse("current_time", {"timezone": zone.group() if zone else "UTC"}))
     if "search_conversations" in offered and any(w in words for w in ("search", "earlier")):
         query = re.split(r"\b(?:for|about)\b", prompt, maxsplit=1)[-1].strip(" ?.!\"'")
-        return "Let me look through your conversations.", [
-            ToolUse("search_conversations", {"query": query or prompt})
-        ]
-    return None
+        uses.append(ToolUse("search_conversations", {"query": query or prompt}))
+    if not uses:
+        return None
+    names = " and ".join(use.name.replace("_", " ") for use in uses)
+    return f"Let me ask the {names} tool{'s' if len(uses) > 1 else ''}.", uses
 
 
 def _demo_after_tools(body: dict[str, Any]) -> str:

@@ -46,4 +46,6 @@ def _state(call: ToolCall, ended: bool) -> tuple[str, str]:
 
 
 def _duration(ms: int) -> str:
+    if ms < 1:
+        return "<1 ms"
     return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
