@@ -109,9 +109,7 @@ def test_a_tool_call_streams_from_another_worker_too(
     a, b = workers
     before = "".join(f"Before {i}. " for i in range(20))
     upstream.push(
-        Scenario(
-            text=before, tool_uses=[ToolUse("calculator", {"expression": "2**8"})], pace=SLOW
-        ),
+        Scenario(text=before, tool_uses=[ToolUse("calculator", {"expression": "2**8"})], pace=SLOW),
         Scenario(text="It is 256.", pace=SLOW),
     )
     response = a.test_client().post(
