@@ -70,7 +70,7 @@ def test_the_builtins_come_first_in_order() -> None:
     assert [registered[name].title for name in BUILTINS] == [
         "Calculator",
         "Current time",
-        "Search conversations",
+        "Search my conversations",
     ]
     for tool in registered.values():
         assert tool.input_schema["type"] == "object" and tool.description

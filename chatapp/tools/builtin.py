@@ -395,7 +395,7 @@ register(
 register(
     Tool(
         name="search_conversations",
-        title="Search conversations",
+        title="Search my conversations",
         description=(
             "Search the user's own earlier conversations in this app by words in their "
             "titles or messages. Returns matching titles with their date and a short snippet, "
