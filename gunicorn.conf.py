@@ -15,7 +15,9 @@ if workers > 1 and not os.environ.get("REDIS_URL"):
         f"chatapp: WEB_CONCURRENCY={workers} needs REDIS_URL, so that workers share streams "
         "and Stop. Set REDIS_URL, or run one worker (one gevent worker serves many streams)."
     )
-worker_connections = 1000
+# Each open page holds one connection for its conversation's news and one per answer it
+# follows: 4000 lets one worker serve 2000 pages with an answer each (DESIGN's N = 2000).
+worker_connections = 4000
 
 # For gevent workers `timeout` is a heartbeat: a worker whose hub is blocked this long is killed.
 # It does not limit how long a request or a stream may last.

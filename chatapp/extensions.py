@@ -16,7 +16,9 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+# A request reads what it just wrote without asking the database again: sessions live for one
+# request (or one short write), so nothing they hold goes stale meanwhile.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
 

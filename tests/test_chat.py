@@ -180,6 +180,24 @@ def test_sidebar_lists_newest_first(
     assert titles == ["newer", "older"]
 
 
+def test_sidebar_pages_hold_fifty_conversations(app: Flask, client: FlaskClient) -> None:
+    owner = user_id(app)
+    with app.app_context():
+        db.session.add_all(
+            Conversation(user_id=owner, title=f"Chat {n}", model="claude-sonnet-4-6")
+            for n in range(51)
+        )
+        db.session.commit()
+    first = html(client.get("/").data)
+    links = first.select(".sidebar__list a")
+    assert len(links) == 50 and links[0].get_text() == "Chat 50"
+    assert [a.get_text() for a in first.select(".sidebar__pages a")] == ["Older"]
+    second = html(client.get("/?page=2").data)
+    assert [a.get_text() for a in second.select(".sidebar__list a")] == ["Chat 0"]
+    assert [a.get_text() for a in second.select(".sidebar__pages a")] == ["Newer"]
+    assert second.select_one(".sidebar__list a")["href"].endswith("/conversations/1")
+
+
 def test_page_contract_labels(client: FlaskClient) -> None:
     page = html(client.get("/").data)
     textarea = page.select_one("textarea#message-input")
@@ -862,7 +880,7 @@ def test_each_answer_shows_its_cost_and_the_conversation_its_total(
 
     from chatapp import costs as costs_module
 
-    pace = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(100.0, 100.0))
+    pace = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(30.0, 30.0))
     upstream.push(
         Scenario(text="One answer, long enough to take a moment to write.", pace=pace),
         Scenario(text="Two answers, and this one is a little longer than the first.", pace=pace),

@@ -6,11 +6,11 @@ exactly like ids that do not exist, so nobody can even learn which ones do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flask import abort
-from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
@@ -81,14 +81,35 @@ def clean_settings(
     return Settings(model, system_prompt.strip(), chosen, thinking, budget)
 
 
-def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Pagination:
-    """The owner's conversations for the sidebar, most recently active first."""
-    query = (
-        select(Conversation)
+@dataclass(frozen=True)
+class SidebarPage:
+    """One page of the sidebar: each conversation's id and title, and whether there are
+    newer and older pages."""
+
+    items: Sequence[Any]  # rows with `id` and `title`
+    page: int
+    has_next: bool  # older conversations follow
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> SidebarPage:
+    """The owner's conversations for the sidebar, most recently active first.
+
+    Every page and every new conversation shows this, so it reads only the two columns it
+    shows, and one row more than a page instead of counting them all.
+    """
+    page = max(page, 1)
+    rows = db.session.execute(
+        select(Conversation.id, Conversation.title)
         .where(Conversation.user_id == owner.id)
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-    )
-    return db.paginate(query, page=page, per_page=per_page, error_out=False)
+        .offset((page - 1) * per_page)
+        .limit(per_page + 1)
+    ).all()
+    return SidebarPage(rows[:per_page], page, len(rows) > per_page)
 
 
 def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
