@@ -46,7 +46,10 @@ def test_thinking_block_first_is_kept_apart_from_the_text(upstream: FakeUpstream
     reply, seen, thought = collect(upstream)
     assert seen == "The answer is 4."
     assert thought == reply.thinking == "2 + 2 is 4, say so."
-    assert list(reply.block_types.values()) == ["thinking", "text"]
+    reply.end()
+    [turn] = reply.transcript
+    assert [block["type"] for block in turn["content"]] == ["thinking", "text"]
+    assert turn["content"][0]["signature"]  # kept, to send back in later turns
 
 
 def test_unknown_event_types_are_ignored(upstream: FakeUpstream) -> None:
@@ -90,3 +93,34 @@ def test_dropped_connection_raises_protocol_error(upstream: FakeUpstream) -> Non
             for event in stream:
                 reply.apply(event)
     assert reply.text == "Dropped "
+
+
+def test_redacted_thinking_is_kept_for_claude_and_shows_nothing() -> None:
+    def event(kind: str, **fields: object) -> SimpleNamespace:
+        return SimpleNamespace(type=kind, **fields)
+
+    reply = Reply()
+    redacted = SimpleNamespace(type="redacted_thinking", data="opaque")
+    pieces = [
+        reply.apply(event("content_block_start", index=0, content_block=redacted)),
+        reply.apply(event("content_block_stop", index=0)),
+        reply.apply(
+            event("content_block_start", index=1, content_block=SimpleNamespace(type="text"))
+        ),
+        reply.apply(
+            event(
+                "content_block_delta", index=1, delta=SimpleNamespace(type="text_delta", text="Hi")
+            )
+        ),
+    ]
+    reply.end()  # cut before the text block stopped: the text is whole as far as it goes
+    assert [bool(p) for p in pieces] == [False, False, False, True] and reply.thinking == ""
+    assert reply.transcript == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Hi"},
+            ],
+        }
+    ]

@@ -92,7 +92,6 @@ class Reply:
     rounds: int = 0  # rounds that ended in tool calls
     # This round: its content blocks by index (as the API will take them back), which of them
     # are complete, the input JSON of its tool calls as it streams, and their results.
-    block_types: dict[int, str] = field(default_factory=dict)
     _blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     _complete: set[int] = field(default_factory=set)
     _input_json: dict[int, list[str]] = field(default_factory=dict)
@@ -137,11 +136,6 @@ class Reply:
         self._results.append(block)
         return Piece(text=self._add(record.outcome(result, is_error=is_error, ms=ms)))
 
-    @property
-    def wants_tools(self) -> bool:
-        """The round ended because Claude called tools, and each has its result."""
-        return self.finished and self.stop_reason == "tool_use" and bool(self._results)
-
     def next_round(self) -> None:
         """Keep this round (its calls and their results) and start the next one."""
         self.transcript.append({"role": "assistant", "content": self._content()})
@@ -150,7 +144,6 @@ class Reply:
         self._earlier = self.usage
         self._usage = Usage()
         self._blocks, self._complete, self._input_json, self._results = {}, set(), {}, []
-        self.block_types = {}
         self.finished, self.stop_reason = False, None
 
     def end(self) -> None:
@@ -196,7 +189,6 @@ class Reply:
 
     def _start_block(self, index: int, block: Any) -> Piece:
         kind = block.type
-        self.block_types[index] = kind
         if kind == "text":
             self._blocks[index] = {"type": "text", "text": ""}
             return Piece(text=self._text(index, getattr(block, "text", "") or ""))
