@@ -381,7 +381,7 @@ def test_settings_choose_tools_and_thinking_and_refuse_nonsense(
 
     for bad, says in [
         ({"thinking_budget": "lots"}, "whole number"),
-        ({"thinking_budget": "100"}, "between 1,024 and 64,000"),
+        ({"thinking_budget": "100"}, "between 1,024 and 32,000"),
         ({"tools": ["rm_rf"]}, "no tool called 'rm_rf'"),
         ({"model": "gpt-5"}, "no model called"),
     ]:

@@ -18,9 +18,9 @@ from ..models import Conversation, Message, Status, User, utcnow
 from ..tools.record import plain_text
 
 TITLE_CHARS = 60
-# Extended thinking's budget: the API's least, and a ceiling that keeps a slip of the finger
-# from costing a fortune.
-THINKING_BUDGET_RANGE = (1024, 64_000)
+# Extended thinking's budget: the API's least, and a ceiling that, with MAX_TOKENS on top,
+# stays within every offered model's output limit and keeps a slip of the finger cheap.
+THINKING_BUDGET_RANGE = (1024, 32_000)
 
 
 class PromptError(ValueError):
