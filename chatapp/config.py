@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "REQUESTS_PER_MINUTE": 0,
     # Streaming
     "FRAME_INTERVAL": 0.05,  # at most ~20 frames/s per stream
+    "WORKER_FRAMES_PER_SECOND": 1000,  # over all of a worker's answers; beyond, frames coalesce
     "FLUSH_INTERVAL": 0.15,  # group commit of streamed text
     "HEARTBEAT_SECONDS": 10.0,  # SSE comment while idle; proxies cut at 60 s
     "SSE_RETRY_MS": 1000,

@@ -458,6 +458,27 @@ def test_sending_while_an_answer_streams_is_refused_politely(
     assert response.status_code == 409 and "still answering" in html(response.data).get_text()
 
 
+def test_a_busy_worker_sends_fewer_bigger_frames_and_every_character(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    # Four answers at once against a budget of 10 frames a second: 0.4 s between frames.
+    app = configured(WORKER_FRAMES_PER_SECOND=10)
+    client = app.test_client()
+    pace = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(150.0, 150.0))
+    texts = [f"Answer {n}: " + "word " * 120 for n in range(4)]
+    upstream.push(*(Scenario(text=text, pace=pace) for text in texts))
+    fragments = [send(client, f"Question {n}") for n in range(4)]
+    assert streams(app).frame_interval == pytest.approx(0.4)
+    readers = [gevent.spawn(read_events, client, stream_url(f)) for f in fragments]
+    for fragment, text, reader in zip(fragments, texts, readers, strict=True):
+        events = reader.get(timeout=20)
+        frames = [e for e in events if e.get("event") == "frame"]
+        # ~600 characters at ~600 a second: about a second, so a few frames, not dozens.
+        assert 1 <= len(frames) <= 6
+        assert Screen(answer_id(fragment)).take(events).html == rendered(text)
+    assert streams(app).frame_interval == app.config["FRAME_INTERVAL"]  # all done: no load
+
+
 def test_text_is_stored_in_batches_while_it_streams(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:

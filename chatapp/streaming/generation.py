@@ -1,8 +1,9 @@
 """A generation: one answer being written by Claude, in a greenlet of its own.
 
 It calls the SDK, turns events into text, coalesces the text into frames (at most one per
-FRAME_INTERVAL, the first at once), publishes them on the message's channel, hands the text to
-the group-commit flusher and, whatever happens, ends in exactly one terminal status.
+`Streams.frame_interval`, the first at once), publishes them on the message's channel, hands
+the text to the group-commit flusher and, whatever happens, ends in exactly one terminal
+status.
 """
 
 from __future__ import annotations

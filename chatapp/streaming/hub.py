@@ -32,7 +32,8 @@ class Streams:
         self.claude = Claude(config)
         self.meter = Meter()
         self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter)
-        self.frame_interval = float(config["FRAME_INTERVAL"])
+        self._frame_interval = float(config["FRAME_INTERVAL"])
+        self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
@@ -59,6 +60,15 @@ class Streams:
         )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)
+
+    @property
+    def frame_interval(self) -> float:
+        """The least time between two frames of one answer: FRAME_INTERVAL, and longer when
+        this worker writes so many answers that their frames together would pass
+        WORKER_FRAMES_PER_SECOND. Each frame costs a render and a write whatever it holds, so
+        under load frames grow instead of multiplying: the text still arrives whole, in
+        bigger steps, and the worker keeps up."""
+        return max(self._frame_interval, len(self.live) / self._frames_per_second)
 
     def _ensure_running(self) -> None:
         """Start this worker's background greenlets on its first request (after the fork)."""
