@@ -91,10 +91,11 @@ class Reply:
     finished: bool = False  # this round's message_stop arrived
     rounds: int = 0  # rounds that ended in tool calls
     # This round: its content blocks by index (as the API will take them back), which of them
-    # are complete, the input JSON of its tool calls as it streams, and their results.
+    # are complete, the pieces each one's text, thinking or input JSON arrived in (joined when
+    # the block is kept, not on every piece), and the tool results.
     _blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     _complete: set[int] = field(default_factory=set)
-    _input_json: dict[int, list[str]] = field(default_factory=dict)
+    _pieces: dict[int, list[str]] = field(default_factory=dict)
     _results: list[dict[str, Any]] = field(default_factory=list)
     _ready: ToolUse | None = None
     _usage: Usage = field(default_factory=Usage)  # this round's
@@ -143,7 +144,7 @@ class Reply:
         self.rounds += 1
         self._earlier = self.usage
         self._usage = Usage()
-        self._blocks, self._complete, self._input_json, self._results = {}, set(), {}, []
+        self._blocks, self._complete, self._pieces, self._results = {}, set(), {}, []
         self.finished, self.stop_reason = False, None
 
     def end(self) -> None:
@@ -189,17 +190,17 @@ class Reply:
 
     def _start_block(self, index: int, block: Any) -> Piece:
         kind = block.type
+        self._pieces[index] = []
         if kind == "text":
-            self._blocks[index] = {"type": "text", "text": ""}
+            self._blocks[index] = {"type": "text"}
             return Piece(text=self._text(index, getattr(block, "text", "") or ""))
         if kind == "thinking":
-            self._blocks[index] = {"type": "thinking", "thinking": "", "signature": ""}
+            self._blocks[index] = {"type": "thinking", "signature": ""}
             return self._thinking(index, getattr(block, "thinking", "") or "")
         if kind == "redacted_thinking":
             self._blocks[index] = {"type": "redacted_thinking", "data": block.data}
         elif kind == "tool_use":
             self._blocks[index] = {"type": "tool_use", "id": block.id, "name": block.name}
-            self._input_json[index] = []
             self._mark_first_token()
             return Piece(text=self._add(record.opening(block.id, block.name)))
         return NOTHING
@@ -215,8 +216,8 @@ class Reply:
             return self._thinking(index, delta.thinking)
         if kind == "signature_delta":
             block["signature"] = block.get("signature", "") + delta.signature
-        elif kind == "input_json_delta" and index in self._input_json:
-            self._input_json[index].append(delta.partial_json)
+        elif kind == "input_json_delta" and block["type"] == "tool_use":
+            self._pieces[index].append(delta.partial_json)
             return Piece(text=self._add(record.clean(delta.partial_json)))
         return NOTHING
 
@@ -227,7 +228,7 @@ class Reply:
         self._complete.add(index)
         if block["type"] != "tool_use":
             return NOTHING
-        raw = "".join(self._input_json[index])
+        raw = "".join(self._pieces[index])
         try:
             parsed = json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -239,22 +240,20 @@ class Reply:
     def _text(self, index: int, text: str) -> str:
         if not text:
             return ""
-        self._blocks[index]["text"] += text
+        self._pieces[index].append(text)
         self._mark_first_token()
         return self._add(record.clean(text))
 
     def _thinking(self, index: int, thinking: str) -> Piece:
         if not thinking:
             return NOTHING
-        block = self._blocks[index]
         shown = record.clean(thinking)
-        if not block["thinking"] and self.thinking_parts:
+        if not self._pieces[index] and self.thinking_parts:
             shown = "\n\n" + shown  # the thinking of a later round, after a tool call
-        block["thinking"] += thinking
+        self._pieces[index].append(thinking)
         self._mark_first_token()
-        thinking = shown
-        self.thinking_parts.append(thinking)
-        return Piece(thinking=thinking)
+        self.thinking_parts.append(shown)
+        return Piece(thinking=shown)
 
     def _add(self, text: str) -> str:
         self.text_parts.append(text)
@@ -270,6 +269,8 @@ class Reply:
         content = []
         for index, block in sorted(self._blocks.items()):
             kind = block["type"]
+            if kind in ("text", "thinking"):
+                block = {**block, kind: "".join(self._pieces[index])}
             if kind == "text" and not block["text"]:
                 continue
             if kind == "thinking" and not (index in self._complete and block["signature"]):
