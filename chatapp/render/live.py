@@ -120,10 +120,7 @@ class LiveMarkdown:
         """
         swaps = self._close_markdown()
         if self._record is not None:
-            self.blocks[self._record_block] = tool_block(
-                self.message_id, self._tools, self._record, ended=True
-            )
-            swaps += tool_block(self.message_id, self._tools, self._record, ended=True, oob=True)
+            swaps += self._show_record(self._tools, self._record, ended=True)
             self._record = None
         return swaps + oob(tail_id(self.message_id), "delete", "")
 
@@ -226,14 +223,19 @@ class LiveMarkdown:
         if now.endswith(record.CLOSE):
             self._record = None
             self._tools += 1
-        html = tool_block(self.message_id, index, now)
-        if html == self.blocks[self._record_block]:
+        return self._show_record(index, now)
+
+    def _show_record(self, index: int, now: str, *, ended: bool = False) -> str:
+        """The swap that shows the call's block as its record `now` says: appended the first
+        time, replaced after that, nothing if it looks the same."""
+        html = tool_block(self.message_id, index, now, ended=ended)
+        shown = self.blocks[self._record_block]
+        if html == shown:
             return ""
-        new = not self.blocks[self._record_block]
         self.blocks[self._record_block] = html
-        if new:
+        if not shown:
             return oob(tail_id(self.message_id), "beforebegin", html)
-        return tool_block(self.message_id, index, now, oob=True)
+        return tool_block(self.message_id, index, now, ended=ended, oob=True)
 
     # -- a fenced code block being written ----------------------------------------------------
 
