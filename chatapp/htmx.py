@@ -27,3 +27,9 @@ def push_url(response: Response, url: str) -> Response:
     """Put `url` in the address bar and history, as if the page had been loaded there."""
     response.headers["HX-Push-Url"] = url
     return response
+
+
+def redirect(response: Response, url: str) -> Response:
+    """Make the browser load `url` as a whole page (the fragment, if any, is not swapped)."""
+    response.headers["HX-Redirect"] = url
+    return response

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, make_response, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user
@@ -66,7 +66,7 @@ def _gate() -> ResponseReturnValue | None:
         return None
     target = url_for("auth.setup") if not accounts.any_user() else url_for("auth.login")
     if htmx.is_htmx(request):
-        return "", 401, {"HX-Redirect": target}
+        return htmx.redirect(make_response("", 401), target)
     if request.accept_mimetypes.best == "text/event-stream" or request.path.endswith(
         ("/stream", "/events")
     ):

@@ -236,11 +236,9 @@ def delete(conversation_id: int) -> ResponseReturnValue:
     if answer is not None:
         streams().stop(answer.id)
     store.delete(conversation)
-    response = redirect(url_for(".index"), code=303)
     if htmx.is_htmx(request):
-        response = make_response("", 204)
-        response.headers["HX-Redirect"] = url_for(".index")
-    return response
+        return htmx.redirect(make_response("", 204), url_for(".index"))
+    return redirect(url_for(".index"), code=303)
 
 
 def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:
