@@ -20,7 +20,7 @@ from chatapp.models import Message
 from chatapp.streaming import streams
 from chatapp.tools.record import CLOSE, OPEN, calls, plain_text
 
-from .conftest import Configure, html, parse_events, read_events, stream_url
+from .conftest import Configure, html, parse_events, read_events, send, stream_url
 from .dom import Screen, rendered
 from .test_chat import answer_id
 from .test_chat import wait_finished as finished
@@ -125,11 +125,7 @@ def test_a_tool_call_split_across_deltas_runs_and_its_result_goes_back(
     assert message.input_tokens and message.output_tokens
     assert [turn["role"] for turn in message.transcript] == ["assistant", "user", "assistant"]
     upstream.push(Scenario(text="Sure."))
-    client.post(
-        "/messages",
-        data={"content": "Thanks", "conversation_id": message.conversation_id},
-        headers={"HX-Request": "true"},
-    )
+    send(client, "Thanks", message.conversation_id)
     gevent.sleep(0.3)
     third = upstream.requests[-1]["messages"]
     assert [m["role"] for m in third] == ["user", "assistant", "user", "assistant", "user"]
@@ -295,11 +291,7 @@ def test_thinking_with_a_budget_and_its_signature_go_back_to_claude(
     assert message.thinking == "Two and two make four."
 
     upstream.push(Scenario(text="Eight.", signature_only=True))
-    client.post(
-        "/messages",
-        data={"content": "Double it", "conversation_id": message.conversation_id},
-        headers={"HX-Request": "true"},
-    )
+    send(client, "Double it", message.conversation_id)
     second = wait_finished(app, message.id + 2)
     sent = upstream.requests[1]["messages"][1]["content"]
     assert sent[0] == thought and sent[1] == {"type": "text", "text": "Four."}
@@ -316,11 +308,7 @@ def test_thinking_with_a_budget_and_its_signature_go_back_to_claude(
         data={"model": "claude-sonnet-4-6", "system_prompt": ""},
     )
     upstream.push(Scenario(text="Done."))
-    client.post(
-        "/messages",
-        data={"content": "Thanks", "conversation_id": message.conversation_id},
-        headers={"HX-Request": "true"},
-    )
+    send(client, "Thanks", message.conversation_id)
     wait_finished(app, message.id + 4)
     third = upstream.requests[2]
     assert "thinking" not in third
