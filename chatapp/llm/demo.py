@@ -461,49 +461,42 @@ class _ReplyStream:
         )
 
     def _thinking_block(self, index: int, thinking: str) -> Iterator[bytes]:
-        yield self._write(
-            _event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
-                },
-            )
+        yield from self._paced_block(
+            index,
+            {"type": "thinking", "thinking": "", "signature": ""},
+            self.reply.pieces(thinking),
+            lambda piece: {"type": "thinking_delta", "thinking": piece},
+            last={"type": "signature_delta", "signature": _signature()},
         )
-        due = time.monotonic()
-        batch: list[bytes] = []
-        for piece in self.reply.pieces(thinking):
-            batch.append(_delta(index, {"type": "thinking_delta", "thinking": piece}))
-            due += len(piece) / self.reply.chars_per_second
-            yield from self._flush_until(batch, due)
-        batch.append(_delta(index, {"type": "signature_delta", "signature": _signature()}))
-        batch.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
-        yield self._write(b"".join(batch))
 
     def _tool_use_block(self, index: int, use: ToolUse) -> Iterator[bytes]:
-        yield self._write(
-            _event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {
-                        "type": "tool_use",
-                        "id": _new_id("toolu"),
-                        "name": use.name,
-                        "input": {},
-                    },
-                },
-            )
+        yield from self._paced_block(
+            index,
+            {"type": "tool_use", "id": _new_id("toolu"), "name": use.name, "input": {}},
+            ["", *(use.pieces if use.pieces is not None else self.reply.pieces(use.json()))],
+            lambda piece: {"type": "input_json_delta", "partial_json": piece},
         )
-        pieces = use.pieces if use.pieces is not None else self.reply.pieces(use.json())
+
+    def _paced_block(
+        self,
+        index: int,
+        block: dict[str, Any],
+        pieces: list[str],
+        delta_of: Callable[[str], dict[str, Any]],
+        last: dict[str, Any] | None = None,
+    ) -> Iterator[bytes]:
+        """A content block: its start, a delta for each piece at the reply's pace, then `last`
+        (if any) with its stop."""
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        yield self._write(_event("content_block_start", start))
         due = time.monotonic()
         batch: list[bytes] = []
-        for piece in ["", *pieces]:
-            batch.append(_delta(index, {"type": "input_json_delta", "partial_json": piece}))
+        for piece in pieces:
+            batch.append(_delta(index, delta_of(piece)))
             due += len(piece) / self.reply.chars_per_second
             yield from self._flush_until(batch, due)
+        if last is not None:
+            batch.append(_delta(index, last))
         batch.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
         yield self._write(b"".join(batch))
 
