@@ -1,7 +1,8 @@
 """The bare gevent relay: the SDK's stream straight out as server-sent events.
 
 The practical limit of this stack, for the benchmark's same-run baseline: gunicorn's gevent
-worker, the official `anthropic` SDK over httpx2 with the app's client settings, and each
+worker, the official `anthropic` SDK over httpx2 with the app's client settings and its raw
+stream events (`messages.create(stream=True)`, as the app reads them), and each
 text delta written at once as one SSE event. No database, no templates, no coalescing, no
 channel; only the escaping that keeps the frame valid HTML. No markdown either: each frame
 appends escaped text to the answer's element, where the app's frames are swaps of rendered
@@ -82,10 +83,14 @@ def relay(answer_id: int, prompt: str) -> Iterator[bytes]:
         "max_tokens": MAX_TOKENS,
         "messages": [{"role": "user", "content": prompt}],
     }
-    with client().messages.stream(**request) as stream:
-        for text in stream.text_stream:
-            offset += len(text)
-            yield _frame(answer_id, offset, text)
+    # The raw events, as the app reads them: `messages.stream()` would rebuild a snapshot of
+    # the message on every delta, work neither of them needs.
+    with client().messages.create(stream=True, **request) as stream:
+        for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                text = event.delta.text
+                offset += len(text)
+                yield _frame(answer_id, offset, text)
     yield f"event: done\nid: {answer_id}:{offset}\ndata: done\n\n".encode()
 
 

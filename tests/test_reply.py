@@ -23,7 +23,7 @@ def collect(upstream: FakeUpstream) -> tuple[Reply, str, str]:
     client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
     reply, pieces = Reply(), []
     try:
-        with client.messages.stream(**REQUEST) as stream:
+        with client.messages.create(stream=True, **REQUEST) as stream:
             for event in stream:
                 pieces.append(reply.apply(event))
     finally:
@@ -77,7 +77,7 @@ def test_mid_stream_error_event_raises_status_200(upstream: FakeUpstream) -> Non
     client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
     reply = Reply()
     with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(**REQUEST) as stream:
+        with client.messages.create(stream=True, **REQUEST) as stream:
             for event in stream:
                 reply.apply(event)
     assert caught.value.status_code == 200
@@ -89,7 +89,7 @@ def test_dropped_connection_raises_protocol_error(upstream: FakeUpstream) -> Non
     client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
     reply = Reply()
     with pytest.raises(httpx2.RemoteProtocolError):
-        with client.messages.stream(**REQUEST) as stream:
+        with client.messages.create(stream=True, **REQUEST) as stream:
             for event in stream:
                 reply.apply(event)
     assert reply.text == "Dropped "

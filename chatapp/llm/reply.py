@@ -1,10 +1,13 @@
 """Turn the SDK's stream events into the parts of one answer.
 
-`Reply.apply` takes every event `client.messages.stream(...)` yields and returns the thinking
-and the text it adds to the answer (a tool call adds its record to the text, see
-`chatapp.tools.record`). It reads only the raw wire events; the SDK's own
-convenience events (`text`, `thinking`, `signature`, `input_json`, `citation`) repeat what the
-raw deltas carry and are skipped, as are event types this version does not know.
+`Reply.apply` takes every event `client.messages.create(stream=True, ...)` yields and returns
+the thinking and the text it adds to the answer (a tool call adds its record to the text, see
+`chatapp.tools.record`). It reads only the raw wire events, so it keeps the answer itself:
+the SDK's `messages.stream()` helper would also rebuild a snapshot of the whole message and
+derive convenience events on every delta, three times the CPU per delta for nothing used
+here. Should such events reach it (`text`, `thinking`, `signature`, `input_json`,
+`citation`), they repeat what the raw deltas carry and are skipped, as are event types this
+version does not know.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def build_request(
     tools: list[dict[str, Any]] | None = None,
     thinking_budget: int = 0,
 ) -> dict[str, Any]:
-    """The keyword arguments for `client.messages.stream` that ask for the next answer.
+    """The keyword arguments for `messages.create(stream=True, ...)` that ask for the next answer.
 
     `history` is every message before the answer being written. An answer is sent as its
     transcript (thinking with signatures, tool calls and results) when it has one, else as its

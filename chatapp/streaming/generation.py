@@ -197,7 +197,7 @@ class Generation:
         most = self.streams.max_tool_rounds
         asking = request
         while True:
-            with self.streams.claude.client.messages.stream(**asking) as stream:
+            with self.streams.claude.client.messages.create(stream=True, **asking) as stream:
                 for event in stream:
                     piece = self.reply.apply(event)
                     if piece:
