@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -542,3 +543,18 @@ def test_module_serves_standalone() -> None:
         server.wait(timeout=5)
         if server.stderr is not None:
             server.stderr.close()
+
+
+def test_events_leave_at_once_on_a_kept_alive_connection() -> None:
+    """TCP_NODELAY on every connection it accepts: without it, Nagle's algorithm held the
+    first events of a reply on a reused connection until the SDK's delayed ACK (40 ms)."""
+    from gevent.pywsgi import WSGIServer
+
+    from chatapp.llm.demo import _Handler
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, address = listener.accept()
+        with client, accepted:
+            _Handler(accepted, address, WSGIServer(listener, lambda *_: []))
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
