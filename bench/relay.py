@@ -28,6 +28,8 @@ import anthropic
 import httpx2
 from markupsafe import escape
 
+from chatapp.config import DEFAULTS as APP  # the app's client settings, to be sized alike
+
 MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 8192
 
@@ -39,15 +41,18 @@ def client() -> anthropic.Anthropic:
     """One SDK client per worker, made on first use (after the fork), sized like the app's."""
     global _client
     if _client is None:
-        timeout = httpx2.Timeout(90.0, connect=10.0)
-        http = httpx2.Client(
-            timeout=timeout,
-            limits=httpx2.Limits(max_connections=4000, max_keepalive_connections=100),
+        timeout = httpx2.Timeout(
+            APP["UPSTREAM_IDLE_TIMEOUT"], connect=APP["UPSTREAM_CONNECT_TIMEOUT"]
         )
+        limits = httpx2.Limits(
+            max_connections=APP["UPSTREAM_MAX_CONNECTIONS"],
+            max_keepalive_connections=APP["UPSTREAM_IDLE_CONNECTIONS"],
+        )
+        http = httpx2.Client(timeout=timeout, limits=limits)
         _client = anthropic.Anthropic(
             api_key=os.environ["ANTHROPIC_API_KEY"],
             base_url=os.environ["ANTHROPIC_BASE_URL"],
-            max_retries=2,
+            max_retries=APP["UPSTREAM_MAX_RETRIES"],
             timeout=timeout,
             http_client=http,
         )

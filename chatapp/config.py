@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "UPSTREAM_IDLE_TIMEOUT": 90.0,
     "UPSTREAM_CONNECT_TIMEOUT": 10.0,
     "UPSTREAM_MAX_CONNECTIONS": 4000,
+    "UPSTREAM_IDLE_CONNECTIONS": 16,
     "UPSTREAM_MAX_RETRIES": 2,
     # Demo upstream pace (used when there is no API key)
     "DEMO_FIRST_TOKEN_SECONDS": [0.5, 1.5],

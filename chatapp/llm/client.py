@@ -51,8 +51,12 @@ class Claude:
         idle = float(config["UPSTREAM_IDLE_TIMEOUT"])
         timeout = httpx2.Timeout(idle, connect=float(config["UPSTREAM_CONNECT_TIMEOUT"]))
         # One connection per live answer: the pool must not make answers queue for a slot.
+        # Few idle ones: the pool probes every idle connection's socket each time a request
+        # starts or a response closes (gevent's poll, tens of µs each), so 100 idle connections
+        # cost several ms of CPU per answer; answers starting reuse what answers ending left.
         limits = httpx2.Limits(
-            max_connections=int(config["UPSTREAM_MAX_CONNECTIONS"]), max_keepalive_connections=100
+            max_connections=int(config["UPSTREAM_MAX_CONNECTIONS"]),
+            max_keepalive_connections=int(config["UPSTREAM_IDLE_CONNECTIONS"]),
         )
         return anthropic.Anthropic(
             api_key=api_key,
