@@ -1,9 +1,11 @@
 """Storing answers while they stream: group commit, and the final write.
 
 Generations never write per token. They mark themselves dirty; one ticker per worker appends
-the new text of every dirty answer in a single short transaction every FLUSH_INTERVAL seconds,
-so storing an answer costs in proportion to its length. No session or connection is held
-between ticks.
+the new text of every dirty answer in a single short transaction every FLUSH_INTERVAL seconds.
+Only the new text is sent, but the database rewrites the whole row (SQLite; PostgreSQL's
+TOAST value) on every append, so a tick costs in proportion to the answers' lengths so far:
+cheap for answers of a few thousand characters, heavier for very long ones. No session or
+connection is held between ticks.
 """
 
 from __future__ import annotations
