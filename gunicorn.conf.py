@@ -45,12 +45,16 @@ SHUTDOWN_MARGIN = 3
 
 
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
-    """On SIGTERM (stop, reload), let answers finish, then store the rest as interrupted."""
+    """Set the garbage collector for many live answers (chatapp/collector.py). On SIGTERM
+    (stop, reload), let answers finish, then store the rest as interrupted."""
     import signal
 
     import gevent
 
+    from chatapp import collector
     from chatapp.streaming import streams
+
+    collector.tune()
 
     stop_accepting = worker.handle_exit
 
