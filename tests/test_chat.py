@@ -192,9 +192,11 @@ def test_sidebar_pages_hold_fifty_conversations(app: Flask, client: FlaskClient)
     links = first.select(".sidebar__list a")
     assert len(links) == 50 and links[0].get_text() == "Chat 50"
     assert [a.get_text() for a in first.select(".sidebar__pages a")] == ["Older"]
+    assert first.select_one(".sidebar__pages a")["href"] == "?page=2"
     second = html(client.get("/?page=2").data)
     assert [a.get_text() for a in second.select(".sidebar__list a")] == ["Chat 0"]
     assert [a.get_text() for a in second.select(".sidebar__pages a")] == ["Newer"]
+    assert second.select_one(".sidebar__pages a")["href"] == "?page=1"
     assert second.select_one(".sidebar__list a")["href"].endswith("/conversations/1")
 
 

@@ -94,6 +94,14 @@ class SidebarPage:
     def has_prev(self) -> bool:
         return self.page > 1
 
+    @property
+    def prev_num(self) -> int:
+        return self.page - 1
+
+    @property
+    def next_num(self) -> int:
+        return self.page + 1
+
 
 def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> SidebarPage:
     """The owner's conversations for the sidebar, most recently active first.
