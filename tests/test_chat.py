@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 
 import gevent
@@ -444,6 +445,51 @@ def test_stop_keeps_the_text_and_closes_the_upstream(
     # Stop on a finished answer does no harm.
     assert client.post(f"/messages/{message_id}/stop").status_code == 204
     assert stored(app, message_id).status == "cancelled"
+
+
+def test_a_stopped_answer_costs_the_tokens_it_showed(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(
+        Scenario(
+            text="word " * 500,
+            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
+        )
+    )
+    message_id = answer_id(send(client, "Go on and on"))
+    generation = streams(app).live[message_id]
+    while generation.published < 200:
+        gevent.sleep(0.01)
+    assert client.post(f"/messages/{message_id}/stop").status_code == 204
+    message = wait_finished(app, message_id)
+    assert message.status == "cancelled"
+    # What it showed, counted by the API's token counter (the fake's: 4 characters a token),
+    # not the 1 token message_start announced.
+    # First, once for this worker, what the counter adds around a text of one token.
+    counted = [request["messages"] for request in upstream.counted]
+    assert counted == [[{"role": "user", "content": t}] for t in (".", message.content)]
+    assert message.output_tokens == math.ceil(len(message.content) / 4) > 50
+
+
+@pytest.mark.parametrize(
+    "fault", [{"cut_after": 300}, {"error_after": 300}, {"drop_after": 300}], ids=str
+)
+def test_an_answer_cut_by_the_upstream_costs_the_tokens_it_showed(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, fault: dict[str, int]
+) -> None:
+    upstream.push(Scenario(text="word " * 200, **fault))
+    message = wait_finished(app, answer_id(send(client, "Go on")))
+    assert message.status == "failed" and len(message.content) == 300
+    assert message.output_tokens == 300 // 4
+
+
+def test_a_whole_answer_needs_no_count(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(Scenario(text="word " * 40))
+    message = wait_finished(app, answer_id(send(client, "Short")))
+    assert message.status == "complete" and message.output_tokens == 50
+    assert upstream.counted == []
 
 
 def test_sending_while_an_answer_streams_is_refused_politely(

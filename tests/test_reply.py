@@ -72,6 +72,47 @@ def test_stream_cut_before_message_stop_raises_nothing(upstream: FakeUpstream) -
     assert not reply.finished and reply.stop_reason is None
 
 
+def test_a_whole_round_has_its_output_tokens_reported(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="All of it.", thinking="Short thought."))
+    reply, _, _ = collect(upstream)
+    assert reply.unreported_output is None
+
+
+def test_a_cut_round_leaves_what_it_wrote_to_be_counted(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="This answer will be cut short.", thinking="Hm.", cut_after=10))
+    reply, _, _ = collect(upstream)
+    assert reply.usage.output_tokens == 1  # all message_start says
+    assert reply.unreported_output == "Hm.This answe"
+    reply.count_output(4)
+    assert reply.usage.output_tokens == 4 and reply.unreported_output is None
+
+
+def test_a_round_the_api_never_took_has_nothing_to_count() -> None:
+    assert Reply().unreported_output is None
+
+
+def test_only_the_cut_round_is_counted(upstream: FakeUpstream) -> None:
+    upstream.push(Scenario(text="Second round, cut.", cut_after=6))
+    reply = Reply()
+    start = SimpleNamespace(
+        type="message_start",
+        message=SimpleNamespace(model="claude-sonnet-4-6", usage=SimpleNamespace(input_tokens=9)),
+    )
+    reply.apply(start)
+    delta = SimpleNamespace(stop_reason="tool_use")
+    reported = SimpleNamespace(output_tokens=30)
+    reply.apply(SimpleNamespace(type="message_delta", delta=delta, usage=reported))
+    reply.next_round()
+    client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)
+    with client.messages.create(stream=True, **REQUEST) as stream:
+        for event in stream:
+            reply.apply(event)
+    client.close()
+    assert reply.unreported_output == "Second"
+    reply.count_output(2)
+    assert reply.usage.output_tokens == 32
+
+
 def test_mid_stream_error_event_raises_status_200(upstream: FakeUpstream) -> None:
     upstream.push(Scenario(text="Partial text then trouble.", error_after=7))
     client = anthropic.Anthropic(api_key="test", base_url=upstream.url, max_retries=0)

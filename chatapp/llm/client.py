@@ -9,6 +9,8 @@ from typing import Any
 import anthropic
 import httpx2
 
+from .tokens import OutputCounter
+
 log = logging.getLogger(__name__)
 
 
@@ -18,6 +20,7 @@ class Claude:
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._config = config
         self._client: anthropic.Anthropic | None = None
+        self._counter: OutputCounter | None = None
         self._demo_upstream: Any = None
 
     @property
@@ -31,11 +34,19 @@ class Claude:
             self._client = self._make_client()
         return self._client
 
+    @property
+    def counter(self) -> OutputCounter:
+        """Counts the output tokens of answers cut short (see `chatapp.llm.tokens`)."""
+        if self._counter is None:
+            self._counter = OutputCounter(self.client)
+        return self._counter
+
     def close(self) -> None:
         """Release connections and stop the demo upstream, if one runs."""
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._counter = None
         if self._demo_upstream is not None:
             self._demo_upstream.stop()
             self._demo_upstream = None

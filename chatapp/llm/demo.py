@@ -2,14 +2,15 @@
 
 `FakeUpstream` answers `POST /v1/messages` the way Anthropic does: a JSON `Message`, or with
 `"stream": true` a `text/event-stream` of `message_start`, `ping`, content blocks, text deltas a
-few characters long, `message_delta` and `message_stop`, paced like a real model. The official
+few characters long, `message_delta` and `message_stop`, paced like a real model; and
+`POST /v1/messages/count_tokens` with an estimate (one token per four characters). The official
 SDK talks to it through `base_url`, so it serves three purposes:
 
 - demo mode (no API key): each gevent worker starts one in its own hub, and the replies are
   canned markdown that mentions the prompt and says plainly it is not from Claude;
 - the test double: `push(Scenario(...))` scripts the next reply, including faults (an HTTP
   error status, an `error` event mid-stream, a dropped connection, a body that ends early, a
-  stall), and `requests` / `disconnects` record what the client did;
+  stall), and `requests` / `counted` / `disconnects` record what the client did;
 - the paced upstream for benchmarks (`python -m chatapp.llm.demo --port 9100`).
 
 Everything runs on gevent in the current hub: a paced reply sleeps cooperatively, so hundreds
@@ -47,6 +48,8 @@ _WRITE_TICK = 0.01
 _UNKNOWN_EVERY = 7
 _SOCKET_KEY = "chatapp.demo.socket"
 _CHARS_PER_TOKEN = 4
+# The token counter's answer for a message includes what wraps it, as the API's does.
+_COUNTER_WRAPPING = 7
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -147,7 +150,8 @@ class FakeUpstream:
     def __init__(self, pace: Pace | None = None, *, seed: int | None = None) -> None:
         self.pace = pace or Pace()
         self.url = ""
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # to /v1/messages
+        self.counted: list[dict[str, Any]] = []  # to /v1/messages/count_tokens
         self.disconnects: list[float] = []
         self._scenarios: deque[Scenario] = deque()
         self._rng = random.Random(seed)
@@ -199,7 +203,7 @@ class FakeUpstream:
 
     def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path != "/v1/messages":
+        if path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return _error_response(start_response, 404, "not_found_error", f"Not found: {path}")
         if environ.get("REQUEST_METHOD") != "POST":
             return _error_response(
@@ -214,6 +218,10 @@ class FakeUpstream:
             return _error_response(
                 start_response, 400, "invalid_request_error", "The body must be a JSON object."
             )
+        if path == "/v1/messages/count_tokens":
+            self.counted.append(body)
+            tokens = _estimate_input_tokens(body) + _COUNTER_WRAPPING
+            return _json_response(start_response, 200, {"input_tokens": tokens})
         self.requests.append(body)
         scenario = self._scenarios.popleft() if self._scenarios else Scenario()
 

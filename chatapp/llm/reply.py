@@ -102,6 +102,8 @@ class Reply:
     _results: list[dict[str, Any]] = field(default_factory=list)
     _ready: ToolUse | None = None
     _usage: Usage = field(default_factory=Usage)  # this round's
+    _started: bool = False  # this round's message_start arrived: the API took the request
+    _reported: bool = False  # this round's output tokens were reported (or counted)
     _earlier: Usage = field(default_factory=Usage)  # the finished rounds', summed
 
     def apply(self, event: Any) -> Piece:
@@ -109,6 +111,7 @@ class Reply:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.model = self.model or event.message.model
+            self._started = True
             self._usage.update(event.message.usage)
         elif kind == "content_block_start":
             return self._start_block(event.index, event.content_block)
@@ -120,6 +123,7 @@ class Reply:
             if event.delta.stop_reason is not None:
                 self.stop_reason = event.delta.stop_reason
             self._usage.update(event.usage)
+            self._reported = getattr(event.usage, "output_tokens", None) is not None
         elif kind == "message_stop":
             self.finished = True
         return NOTHING
@@ -147,6 +151,7 @@ class Reply:
         self.rounds += 1
         self._earlier = self.usage
         self._usage = Usage()
+        self._started = self._reported = False
         self._blocks, self._complete, self._pieces, self._results = {}, set(), {}, []
         self.finished, self.stop_reason = False, None
 
@@ -167,6 +172,19 @@ class Reply:
         """The transcript holds more than the answer's text (thinking, tool calls): without
         it, the next request could not send Claude what it wrote."""
         return any(block["type"] != "text" for turn in self.transcript for block in turn["content"])
+
+    @property
+    def unreported_output(self) -> str | None:
+        """What this round wrote, if the API took it but never reported its output tokens
+        (the round was cut short); None if there is nothing to count."""
+        if not self._started or self._reported:
+            return None
+        return "".join(piece for pieces in self._pieces.values() for piece in pieces) or None
+
+    def count_output(self, tokens: int) -> None:
+        """Set this round's output tokens, counted from `unreported_output`."""
+        self._usage.output_tokens = max(self._usage.output_tokens, tokens)
+        self._reported = True
 
     @property
     def usage(self) -> Usage:

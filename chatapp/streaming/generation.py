@@ -275,6 +275,11 @@ class Generation:
             self._frame_timer.kill(block=False)  # not started yet (it clears this first)
         self._publish_pending()  # waits for a timer's publication under way
         reply = self.reply
+        unreported = reply.unreported_output
+        if unreported is not None:
+            # Cut short: the API bills what was written, but never said how many tokens.
+            model = reply.model or self._model or ""
+            reply.count_output(self.streams.claude.counter.count(model, unreported))
         usage = reply.usage
         started = reply.model is not None
         state = MessageState(
