@@ -543,10 +543,13 @@ def test_text_is_stored_in_batches_while_it_streams(
     seen_partial = False
     while message_id in streams(app).live:
         gevent.sleep(0.1)
-        partial = stored(app, message_id).content
+        row = stored(app, message_id)
+        partial = row.content
         assert text.startswith(partial)  # appended in order, never twice
-        if 0 < len(partial) < len(text):
+        if 0 < len(partial) < len(text) and row.status == "streaming":
             seen_partial = True
+            # The prompt's tokens are stored with the text: billed, whatever happens next.
+            assert row.input_tokens and row.input_tokens > 0 and row.output_tokens is None
     deltas = len(generation.reply.text_parts)
     assert seen_partial  # stored as it arrives, not only at the end
     assert flusher.writes < deltas / 10  # ... in batches, not one write per token
@@ -582,7 +585,9 @@ def test_finished_generation_logs_one_structured_line(
     }
 
 
-def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: FlaskClient) -> None:
+def test_sweeper_interrupts_answers_whose_writer_vanished(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
     from datetime import timedelta
 
     from chatapp.models import utcnow
@@ -590,20 +595,33 @@ def test_sweeper_interrupts_answers_whose_writer_vanished(app: Flask, client: Fl
     owner = user_id(app)
     with app.app_context():
         conversation = Conversation(user_id=owner, model="claude-sonnet-4-6", system_prompt="")
+        stale = utcnow() - timedelta(minutes=5)
         orphan = Message(
             conversation=conversation,
             role="assistant",
-            content="half",
+            content="half of an answer",
             status="streaming",
-            updated_at=utcnow() - timedelta(minutes=5),
+            model="claude-sonnet-4-6",
+            input_tokens=12,  # the API took its request
+            updated_at=stale,
         )
+        # Its worker died before the API took its request: nothing was billed.
+        unasked = Message(
+            conversation=conversation, role="assistant", content="", status="streaming"
+        )
+        unasked.updated_at = stale
         fresh = Message(conversation=conversation, role="assistant", content="", status="streaming")
-        db.session.add_all([conversation, orphan, fresh])
+        db.session.add_all([conversation, orphan, unasked, fresh])
         db.session.commit()
-        orphan_id, fresh_id = orphan.id, fresh.id
-    assert streams(app).sweeper.sweep() == 1
+        orphan_id, unasked_id, fresh_id = orphan.id, unasked.id, fresh.id
+    assert streams(app).sweeper.sweep() == 2
     assert stored(app, orphan_id).status == "interrupted"
-    assert stored(app, orphan_id).content == "half"
+    assert stored(app, orphan_id).content == "half of an answer"
+    # What it wrote is counted (the fake counter: 4 characters a token).
+    assert stored(app, orphan_id).output_tokens == math.ceil(len("half of an answer") / 4)
+    assert stored(app, unasked_id).status == "interrupted"
+    assert stored(app, unasked_id).output_tokens is None
+    assert [r["messages"][0]["content"] for r in upstream.counted] == [".", "half of an answer"]
     assert stored(app, fresh_id).status == "streaming"
     # A listener of the orphan gets its final state instead of waiting forever.
     events = read_events(client, f"/messages/{orphan_id}/stream?from=4")

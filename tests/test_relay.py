@@ -250,3 +250,5 @@ def test_listeners_of_an_answer_whose_worker_died_get_its_end(
     seen = Screen(message_id).take(events)
     kept = stored(b, message_id).content
     assert kept and seen.offset == len(kept) and seen.html == rendered(kept)
+    # Its prompt's tokens were stored with its text; what it wrote is counted.
+    assert stored(b, message_id).output_tokens == -(-len(kept) // 4)

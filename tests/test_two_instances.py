@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gevent
 import psycopg
@@ -78,16 +79,22 @@ def pair(
 
 def stored(database_url: str, message_id: int) -> tuple[str, str]:
     """(status, content) of a message, read straight from the shared database."""
+    status, content = read(database_url, message_id, "status, content")
+    return status, content
+
+
+def read(database_url: str, message_id: int, columns: str) -> tuple[Any, ...]:
+    """Columns of a message, read straight from the shared database."""
     url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             row = connection.execute(
-                text("SELECT status, content FROM message WHERE id = :id"), {"id": message_id}
+                text(f"SELECT {columns} FROM message WHERE id = :id"), {"id": message_id}
             ).one()
     finally:
         engine.dispose()
-    return row[0], row[1]
+    return tuple(row)
 
 
 def press_stop(browser: Browser, message_id: int) -> int:
@@ -164,6 +171,13 @@ def test_kill_9_mid_answer_leaves_it_interrupted_with_every_shown_character(
     shown = assert_shown_is_kept(answer_id, raw, content)  # nothing a reader saw is lost
     assert shown, "B's reader saw text before A died"
     assert ended_after < STALE_AFTER + 15, f"the sweeper took {ended_after:.1f}s"
+    # A's group commits stored the prompt's tokens; B counts what the answer wrote, just after
+    # its listeners got its end.
+    deadline = time.monotonic() + 10
+    while (tokens := read(shared_database, answer_id, "input_tokens, output_tokens"))[1] is None:
+        assert time.monotonic() < deadline, "the output tokens were never counted"
+        gevent.sleep(0.1)
+    assert tokens[0] > 0 and tokens[1] == -(-len(content) // 4)
     print(
         json.dumps({"shown": shown, "stored": len(content), "ended_after_s": round(ended_after, 1)})
     )

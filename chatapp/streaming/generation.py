@@ -140,6 +140,8 @@ class Generation:
 
     def unstored(self) -> persistence.Unstored:
         """For the flusher: how much is stored, and what was received since."""
+        usage = self.reply.usage
+        started = self.reply.model is not None
         return persistence.Unstored(
             stored_text=self._stored_text,
             text="".join(self._unstored_text),
@@ -147,6 +149,9 @@ class Generation:
             stored_thinking=self._stored_thinking,
             thinking="".join(self._unstored_thinking),
             thinking_pieces=len(self._unstored_thinking),
+            input_tokens=usage.input_tokens if started else None,
+            cache_read_tokens=usage.cache_read_tokens if started else None,
+            cache_creation_tokens=usage.cache_creation_tokens if started else None,
         )
 
     def mark_stored(self, written: persistence.Unstored) -> None:

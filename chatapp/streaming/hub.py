@@ -57,6 +57,7 @@ class Streams:
             lambda: tuple(self.live),
             on_interrupted=self._interrupted,
             delivered=self.relay.delivered if self.relay else lambda _message_id: None,
+            count_output=lambda model, text: self.claude.counter.count(model, text),
         )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)

@@ -41,6 +41,12 @@ class Unstored:
     stored_thinking: int
     thinking: str
     thinking_pieces: int
+    # The prompt's tokens, billed once the API took the request (None before): stored as the
+    # text is, so an answer whose worker dies still costs its prompt (and the sweeper knows
+    # to count its output).
+    input_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
 
 
 class Progress(Protocol):
@@ -92,6 +98,9 @@ class Flusher:
                         "text": new.text,
                         "stored_thinking": new.stored_thinking,
                         "thinking": new.thinking,
+                        "prompt_input": new.input_tokens,
+                        "prompt_cache_read": new.cache_read_tokens,
+                        "prompt_cache_creation": new.cache_creation_tokens,
                     }
                 )
                 taken.append((progress, new))
@@ -112,6 +121,9 @@ class Flusher:
                     .values(
                         content=table.c.content + bindparam("text"),
                         thinking=table.c.thinking + bindparam("thinking"),
+                        input_tokens=bindparam("prompt_input"),
+                        cache_read_tokens=bindparam("prompt_cache_read"),
+                        cache_creation_tokens=bindparam("prompt_cache_creation"),
                         updated_at=utcnow(),
                     ),
                     rows,

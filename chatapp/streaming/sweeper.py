@@ -2,6 +2,9 @@
 
 Every worker periodically touches the answers it is writing, and marks as interrupted any
 `streaming` answer nobody has touched for STALE_AFTER seconds (its worker died or was killed).
+Such an answer never got Claude's report of its output tokens; if the API had taken its
+request (its prompt's tokens are stored), what it wrote is counted, as for any answer cut
+short (`chatapp.llm.tokens`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from datetime import datetime, timedelta
 
 import gevent
 from flask import Flask
+from gevent.pool import Pool
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -20,6 +24,7 @@ from ..models import Message, Status, utcnow
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "The server stopped while writing this answer. The text so far is kept."
+COUNTS_AT_ONCE = 8  # orphans whose output tokens are counted at the same time
 
 
 class Sweeper:
@@ -31,11 +36,13 @@ class Sweeper:
         live_ids: Callable[[], Collection[int]],
         on_interrupted: Callable[[list[int]], None],
         delivered: Callable[[int], tuple[str, str] | None] = lambda _message_id: None,
+        count_output: Callable[[str, str], int] | None = None,
     ) -> None:
         self._app = app
         self._live_ids = live_ids
         self._on_interrupted = on_interrupted
         self._delivered = delivered
+        self._count_output = count_output  # (model, text) -> output tokens
         self._interval = float(app.config["SWEEP_INTERVAL"])
         self._stale_after = float(app.config["STALE_AFTER"])
         self._greenlet: gevent.Greenlet | None = None
@@ -77,34 +84,66 @@ class Sweeper:
                 stale = stale.where(Message.id.not_in(live))
             ended = list(db.session.scalars(stale))
             db.session.commit()
+        uncounted = {}
         for message_id in ended:
-            self._interrupt(message_id, now)
+            what = self._interrupt(message_id, now)
+            if what is not None:
+                uncounted[message_id] = what
         if ended:
             log.warning(
                 "marked %d answers interrupted: no progress for %gs", len(ended), self._stale_after
             )
             self._on_interrupted(ended)
+        self._count(uncounted)  # after listeners have their answers' end: counting takes a while
         return len(ended)
 
-    def _interrupt(self, message_id: int, now: datetime) -> None:
-        """End one orphan, keeping every character a reader may have seen."""
+    def _interrupt(self, message_id: int, now: datetime) -> tuple[str, str] | None:
+        """End one orphan, keeping every character a reader may have seen; return the model
+        and the text whose output tokens are still to be counted, if any."""
         delivered = self._delivered(message_id)
         with self._app.app_context():
             message = db.session.get(Message, message_id)
             if message is None or message.status != Status.STREAMING.value:
-                return
+                return None
+            thinking, text = message.thinking, message.content
             if delivered is not None:
                 # Readers may have seen more than the last group commit stored before the
                 # worker died.
-                thinking, text = delivered
-                if len(text) > len(message.content):
-                    message.content = text
-                if len(thinking) > len(message.thinking):
-                    message.thinking = thinking
+                thinking = max(thinking, delivered[0], key=len)
+                text = max(text, delivered[1], key=len)
+            message.content, message.thinking = text, thinking
             message.status = Status.INTERRUPTED.value
             message.error = INTERRUPTED
             message.updated_at = now
+            unreported = message.input_tokens is not None and message.output_tokens is None
+            model = message.model or ""
             db.session.commit()
+        return (model, thinking + text) if unreported and (thinking or text) else None
+
+    def _count(self, uncounted: dict[int, tuple[str, str]]) -> None:
+        """Store the output tokens of orphans, counted a few at a time."""
+        count_output = self._count_output
+        if count_output is None:
+            return
+
+        def count(message_id: int, model: str, text: str) -> None:
+            tokens = count_output(model, text)
+            try:
+                with self._app.app_context():
+                    db.session.execute(
+                        update(Message)
+                        .where(Message.id == message_id)
+                        .where(Message.output_tokens.is_(None))
+                        .values(output_tokens=tokens)
+                    )
+                    db.session.commit()
+            except Exception:
+                log.exception("could not store the output tokens of answer %s", message_id)
+
+        pool = Pool(COUNTS_AT_ONCE)
+        for message_id, (model, text) in uncounted.items():
+            pool.spawn(count, message_id, model, text)
+        pool.join()
 
     def _run(self) -> None:
         while True:
