@@ -6,11 +6,15 @@ from __future__ import annotations
 import re
 
 import pytest
+import redis
 from flask import Flask, url_for
 from flask.testing import FlaskClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.test import TestResponse
 
 from chatapp.auth import accounts
+from chatapp.auth.throttle import SharedThrottle
 from chatapp.conversations import store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
@@ -113,6 +117,18 @@ def test_sign_in_attempts_are_limited(app: Flask) -> None:
     # Another account from the same address is not held up by bob's failures.
     make_account(app, "carol")
     assert sign_in(anonymous(app), "carol").status_code == 302
+
+
+def test_sign_in_limits_without_redis_count_in_the_worker() -> None:
+    # Nothing listens there.
+    unreachable = redis.Redis(port=1, retry=Retry(NoBackoff(), 0))
+    throttle = SharedThrottle(unreachable, "chatapp-test", limit=2, window=60.0)
+    assert throttle.blocked_for("bob") == 0
+    throttle.failed("bob")
+    throttle.failed("bob")
+    assert 59 < throttle.blocked_for("bob") <= 60  # still limited, in this worker's memory
+    throttle.succeeded("bob")
+    assert throttle.blocked_for("bob") == 0
 
 
 def test_admins_add_and_disable_accounts_and_nobody_else_can(app: Flask) -> None:

@@ -16,6 +16,7 @@ import gevent
 import pytest
 from flask import Flask
 
+from chatapp.auth import accounts
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
 from chatapp.models import Message
@@ -252,3 +253,21 @@ def test_listeners_of_an_answer_whose_worker_died_get_its_end(
     assert kept and seen.offset == len(kept) and seen.html == rendered(kept)
     # Its prompt's tokens were stored with its text; what it wrote is counted.
     assert stored(b, message_id).output_tokens == -(-len(kept) // 4)
+
+
+def test_sign_in_limits_hold_across_workers(workers: tuple[Flask, Flask]) -> None:
+    a, b = workers
+    with a.app_context():
+        accounts.create("bob", "correct horse battery")
+        accounts.create("carol", "correct horse battery")
+
+    def sign_in(app: Flask, name: str, password: str) -> int:
+        client = app.test_client(user=None)
+        data = {"username": name, "password": password}
+        return client.post("/login", data=data).status_code
+
+    # Five wrong guesses, spread over both workers: the sixth try waits, on either of them.
+    assert [sign_in(app, "bob", "guess") for app in (a, b, a, b, a)] == [401] * 5
+    assert sign_in(b, "bob", "correct horse battery") == 429
+    assert sign_in(a, "bob", "correct horse battery") == 429
+    assert sign_in(b, "carol", "correct horse battery") == 302  # another account is not held up

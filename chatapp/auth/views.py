@@ -5,23 +5,37 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
+import redis
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..conversations import store
 from . import accounts, usage
-from .throttle import Throttle
+from .throttle import SharedThrottle, Throttle
 
 bp = Blueprint("auth", __name__)
 
 
-def _throttles() -> tuple[Throttle, Throttle]:
+def _throttles() -> tuple[Throttle | SharedThrottle, Throttle | SharedThrottle]:
     """This app's limits: five failures a minute for one username from one address, fifty
-    from one address."""
+    from one address; shared by every worker through Redis when REDIS_URL is set."""
     found = current_app.extensions.get("chatapp.login_throttles")
     if found is None:
-        found = (Throttle(limit=5, window=60.0), Throttle(limit=50, window=60.0))
+        limits = ((5, 60.0), (50, 60.0))
+        url = current_app.config.get("REDIS_URL")
+        if url:
+            # Without Redis, sign-in falls back to this worker's memory at once, not after
+            # the client's usual retries with backoff (seconds).
+            client = redis.Redis.from_url(
+                url, socket_timeout=2.0, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 1)
+            )
+            prefix = current_app.config["REDIS_PREFIX"]
+            found = tuple(SharedThrottle(client, prefix, *limit) for limit in limits)
+        else:
+            found = tuple(Throttle(*limit) for limit in limits)
         current_app.extensions["chatapp.login_throttles"] = found
     return found
 
