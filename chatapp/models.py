@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, false
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -54,13 +54,13 @@ class User(db.Model):  # type: ignore[name-defined]
 
 class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversation"
+    # The sidebar: a person's conversations, most recently active first.
+    __table_args__ = (Index("ix_conversation_user_recent", "user_id", "updated_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Whose it is. Empty only for conversations from before accounts, until the first admin
     # is created and takes them.
-    user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model: Mapped[str] = mapped_column(String(100))
     system_prompt: Mapped[str] = mapped_column(Text, default="")
@@ -70,9 +70,7 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     thinking: Mapped[bool] = mapped_column(default=False, server_default=false())
     thinking_budget: Mapped[int] = mapped_column(Integer, default=4096, server_default="4096")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",
