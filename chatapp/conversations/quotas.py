@@ -38,11 +38,11 @@ def check(user: User, config: dict[str, Any]) -> None:
         return
     today = _today_usage(user, now)
     tomorrow = "00:00 UTC"
-    if token_limit and sum(today.tokens.values()) >= token_limit:
+    if token_limit and sum(map(_tokens, today)) >= token_limit:
         raise QuotaExceeded(
             f"You have used today's {token_limit:,} tokens. The allowance renews at {tomorrow}."
         )
-    spent = costs.total_cost(today.usages, config["PRICES"]) or Decimal(0)
+    spent = costs.total_cost(today, config["PRICES"]) or Decimal(0)
     if cost_limit and spent >= cost_limit:
         raise QuotaExceeded(
             f"You have used today's {costs.dollars(cost_limit)}. "
@@ -63,25 +63,30 @@ def _answers_since(user: User, since: datetime) -> int:
     )
 
 
-class _Today:
-    def __init__(self, usages: list[Message]) -> None:
-        self.usages = usages
-        self.tokens = {
-            message.id: (message.input_tokens or 0)
-            + (message.output_tokens or 0)
-            + (message.cache_read_tokens or 0)
-            + (message.cache_creation_tokens or 0)
-            for message in usages
-        }
-
-
-def _today_usage(user: User, now: datetime) -> _Today:
+def _today_usage(user: User, now: datetime) -> list[Any]:
+    """The model and token counts of the person's answers today (not their text)."""
     midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-    answers = db.session.scalars(
-        select(Message)
-        .join(Conversation)
-        .where(Conversation.user_id == user.id)
-        .where(Message.role == "assistant")
-        .where(Message.updated_at >= midnight)
+    return list(
+        db.session.execute(
+            select(
+                Message.model,
+                Message.input_tokens,
+                Message.output_tokens,
+                Message.cache_read_tokens,
+                Message.cache_creation_tokens,
+            )
+            .join(Conversation)
+            .where(Conversation.user_id == user.id)
+            .where(Message.role == "assistant")
+            .where(Message.updated_at >= midnight)
+        )
     )
-    return _Today(list(answers))
+
+
+def _tokens(usage: Any) -> int:
+    return (
+        (usage.input_tokens or 0)
+        + (usage.output_tokens or 0)
+        + (usage.cache_read_tokens or 0)
+        + (usage.cache_creation_tokens or 0)
+    )
