@@ -156,9 +156,10 @@ def store_final(app: Flask, state: MessageState) -> None:
     values = asdict(state)
     for key in ("id", "conversation_id", "role"):
         values.pop(key)
+    table = Message.__table__  # Core: the ORM's update would also look for the row in the session
     with app.app_context():
         db.session.execute(
-            update(Message).where(Message.id == state.id).values(**values, updated_at=utcnow())
+            update(table).where(table.c.id == state.id).values(**values, updated_at=utcnow())
         )
         db.session.commit()
 
