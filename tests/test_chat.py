@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.llm.tokens import estimate_tokens
 from chatapp.models import Conversation, Message
 from chatapp.streaming import streams
 
@@ -469,6 +470,26 @@ def test_a_stopped_answer_costs_the_tokens_it_showed(
     counted = [request["messages"] for request in upstream.counted]
     assert counted == [[{"role": "user", "content": t}] for t in (".", message.content)]
     assert message.output_tokens == math.ceil(len(message.content) / 4) > 50
+
+
+def test_an_answer_the_worker_leaves_behind_estimates_its_tokens_at_once(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    upstream.push(
+        Scenario(
+            text="word " * 500,
+            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
+        )
+    )
+    message_id = answer_id(send(client, "Go on and on"))
+    generation = streams(app).live[message_id]
+    while generation.published < 100:
+        gevent.sleep(0.01)
+    generation.interrupt()  # as the worker does when it is stopped
+    message = wait_finished(app, message_id)
+    # No time to ask the counter before gunicorn kills the worker: an estimate, stored at once.
+    assert message.status == "interrupted" and upstream.counted == []
+    assert message.output_tokens == estimate_tokens(message.content)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import httpx2
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 3.5  # Anthropic's rule of thumb for English text
+CHARS_PER_TOKEN = 3.5  # a usual rule of thumb for English text and Claude's tokenizer
 ONE_TOKEN = "."  # a text of one token, to measure what the wrapping adds
 COUNT_TIMEOUT = 5.0  # seconds; a count must not hold up an answer's end for long
 

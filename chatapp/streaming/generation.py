@@ -22,6 +22,7 @@ from .. import tools
 from ..llm import errors, titles
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
+from ..llm.tokens import estimate_tokens
 from ..models import MessageState, Status
 from ..tools.record import plain_text
 from . import persistence
@@ -282,9 +283,13 @@ class Generation:
         reply = self.reply
         unreported = reply.unreported_output
         if unreported is not None:
-            # Cut short: the API bills what was written, but never said how many tokens.
-            model = reply.model or self._model or ""
-            reply.count_output(self.streams.claude.counter.count(model, unreported))
+            # Cut short: the API bills what was written, but never said how many tokens. A
+            # worker going away has no time to ask the counter, so that count is an estimate.
+            if status is Status.INTERRUPTED:
+                reply.count_output(estimate_tokens(unreported))
+            else:
+                model = reply.model or self._model or ""
+                reply.count_output(self.streams.claude.counter.count(model, unreported))
         usage = reply.usage
         started = reply.model is not None
         state = MessageState(
