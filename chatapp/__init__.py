@@ -55,7 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     prices = app.config["PRICES"]
     app.jinja_env.globals.update(
         answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),
-        conversation_cost=lambda messages: costs.dollars(costs.total_cost(messages, prices)),
+        conversation_cost=lambda usages: costs.dollars(costs.total_cost(usages, prices)),
         tokens_per_second=costs.tokens_per_second,
         dollars=costs.dollars,
     )

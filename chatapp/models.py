@@ -71,12 +71,35 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     thinking_budget: Mapped[int] = mapped_column(Integer, default=4096, server_default="4096")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The request that named the conversation (CHATAPP_TITLE_MODEL): billed like an answer.
+    naming_model: Mapped[str | None] = mapped_column(String(100))
+    naming_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    naming_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    named_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation",
         order_by="Message.id",
         cascade="all, delete-orphan",
     )
+
+    @property
+    def naming(self) -> Naming | None:
+        """What naming this conversation used, if a model named it."""
+        if self.naming_input_tokens is None:
+            return None
+        return Naming(self.naming_model, self.naming_input_tokens, self.naming_output_tokens)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """The tokens of the request that named a conversation, priced as an answer's are."""
+
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
 
 
 class Message(db.Model):  # type: ignore[name-defined]

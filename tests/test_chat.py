@@ -13,10 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from chatapp.conversations import quotas, store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.llm.tokens import estimate_tokens
-from chatapp.models import Conversation, Message
+from chatapp.models import Conversation, Message, Naming, User, utcnow
 from chatapp.streaming import streams
 
 from .conftest import Configure, asked, html, parse_events, read_events, send, stream_url, user_id
@@ -1288,6 +1289,48 @@ def test_a_small_model_names_the_conversation_after_its_first_answer(
     assert len(upstream.requests) == 3
     with app.app_context():
         assert db.session.get(Conversation, conversation_id).title == "Mine"
+
+
+def test_naming_a_conversation_costs_what_it_used(
+    configured: Configure, upstream: FakeUpstream
+) -> None:
+    from decimal import Decimal
+
+    from chatapp import costs
+
+    app = configured(TITLE_MODEL="claude-haiku-4-5", DAILY_TOKEN_LIMIT=10_000)
+    client = app.test_client()
+    upstream.push(Scenario(text="Start with the book."), Scenario(text="Learning Rust Fast"))
+    first = send(client, "How do I learn Rust quickly?")
+    conversation_id = int(first.select_one("#conversation-id")["value"])
+    answer = wait_finished(app, answer_id(first))
+    deadline = time.monotonic() + 5
+    while (naming := _naming(app, conversation_id)) is None:
+        assert time.monotonic() < deadline, "the naming's usage was never stored"
+        gevent.sleep(0.05)
+    assert naming.model == "claude-haiku-4-5"
+    assert naming.input_tokens and naming.input_tokens > 0 and naming.output_tokens
+    prices = app.config["PRICES"]
+    # Billed like an answer: in the conversation's total...
+    total = costs.cost(answer, prices) + costs.cost(naming, prices)
+    assert costs.cost(naming, prices) > Decimal(0)
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    assert page.select_one("#conversation-cost").get_text() == f"Total {costs.dollars(total)}"
+    # ... on the admins' usage page, as tokens of its model but not as an answer ...
+    with app.app_context():
+        rows = {row.model: row for row in store.usage_by_person_and_model()}
+    assert rows["claude-haiku-4-5"].answers == 0
+    assert rows["claude-haiku-4-5"].input_tokens == naming.input_tokens
+    assert rows["claude-sonnet-4-6"].answers == 1
+    # ... and in today's allowance.
+    with app.app_context():
+        today = quotas._today_usage(db.session.get(User, user_id(app)), utcnow())
+    assert naming in today and len(today) == 2
+
+
+def _naming(app: Flask, conversation_id: int) -> Naming | None:
+    with app.app_context():
+        return db.session.get(Conversation, conversation_id).naming
 
 
 def test_demo_mode_names_conversations_too(configured: Configure) -> None:

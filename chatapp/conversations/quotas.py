@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from .. import costs
 from ..extensions import db
-from ..models import Conversation, Message, User, utcnow
+from ..models import Conversation, Message, Naming, User, utcnow
 
 
 class QuotaExceeded(Exception):
@@ -64,9 +64,19 @@ def _answers_since(user: User, since: datetime) -> int:
 
 
 def _today_usage(user: User, now: datetime) -> list[Any]:
-    """The model and token counts of the person's answers today (not their text)."""
+    """The model and token counts of the person's answers today (not their text), and of the
+    requests that named their conversations today."""
     midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-    return list(
+    namings = db.session.execute(
+        select(
+            Conversation.naming_model,
+            Conversation.naming_input_tokens,
+            Conversation.naming_output_tokens,
+        )
+        .where(Conversation.user_id == user.id)
+        .where(Conversation.named_at >= midnight)
+    )
+    return [Naming(*naming) for naming in namings] + list(
         db.session.execute(
             select(
                 Message.model,

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import abort
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select
 
 from ..extensions import db
-from ..models import Conversation, Message, Status, User, utcnow
+from ..models import Conversation, Message, Naming, Status, User, utcnow
 from ..tools.record import plain_text
 
 TITLE_CHARS = 60
@@ -170,10 +170,18 @@ def get_message(message_id: int, owner: User) -> Message:
     return message
 
 
-def answer_usage(conversation_id: int) -> list[Any]:
-    """The model and token counts of each of the conversation's answers (for what they cost),
-    without reading their text."""
-    return list(
+def conversation_usage(conversation_id: int) -> list[Any]:
+    """The model and token counts of each of the conversation's answers, and of the request
+    that named it (for what it cost), without reading their text."""
+    naming = db.session.execute(
+        select(
+            Conversation.naming_model,
+            Conversation.naming_input_tokens,
+            Conversation.naming_output_tokens,
+        ).where(Conversation.id == conversation_id)
+    ).one_or_none()
+    named = [Naming(*naming)] if naming is not None and naming[1] is not None else []
+    return named + list(
         db.session.execute(
             select(
                 Message.model,
@@ -202,7 +210,8 @@ class UsageRow:
 
 
 def usage_by_person_and_model() -> list[UsageRow]:
-    """Token totals of every answer, by person and model (for the admins' usage page)."""
+    """Token totals of every answer, by person and model (for the admins' usage page); the
+    requests that named conversations count as tokens, not as answers."""
     rows = db.session.execute(
         select(
             User.username,
@@ -218,9 +227,23 @@ def usage_by_person_and_model() -> list[UsageRow]:
         .where(Message.role == "assistant")
         .where(Message.input_tokens.is_not(None))
         .group_by(User.username, Message.model)
-        .order_by(User.username, Message.model)
     )
-    return [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in rows]
+    namings = db.session.execute(
+        select(
+            User.username,
+            Conversation.naming_model,
+            literal(0),
+            func.coalesce(func.sum(Conversation.naming_input_tokens), 0),
+            func.coalesce(func.sum(Conversation.naming_output_tokens), 0),
+            literal(0),
+            literal(0),
+        )
+        .join(User, User.id == Conversation.user_id)
+        .where(Conversation.naming_input_tokens.is_not(None))
+        .group_by(User.username, Conversation.naming_model)
+    )
+    found = [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in [*rows, *namings]]
+    return sorted(found, key=lambda row: (row.username, row.model or ""))
 
 
 def create_conversation(owner: User, settings: Settings) -> Conversation:

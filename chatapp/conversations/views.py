@@ -294,10 +294,12 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
     """The conversation page (the new-chat page without one), its messages as they are now."""
     messages = [] if conversation is None else conversation.messages
     shown = [live_view(MessageState.of(m)) for m in messages]
+    naming = None if conversation is None else conversation.naming
     return render_template(
         "conversation.html",
         conversation=conversation,
         messages=shown,
+        usages=shown + [naming] if naming is not None else shown,
         newest_message_id=shown[-1].id if shown else 0,
         **_sidebar(),
         **extra,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 
 INSTRUCTION = (
@@ -12,8 +14,11 @@ MAX_TOKENS = 24  # a title, not an answer
 LONGEST = 60
 
 
-def suggest(client: anthropic.Anthropic, model: str, question: str, answer: str) -> str | None:
-    """A short title for a conversation that starts with `question` and `answer`, or None."""
+def suggest(
+    client: anthropic.Anthropic, model: str, question: str, answer: str
+) -> tuple[str | None, Any]:
+    """A short title for a conversation that starts with `question` and `answer` (or None),
+    and the request's usage: it is billed whether or not its reply makes a title."""
     response = client.messages.create(
         model=model,
         max_tokens=MAX_TOKENS,
@@ -26,7 +31,7 @@ def suggest(client: anthropic.Anthropic, model: str, question: str, answer: str)
         ],
     )
     text = "".join(block.text for block in response.content if block.type == "text")
-    return cleaned(text)
+    return cleaned(text), response.usage
 
 
 def cleaned(text: str) -> str | None:

@@ -338,10 +338,11 @@ class Generation:
         if not model:
             return
         try:
-            title = titles.suggest(self.streams.claude.client, model, question, answer)
+            title, usage = titles.suggest(self.streams.claude.client, model, question, answer)
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             log.info("no title for conversation %s: %r", self.conversation_id, exc)
             return
+        persistence.store_naming(self.streams.app, self.conversation_id, model, usage)
         if title and persistence.retitle(self.streams.app, self.conversation_id, question, title):
             self.streams.announce(self.conversation_id, "title", (), None, title)
 

@@ -164,6 +164,22 @@ def store_final(app: Flask, state: MessageState) -> None:
         db.session.commit()
 
 
+def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:
+    """Keep what the request that named the conversation used (its `usage` from the API)."""
+    with app.app_context():
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(
+                naming_model=model,
+                naming_input_tokens=usage.input_tokens,
+                naming_output_tokens=usage.output_tokens,
+                named_at=utcnow(),
+            )
+        )
+        db.session.commit()
+
+
 def retitle(app: Flask, conversation_id: int, question: str, title: str) -> bool:
     """Give the conversation `title`, unless someone renamed it meanwhile."""
     with app.app_context():

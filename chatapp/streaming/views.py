@@ -121,10 +121,10 @@ def _render_news(news: Announcement, messages: list[MessageState]) -> str:
 
 def _render_final(state: MessageState) -> str:
     # A streamed answer is always its conversation's last message: sending waits for it.
-    answers = store.answer_usage(state.conversation_id)
+    usages = store.conversation_usage(state.conversation_id)
     db.session.close()
     return (
         render_template("_message.html", message=state, oob=True, last=True, keep_content=True)
         + render_template("_announcement.html", message=state)
-        + render_template("_conversation_cost.html", messages=answers, oob=True)
+        + render_template("_conversation_cost.html", usages=usages, oob=True)
     )
