@@ -165,15 +165,19 @@ def store_final(app: Flask, state: MessageState) -> None:
 
 
 def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:
-    """Keep what the request that named the conversation used (its `usage` from the API)."""
+    """Add what a request to name the conversation used (its `usage` from the API). A first
+    answer written again asks again, and each request is billed."""
+    table = Conversation.__table__
     with app.app_context():
         db.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
+            update(table)
+            .where(table.c.id == conversation_id)
             .values(
                 naming_model=model,
-                naming_input_tokens=usage.input_tokens,
-                naming_output_tokens=usage.output_tokens,
+                naming_input_tokens=func.coalesce(table.c.naming_input_tokens, 0)
+                + usage.input_tokens,
+                naming_output_tokens=func.coalesce(table.c.naming_output_tokens, 0)
+                + usage.output_tokens,
                 named_at=utcnow(),
             )
         )
