@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from .. import costs
 from ..extensions import db
 from ..models import Conversation, Message, Naming, User, utcnow
+from .store import ANSWER_USAGE, NAMING_USAGE
 
 
 class QuotaExceeded(Exception):
@@ -68,29 +69,18 @@ def _today_usage(user: User, now: datetime) -> list[Any]:
     requests that named their conversations today."""
     midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
     namings = db.session.execute(
-        select(
-            Conversation.naming_model,
-            Conversation.naming_input_tokens,
-            Conversation.naming_output_tokens,
-        )
+        select(*NAMING_USAGE)
         .where(Conversation.user_id == user.id)
         .where(Conversation.named_at >= midnight)
+    ).all()
+    answers = db.session.execute(
+        select(*ANSWER_USAGE)
+        .join(Conversation)
+        .where(Conversation.user_id == user.id)
+        .where(Message.role == "assistant")
+        .where(Message.updated_at >= midnight)
     )
-    return [Naming(*naming) for naming in namings] + list(
-        db.session.execute(
-            select(
-                Message.model,
-                Message.input_tokens,
-                Message.output_tokens,
-                Message.cache_read_tokens,
-                Message.cache_creation_tokens,
-            )
-            .join(Conversation)
-            .where(Conversation.user_id == user.id)
-            .where(Message.role == "assistant")
-            .where(Message.updated_at >= midnight)
-        )
-    )
+    return [Naming(*naming) for naming in namings] + list(answers)
 
 
 def _tokens(usage: Any) -> int:

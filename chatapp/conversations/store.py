@@ -170,30 +170,36 @@ def get_message(message_id: int, owner: User) -> Message:
     return message
 
 
+# What an answer's cost is priced from, and what the request that named a conversation used:
+# read without the text.
+ANSWER_USAGE = (
+    Message.model,
+    Message.input_tokens,
+    Message.output_tokens,
+    Message.cache_read_tokens,
+    Message.cache_creation_tokens,
+)
+NAMING_USAGE = (
+    Conversation.naming_model,
+    Conversation.naming_input_tokens,
+    Conversation.naming_output_tokens,
+)
+
+
 def conversation_usage(conversation_id: int) -> list[Any]:
     """The model and token counts of each of the conversation's answers, and of the request
     that named it (for what it cost), without reading their text."""
-    naming = db.session.execute(
-        select(
-            Conversation.naming_model,
-            Conversation.naming_input_tokens,
-            Conversation.naming_output_tokens,
-        ).where(Conversation.id == conversation_id)
-    ).one_or_none()
-    named = [Naming(*naming)] if naming is not None and naming[1] is not None else []
-    return named + list(
-        db.session.execute(
-            select(
-                Message.model,
-                Message.input_tokens,
-                Message.output_tokens,
-                Message.cache_read_tokens,
-                Message.cache_creation_tokens,
-            )
-            .where(Message.conversation_id == conversation_id)
-            .where(Message.role == "assistant")
-        )
+    namings = db.session.execute(
+        select(*NAMING_USAGE)
+        .where(Conversation.id == conversation_id)
+        .where(Conversation.naming_input_tokens.is_not(None))
+    ).all()
+    answers = db.session.execute(
+        select(*ANSWER_USAGE)
+        .where(Message.conversation_id == conversation_id)
+        .where(Message.role == "assistant")
     )
+    return [Naming(*naming) for naming in namings] + list(answers)
 
 
 @dataclass(frozen=True)
