@@ -35,8 +35,8 @@ class Sweeper:
         app: Flask,
         live_ids: Callable[[], Collection[int]],
         on_interrupted: Callable[[list[int]], None],
+        count_output: Callable[[str, str], int],
         delivered: Callable[[int], tuple[str, str] | None] = lambda _message_id: None,
-        count_output: Callable[[str, str], int] | None = None,
     ) -> None:
         self._app = app
         self._live_ids = live_ids
@@ -122,12 +122,9 @@ class Sweeper:
 
     def _count(self, uncounted: dict[int, tuple[str, str]]) -> None:
         """Store the output tokens of orphans, counted a few at a time."""
-        count_output = self._count_output
-        if count_output is None:
-            return
 
         def count(message_id: int, model: str, text: str) -> None:
-            tokens = count_output(model, text)
+            tokens = self._count_output(model, text)
             try:
                 with self._app.app_context():
                     db.session.execute(
