@@ -19,6 +19,7 @@ from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.llm.tokens import estimate_tokens
 from chatapp.models import Conversation, Message, Naming, User, utcnow
 from chatapp.streaming import streams
+from chatapp.streaming.generation import Generation
 
 from .conftest import Configure, asked, html, parse_events, read_events, send, stream_url, user_id
 from .dom import Screen, rendered, streamed_html
@@ -421,20 +422,27 @@ def test_heartbeat_comment_while_waiting_for_the_first_token(
     assert sum(1 for e in before_text if "comment" in e) >= 3
 
 
-def test_stop_keeps_the_text_and_closes_the_upstream(
-    app: Flask, client: FlaskClient, upstream: FakeUpstream
-) -> None:
+def answer_under_way(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, shown: int
+) -> tuple[int, Generation]:
+    """A long answer ("word " * 500 at 60 tokens a second), once `shown` characters are out."""
     upstream.push(
         Scenario(
             text="word " * 500,
             pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
         )
     )
-    fragment = send(client, "Go on and on")
-    message_id = answer_id(fragment)
+    message_id = answer_id(send(client, "Go on and on"))
     generation = streams(app).live[message_id]
-    while generation.published < 20:
+    while generation.published < shown:
         gevent.sleep(0.01)
+    return message_id, generation
+
+
+def test_stop_keeps_the_text_and_closes_the_upstream(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    message_id, _ = answer_under_way(app, client, upstream, shown=20)
     pressed = time.monotonic()
     assert client.post(f"/messages/{message_id}/stop").status_code == 204
     message = wait_finished(app, message_id)
@@ -452,16 +460,7 @@ def test_stop_keeps_the_text_and_closes_the_upstream(
 def test_a_stopped_answer_costs_the_tokens_it_showed(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    upstream.push(
-        Scenario(
-            text="word " * 500,
-            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
-        )
-    )
-    message_id = answer_id(send(client, "Go on and on"))
-    generation = streams(app).live[message_id]
-    while generation.published < 200:
-        gevent.sleep(0.01)
+    message_id, _ = answer_under_way(app, client, upstream, shown=200)
     assert client.post(f"/messages/{message_id}/stop").status_code == 204
     message = wait_finished(app, message_id)
     assert message.status == "cancelled"
@@ -476,16 +475,7 @@ def test_a_stopped_answer_costs_the_tokens_it_showed(
 def test_an_answer_the_worker_leaves_behind_estimates_its_tokens_at_once(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
-    upstream.push(
-        Scenario(
-            text="word " * 500,
-            pace=Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(60.0, 60.0)),
-        )
-    )
-    message_id = answer_id(send(client, "Go on and on"))
-    generation = streams(app).live[message_id]
-    while generation.published < 100:
-        gevent.sleep(0.01)
+    message_id, generation = answer_under_way(app, client, upstream, shown=100)
     generation.interrupt()  # as the worker does when it is stopped
     message = wait_finished(app, message_id)
     # No time to ask the counter before gunicorn kills the worker: an estimate, stored at once.
