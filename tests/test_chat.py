@@ -17,8 +17,9 @@ from chatapp.conversations import quotas, store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.llm.tokens import estimate_tokens
+from chatapp.metrics import Meter
 from chatapp.models import Conversation, Message, Naming, User, utcnow
-from chatapp.streaming import streams
+from chatapp.streaming import persistence, streams
 from chatapp.streaming.generation import Generation
 
 from .conftest import Configure, asked, html, parse_events, read_events, send, stream_url, user_id
@@ -566,6 +567,57 @@ def test_text_is_stored_in_batches_while_it_streams(
     assert seen_partial  # stored as it arrives, not only at the end
     assert flusher.writes < deltas / 10  # ... in batches, not one write per token
     assert stored(app, message_id).content == text
+
+
+class Receiving:
+    """A live answer as the flusher sees it: `text` received, what is stored of it counted."""
+
+    def __init__(self, message_id: int, text: str) -> None:
+        self.message_id = message_id
+        self.text = text
+        self.stored = 0
+
+    def unstored(self) -> persistence.Unstored:
+        return persistence.Unstored(self.stored, self.text[self.stored :], 1, 0, "", 0)
+
+    def mark_stored(self, written: persistence.Unstored) -> None:
+        self.stored += len(written.text)
+
+
+def test_a_group_commit_is_cut_into_short_transactions(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(persistence, "BATCH_ROWS", 3)
+    monkeypatch.setattr(persistence, "BATCH_CHARACTERS", 100)
+    texts = ["a" * 10] * 5 + ["b" * 90, "c" * 150]  # the last is over the cap by itself
+    with app.app_context():
+        owner = db.session.get(User, user_id(app))
+        assert owner is not None
+        answers = []
+        for _ in texts:
+            conversation = store.create_conversation(owner, store.Settings(model="claude-x"))
+            answers.append(store.add_exchange(conversation, "Go")[1].id)
+    flusher = persistence.Flusher(app, 60.0, Meter())
+    for answer, text in zip(answers, texts, strict=True):
+        flusher.mark(Receiving(answer, text))
+    seen: list[int] = []  # writes done, each time another greenlet got to run
+    done = False
+
+    def other_stream() -> None:
+        while not done:
+            seen.append(flusher.writes)
+            gevent.sleep(0)
+
+    watcher = gevent.spawn(other_stream)
+    gevent.sleep(0)
+    flusher.flush()
+    done = True
+    watcher.join()
+    flusher.stop()
+    # [10, 10, 10] (rows), [10, 10] (90 more would pass 100), [90], [150]
+    assert flusher.writes == 4
+    assert {1, 2, 3} <= set(seen)  # other greenlets ran between the transactions
+    assert [stored(app, answer).content for answer in answers] == texts
 
 
 def test_finished_generation_logs_one_structured_line(
