@@ -42,8 +42,27 @@ class Meter:
         self.answers: Counter[str] = Counter()  # by final status
         self.upstream_errors: Counter[str] = Counter()  # by kind
         self.tool_calls: Counter[tuple[str, bool]] = Counter()  # by tool, and failed or not
+        self.tokens: Counter[tuple[str, str]] = Counter()  # by model and kind
         self.first_token = Histogram((0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30))
         self.db_flush = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+
+    def count_tokens(
+        self,
+        model: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+    ) -> None:
+        """Add the tokens a request to the API was billed (an answer's, or a naming's)."""
+        for kind, count in (
+            ("input", input_tokens),
+            ("output", output_tokens),
+            ("cache_read", cache_read_tokens),
+            ("cache_creation", cache_creation_tokens),
+        ):
+            self.tokens[model, kind] += count
 
     def render(self, gauges: dict[str, tuple[str, float]]) -> str:
         """The whole exposition: `gauges` (name: (help, value)) and this meter's series."""
@@ -71,6 +90,15 @@ class Meter:
             "counter",
             "Answer characters received from the API.",
             [f"chatapp_characters_total {self.characters}"],
+        )
+        family(
+            "chatapp_tokens_total",
+            "counter",
+            "Tokens billed by the API (answers and namings), by model and kind.",
+            [
+                f'chatapp_tokens_total{{model="{model}",kind="{kind}"}} {n}'
+                for (model, kind), n in sorted(self.tokens.items())
+            ],
         )
         family(
             "chatapp_answers_total",

@@ -867,9 +867,17 @@ def test_metrics_count_frames_answers_errors_and_first_tokens(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
     upstream.push(Scenario(text="Counted."), Scenario(status=529))
-    wait_finished(app, answer_id(send(client, "One")))
+    counted = wait_finished(app, answer_id(send(client, "One")))
     wait_finished(app, answer_id(send(client, "Two")))
     body = client.get("/metrics").data.decode()
+    # Only the answer the API took is billed: its tokens, by model and kind.
+    for kind, count in [
+        ("input", counted.input_tokens),
+        ("output", counted.output_tokens),
+        ("cache_read", 0),
+    ]:
+        assert f'chatapp_tokens_total{{model="{counted.model}",kind="{kind}"}} {count}\n' in body
+    assert counted.output_tokens and counted.output_tokens > 0
     assert 'chatapp_answers_total{status="complete"} 1' in body
     assert 'chatapp_answers_total{status="failed"} 1' in body
     assert 'chatapp_upstream_errors_total{kind="overloaded_error"} 1' in body
@@ -1352,6 +1360,11 @@ def test_naming_a_conversation_costs_what_it_used(
         gevent.sleep(0.05)
     assert naming.model == "claude-haiku-4-5"
     assert naming.input_tokens and naming.input_tokens > 0 and naming.output_tokens
+    metrics = client.get("/metrics").data.decode()
+    assert (
+        f'chatapp_tokens_total{{model="claude-haiku-4-5",kind="output"}} {naming.output_tokens}\n'
+        in metrics
+    )
     prices = app.config["PRICES"]
     # Billed like an answer: in the conversation's total...
     total = costs.cost(answer, prices) + costs.cost(naming, prices)

@@ -318,6 +318,14 @@ class Generation:
             log.exception("could not store the end of answer %s", self.message_id)
         self.final = state
         self.streams.meter.answers[state.status] += 1
+        if started:
+            self.streams.meter.count_tokens(
+                state.model or "",
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_creation_tokens=usage.cache_creation_tokens,
+            )
         if state.ttft_ms is not None:
             self.streams.meter.first_token.observe(state.ttft_ms / 1000)
         self.streams.forget(self)
@@ -343,6 +351,9 @@ class Generation:
             log.info("no title for conversation %s: %r", self.conversation_id, exc)
             return
         persistence.store_naming(self.streams.app, self.conversation_id, model, usage)
+        self.streams.meter.count_tokens(
+            model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+        )
         if title and persistence.retitle(self.streams.app, self.conversation_id, question, title):
             self.streams.announce(self.conversation_id, "title", (), None, title)
 
