@@ -1325,6 +1325,15 @@ def test_a_small_model_names_the_conversation_after_its_first_answer(
     response.close()
     title = [e for e in parse_events(raw) if e.get("event") == "title"][0]
     assert html(title["data"]).select_one("#chat-title").get_text() == "Learning Rust Fast"
+    # Naming was billed: the total the page shows includes it as soon as the title does.
+    from chatapp import costs
+
+    naming, answer = _naming(app, conversation_id), stored(app, answer_id(first))
+    assert naming is not None
+    total = costs.cost(answer, app.config["PRICES"]) + costs.cost(naming, app.config["PRICES"])
+    shown = html(title["data"]).select_one("#conversation-cost")
+    assert shown["hx-swap-oob"] == "true"
+    assert shown.get_text().strip() == f"Total {costs.dollars(total)}"
     with app.app_context():
         assert db.session.get(Conversation, conversation_id).title == "Learning Rust Fast"
     asked_for_title = upstream.requests[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
@@ -46,9 +47,10 @@ def conversation_events(conversation_id: int) -> Response:
     tab = request.args.get("tab")
     after = _newest_shown()
     connection = _connection()
+    render = partial(_render_news, conversation_id)
     return _event_stream(
         watch_conversation(
-            streams(), conversation_id, after, tab, _render_news, gone=connection.gone, **_pace()
+            streams(), conversation_id, after, tab, render, gone=connection.gone, **_pace()
         ),
         connection,
     )
@@ -115,8 +117,15 @@ def _resume_offset(message_id: int) -> int:
     return max(request.args.get("from", 0, type=int), 0)
 
 
-def _render_news(news: Announcement, messages: list[MessageState]) -> str:
-    return render_template("_news.html", news=news, messages=messages)
+def _render_news(conversation_id: int, news: Announcement, messages: list[MessageState]) -> str:
+    if news.kind != "title":
+        return render_template("_news.html", news=news, messages=messages)
+    # Naming the conversation was a billed request: the total shown includes it from now on.
+    usages = store.conversation_usage(conversation_id)
+    db.session.close()
+    return render_template("_news.html", news=news, messages=messages) + render_template(
+        "_conversation_cost.html", usages=usages, oob=True
+    )
 
 
 def _render_final(state: MessageState) -> str:
