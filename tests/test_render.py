@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markdown_it.common.utils import escapeHtml
 
 from chatapp.render import live, markdown
 from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
@@ -262,6 +263,10 @@ PROSE = st.text(alphabet="ab *_`[]()!<>&\\~:;#.\n", max_size=50)
 def test_a_settled_start_renders_the_same_alone(first: str, more: str) -> None:
     html, settled = markdown.inline(first)
     if settled:
+        # What comes from the point on is plain text: the settled part's HTML is what is
+        # left of the whole's when its escaped self is taken off the end.
+        after = escapeHtml(first[settled:])
+        assert html.endswith(after) and html[: -len(after)] == markdown.inline(first[:settled])[0]
         text = first + more
         alone = markdown.inline(first[:settled])[0] + markdown.inline(text[settled:])[0]
         assert alone == markdown.inline(text)[0]

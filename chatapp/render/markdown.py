@@ -196,8 +196,10 @@ class Rerenderer:
         html, settled = inline(rest)
         shown = self._settled_html + html
         if settled:
+            # From the settled point on, the text is the end of a plain text token: its HTML
+            # is its escaped self, at the end of `html`, and the rest is the settled part's.
             self._settled += rest[:settled]
-            self._settled_html += inline(rest[:settled])[0]
+            self._settled_html += html[: -len(escapeHtml(rest[settled:]))]
         return shown
 
 
