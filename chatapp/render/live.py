@@ -198,7 +198,9 @@ class LiveMarkdown:
         """Render each block of `text` (starting at `lines`) on its own, and keep them."""
         offsets = [_line_offset(text, line) for line in lines] + [len(text)]
         offsets[0] = 0  # blank lines before the first block belong to it
-        added = [markdown.render(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)]
+        added = [
+            self._rerenderer.render(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)
+        ]
         self.blocks.extend(added)
         return "".join(added)
 
