@@ -195,7 +195,8 @@ class LiveMarkdown:
         return size <= LONG_TAIL or size - self._rendered >= size // REGROW
 
     def _finish_blocks(self, text: str, lines: list[int]) -> str:
-        """Render each block of `text` (starting at `lines`) on its own, and keep them."""
+        """Render each block of `text` (starting at `lines`) on its own, and keep them. The
+        tail's renderer does it: a block finishing was the tail, whose inline HTML it has."""
         offsets = [_line_offset(text, line) for line in lines] + [len(text)]
         offsets[0] = 0  # blank lines before the first block belong to it
         added = [
