@@ -137,7 +137,13 @@ def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         title = Conversation.title.ilike(pattern, escape="\\")
         content = Message.content.ilike(pattern, escape="\\")
-    matching = select(Message.conversation_id).where(content)
+    # Only the owner's messages are read: on SQLite the scan holds the worker's every stream.
+    matching = (
+        select(Message.conversation_id)
+        .join(Conversation, Message.conversation_id == Conversation.id)
+        .where(Conversation.user_id == owner.id)
+        .where(content)
+    )
     return list(
         db.session.scalars(
             select(Conversation)
