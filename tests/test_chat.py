@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import gevent
 import pytest
@@ -569,6 +570,27 @@ def test_text_is_stored_in_batches_while_it_streams(
     assert stored(app, message_id).content == text
 
 
+class Waiting:
+    """A greenlet that, like a stream, runs only when the loop polls: here for a timer.
+    `seen` holds what `look` said each time it ran."""
+
+    def __init__(self, look: Callable[[], int] = lambda: 0) -> None:
+        self.turns = 0
+        self.seen: list[int] = []
+        self._look = look
+        self._greenlet = gevent.spawn(self._run)
+        gevent.sleep(0.001)
+
+    def _run(self) -> None:
+        while True:
+            self.turns += 1
+            self.seen.append(self._look())
+            gevent.sleep(0.00001)
+
+    def stop(self) -> None:
+        self._greenlet.kill()
+
+
 class Receiving:
     """A live answer as the flusher sees it: `text` received, what is stored of it counted."""
 
@@ -600,24 +622,37 @@ def test_a_group_commit_is_cut_into_short_transactions(
     flusher = persistence.Flusher(app, 60.0, Meter())
     for answer, text in zip(answers, texts, strict=True):
         flusher.mark(Receiving(answer, text))
-    seen: list[int] = []  # writes done, each time another greenlet got to run
-    done = False
-
-    def other_stream() -> None:
-        while not done:
-            seen.append(flusher.writes)
-            gevent.sleep(0)
-
-    watcher = gevent.spawn(other_stream)
-    gevent.sleep(0)
+    stream = Waiting(lambda: flusher.writes)
     flusher.flush()
-    done = True
-    watcher.join()
+    stream.stop()
     flusher.stop()
     # [10, 10, 10] (rows), [10, 10] (90 more would pass 100), [90], [150]
     assert flusher.writes == 4
-    assert {1, 2, 3} <= set(seen)  # other greenlets ran between the transactions
+    assert {1, 2, 3} <= set(stream.seen)  # a stream ran between the transactions
     assert [stored(app, answer).content for answer in answers] == texts
+
+
+def test_a_page_of_many_answers_lets_the_streams_run_between_them(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Rendering markdown holds the worker; a page renders its answers one at a time."""
+    answers = [f"## Answer {n}\n\nSome *markdown* text, {n}.\n" for n in range(4)]
+    with app.app_context():
+        owner = db.session.get(User, user_id(app))
+        assert owner is not None
+        conversation = store.create_conversation(owner, store.Settings(model="claude-x"))
+        for answer in answers:
+            db.session.add(Message(conversation=conversation, role="user", content="Go on"))
+            db.session.add(Message(conversation=conversation, role="assistant", content=answer))
+        db.session.commit()
+        conversation_id = conversation.id
+    stream = Waiting()
+    before = stream.turns
+    page = html(client.get(f"/conversations/{conversation_id}").data)
+    assert stream.turns - before >= len(answers) - 1
+    stream.stop()
+    shown = [h.get_text() for h in page.select("article[data-role=assistant] h2")]
+    assert shown == [f"Answer {n}" for n in range(4)]
 
 
 def test_finished_generation_logs_one_structured_line(

@@ -281,3 +281,24 @@ def test_the_code_stylesheet_is_what_the_generator_writes() -> None:
     stylesheet = Path(__file__).parent.parent / "chatapp" / "static" / "code.css"
     assert stylesheet.read_text() == code.stylesheet()
     assert "@media (prefers-color-scheme: dark)" in code.stylesheet()
+
+
+def test_a_worker_keeps_the_html_of_answers_it_showed_last_within_a_budget() -> None:
+    from chatapp.render.kept import KeptAnswers
+
+    kept = KeptAnswers(budget=30)
+    kept.keep(1, "aaaa", "<p>aaaa</p>")  # 4 + 11 characters
+    kept.keep(2, "bb", "<p>bb</p>")  # 2 + 9: 26 in all
+    assert kept.get(1, "aaaa") == "<p>aaaa</p>"  # shown again: now the most recent
+    assert kept.get(1, "aaab") is None  # the text changed (edited, written again)
+    kept.keep(3, "c", "<p>c</p>")  # 1 + 8: over 30, so the least recently shown goes
+    assert kept.get(2, "bb") is None
+    assert kept.get(1, "aaaa") == "<p>aaaa</p>" and kept.get(3, "c") == "<p>c</p>"
+    kept.keep(4, "d" * 40, "<p>…</p>")  # bigger than the whole budget: not kept
+    assert kept.get(4, "d" * 40) is None and kept.get(3, "c") == "<p>c</p>"
+
+
+def test_an_answer_shown_again_is_not_rendered_again() -> None:
+    text = "A *kept* answer.\n\n- one\n- two\n"
+    first = render_answer(text, 4242)
+    assert render_answer(text, 4242) is first

@@ -19,7 +19,9 @@ from flask.typing import ResponseReturnValue
 
 from .. import htmx, tools
 from ..auth import signed_in_user
+from ..cooperate import let_streams_run
 from ..models import Conversation, Message, MessageState
+from ..render import is_kept, render_answer
 from ..streaming import live_view, streams
 from . import export, quotas, store
 
@@ -294,6 +296,7 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
     """The conversation page (the new-chat page without one), its messages as they are now."""
     messages = [] if conversation is None else conversation.messages
     shown = [live_view(MessageState.of(m)) for m in messages]
+    _render_answers(shown)
     naming = None if conversation is None else conversation.naming
     return render_template(
         "conversation.html",
@@ -304,6 +307,17 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
         **_sidebar(),
         **extra,
     )
+
+
+def _render_answers(shown: list[MessageState]) -> None:
+    """Render the page's answers before its template does, one at a time, with the worker's
+    streams running in between (rendering holds them); the template then takes each from
+    what the worker keeps (chatapp.render.kept)."""
+    for state in shown:
+        if state.role == "assistant" and not state.is_streaming:
+            if not is_kept(state.content, state.id):
+                render_answer(state.content, state.id)
+                let_streams_run()
 
 
 def _sidebar() -> dict[str, object]:

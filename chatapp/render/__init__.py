@@ -6,7 +6,7 @@ answer is markdown, rendered block by block as it streams (`live`, `markdown`, `
 
 from __future__ import annotations
 
-from .live import render_answer, render_streaming
+from .live import is_kept, render_answer, render_streaming
 from .text import render_text
 
-__all__ = ["render_answer", "render_streaming", "render_text"]
+__all__ = ["is_kept", "render_answer", "render_streaming", "render_text"]

@@ -25,6 +25,7 @@ from markupsafe import escape
 
 from ..tools import record
 from . import code, markdown
+from .kept import KeptAnswers
 from .tools import tool_block
 
 # A tail longer than this is parsed and rendered again only after growing by 1/REGROW of its
@@ -295,12 +296,25 @@ def _line_offset(text: str, line: int) -> int:
     return offset
 
 
+_kept = KeptAnswers()
+
+
 def render_answer(text: str, message_id: int = 0) -> str:
-    """A finished answer's HTML: the same as streaming it, in one go."""
-    live = LiveMarkdown(message_id)
-    live.feed(text)
-    live.finish()
-    return live.finished_html()
+    """A finished answer's HTML: the same as streaming it, in one go (or as kept from the
+    last time this worker rendered it)."""
+    html = _kept.get(message_id, text)
+    if html is None:
+        live = LiveMarkdown(message_id)
+        live.feed(text)
+        live.finish()
+        html = live.finished_html()
+        _kept.keep(message_id, text, html)
+    return html
+
+
+def is_kept(text: str, message_id: int) -> bool:
+    """Whether `render_answer` has this answer's HTML without rendering it."""
+    return _kept.get(message_id, text) is not None
 
 
 def render_streaming(message_id: int, text: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.orm import undefer
 
 from ..conversations.store import title_from
+from ..cooperate import let_streams_run
 from ..extensions import db
 from ..metrics import Meter
 from ..models import Conversation, Message, MessageState, Status, utcnow
@@ -104,7 +105,7 @@ class Flusher:
                 pending.append((progress, new))
         for count, part in enumerate(_transactions(pending)):
             if count:
-                gevent.sleep(0)  # let the streams run between two writes
+                let_streams_run()  # between two writes
             self._write(part)
 
     def _write(self, part: list[tuple[Progress, Unstored]]) -> None:
