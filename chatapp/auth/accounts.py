@@ -7,7 +7,7 @@ import sys
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -35,8 +35,12 @@ def active_user(user_id: int) -> User | None:
     return user if user is not None and not user.disabled else None
 
 
+# Built once: a proxy's sign-in looks the user up on every request, streams included.
+_BY_USERNAME = select(User).where(User.username == bindparam("username"))
+
+
 def find(username: str) -> User | None:
-    return db.session.scalars(select(User).where(User.username == username)).first()
+    return db.session.scalars(_BY_USERNAME, {"username": username}).first()
 
 
 def all_users() -> list[User]:
