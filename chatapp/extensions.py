@@ -28,12 +28,16 @@ def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
     """SQLite: WAL so readers never wait for the writer, enforced foreign keys, short lock waits.
 
     A lock wait blocks the whole gevent worker, so it is kept short; writes are short too.
+    So are checkpoints: the commit that grows the WAL past `wal_autocheckpoint` pages copies
+    them into the database, holding the worker. At SQLite's default of 1,000 pages that made
+    the slowest group commit at N = 2000 take about 45 ms here; at 250, about 25 ms.
     """
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA wal_autocheckpoint=250")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=2000")
     cursor.close()
