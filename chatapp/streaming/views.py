@@ -118,22 +118,24 @@ def _resume_offset(message_id: int) -> int:
 
 
 def _render_news(conversation_id: int, news: Announcement, messages: list[MessageState]) -> str:
+    body = render_template("_news.html", news=news, messages=messages)
     if news.kind != "title":
-        return render_template("_news.html", news=news, messages=messages)
+        return body
     # Naming the conversation was a billed request: the total shown includes it from now on.
-    usages = store.conversation_usage(conversation_id)
-    db.session.close()
-    return render_template("_news.html", news=news, messages=messages) + render_template(
-        "_conversation_cost.html", usages=usages, oob=True
-    )
+    return body + _conversation_cost(conversation_id)
 
 
 def _render_final(state: MessageState) -> str:
     # A streamed answer is always its conversation's last message: sending waits for it.
-    usages = store.conversation_usage(state.conversation_id)
-    db.session.close()
     return (
         render_template("_message.html", message=state, oob=True, last=True, keep_content=True)
         + render_template("_announcement.html", message=state)
-        + render_template("_conversation_cost.html", usages=usages, oob=True)
+        + _conversation_cost(state.conversation_id)
     )
+
+
+def _conversation_cost(conversation_id: int) -> str:
+    """The swap that brings the page's total up to date; no connection is kept after it."""
+    usages = store.conversation_usage(conversation_id)
+    db.session.close()
+    return render_template("_conversation_cost.html", usages=usages, oob=True)
