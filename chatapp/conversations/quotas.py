@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from .. import costs
 from ..extensions import db
-from ..models import Conversation, Message, Naming, User, utcnow
-from .store import ANSWER_USAGE, NAMING_USAGE
+from ..models import Conversation, Message, User, utcnow
+from .store import usages
 
 
 class QuotaExceeded(Exception):
@@ -68,19 +68,10 @@ def _today_usage(user: User, now: datetime) -> list[Any]:
     """The model and token counts of the person's answers today (not their text), and of the
     requests that named their conversations today."""
     midnight = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-    namings = db.session.execute(
-        select(*NAMING_USAGE)
-        .where(Conversation.user_id == user.id)
-        .where(Conversation.named_at >= midnight)
-    ).all()
-    answers = db.session.execute(
-        select(*ANSWER_USAGE)
-        .join(Conversation)
-        .where(Conversation.user_id == user.id)
-        .where(Message.role == "assistant")
-        .where(Message.updated_at >= midnight)
+    return usages(
+        namings=[Conversation.user_id == user.id, Conversation.named_at >= midnight],
+        answers=[Conversation.user_id == user.id, Message.updated_at >= midnight],
     )
-    return [Naming(*naming) for naming in namings] + list(answers)
 
 
 def _tokens(usage: Any) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import abort
-from sqlalchemy import func, literal, or_, select
+from sqlalchemy import ColumnElement, func, literal, or_, select
 
 from ..extensions import db
 from ..models import Conversation, Message, Naming, Status, User, utcnow
@@ -178,14 +178,14 @@ def get_message(message_id: int, owner: User) -> Message:
 
 # What an answer's cost is priced from, and what the request that named a conversation used:
 # read without the text.
-ANSWER_USAGE = (
+_ANSWER_USAGE = (
     Message.model,
     Message.input_tokens,
     Message.output_tokens,
     Message.cache_read_tokens,
     Message.cache_creation_tokens,
 )
-NAMING_USAGE = (
+_NAMING_USAGE = (
     Conversation.naming_model,
     Conversation.naming_input_tokens,
     Conversation.naming_output_tokens,
@@ -195,17 +195,22 @@ NAMING_USAGE = (
 def conversation_usage(conversation_id: int) -> list[Any]:
     """The model and token counts of each of the conversation's answers, and of the request
     that named it (for what it cost), without reading their text."""
-    namings = db.session.execute(
-        select(*NAMING_USAGE)
-        .where(Conversation.id == conversation_id)
-        .where(Conversation.naming_input_tokens.is_not(None))
-    ).all()
-    answers = db.session.execute(
-        select(*ANSWER_USAGE)
-        .where(Message.conversation_id == conversation_id)
-        .where(Message.role == "assistant")
+    return usages(
+        namings=[Conversation.id == conversation_id, Conversation.naming_input_tokens.is_not(None)],
+        answers=[Message.conversation_id == conversation_id],
     )
-    return [Naming(*naming) for naming in namings] + list(answers)
+
+
+def usages(
+    *, namings: Sequence[ColumnElement[bool]], answers: Sequence[ColumnElement[bool]]
+) -> list[Any]:
+    """The model and token counts of the namings (conversations) and of the answers that match,
+    without their text: each priced as an answer is."""
+    named = db.session.execute(select(*_NAMING_USAGE).where(*namings)).all()
+    answered = db.session.execute(
+        select(*_ANSWER_USAGE).join(Conversation).where(Message.role == "assistant", *answers)
+    ).all()
+    return [Naming(*naming) for naming in named] + list(answered)
 
 
 @dataclass(frozen=True)
