@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test install install-test browser migrate clean bench bench-render
+.PHONY: run test test-fast install install-test browser migrate clean bench bench-render
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
@@ -18,6 +18,11 @@ test: install-test browser
 	bash tests/lint.sh
 	bash tests/run.sh
 	bash tests/postgres.sh
+
+# The quick loop while working: lint, then everything but the slow tests, on SQLite.
+test-fast: install-test
+	bash tests/lint.sh
+	bash tests/run.sh -q -m "not slow"
 
 install: $(VENV)/.installed $(VENDOR)/.installed
 

@@ -28,6 +28,8 @@ from .conftest import USER_HEADER, asked
 from .server import ROOT, USER, AppServer, app_server
 from .test_render_safety import HOSTILE
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 DRIVER_TIMEOUT = 60.0
 
 PROMPT = "Tell me about streaming"

@@ -28,6 +28,8 @@ from .browser import RemoteBrowser, missing_browser
 from .fault_proxy import FaultProxy
 from .server import AppServer, app_server
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 # ~60 tokens/s (~240 characters/s): an answer of ~1,300 characters takes about 5.5 s.
 PACE = Pace(first_token_seconds=(0.3, 0.3), tokens_per_second=(60.0, 60.0), ping_seconds=1.0)
 # For answers that only need to be there.

@@ -21,6 +21,8 @@ from .conftest import USER_HEADER
 from .server import AppServer, app_server
 from .test_gunicorn import Browser, stored_messages
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 ANSWERS = 10
 CLIENTS = 1000
 TEXT = "Leaving early does not stop me. " * 60  # ~1,900 characters: about 8 s at this pace

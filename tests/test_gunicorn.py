@@ -31,6 +31,8 @@ from .conftest import USER_HEADER, asked, parse_events
 from .dom import Screen, fragment, rendered
 from .server import USER, AppServer, app_server
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 STREAMS = 50
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # About 1-3 s per answer, so that all of them are streaming at the same time.

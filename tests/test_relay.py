@@ -35,6 +35,8 @@ from .conftest import (
 )
 from .dom import Screen, rendered, streamed_html
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
 

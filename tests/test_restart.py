@@ -21,6 +21,8 @@ from .dom import rendered
 from .server import app_server
 from .test_gunicorn import Browser, assert_shown_is_kept, read_answer, stored_messages
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 LONG = "".join(f"Sentence {i} of an answer that outlives the deploy. " for i in range(150))
 
 

@@ -40,6 +40,8 @@ from .fault_proxy import FaultProxy
 from .server import AppServer, app_server
 from .test_gunicorn import Browser, event_offset, event_problems, stored_messages
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 ANSWERS = 200
 # About 1,000 characters at 240-320 characters a second: each answer streams for 3-5 s.
 PACE = Pace(

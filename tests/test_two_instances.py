@@ -28,6 +28,8 @@ from .dom import rendered
 from .server import AppServer, app_server
 from .test_gunicorn import Browser, assert_shown_is_kept, read_answer
 
+pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STALE_AFTER = 3.0
 SLOW = Pace(first_token_seconds=(0.2, 0.2), tokens_per_second=(40.0, 40.0))
