@@ -34,7 +34,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
 
     from . import auth, conversations, htmx, operations, streaming, tools
+    from .conversations import store
     from .conversations.views import bp as conversations_bp
+    from .llm import errors
+    from .llm.catalogue import catalogue
+    from .llm.thinking import Thinking
     from .render import render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
 
@@ -52,10 +56,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section
     app.jinja_env.globals["registered_tools"] = tools.registered
+    app.jinja_env.globals["models"] = lambda: catalogue(app)
+    app.jinja_env.globals["thinking_of"] = store.thinking_of
+    app.jinja_env.globals["default_thinking"] = Thinking()
+    app.jinja_env.globals["cut_short"] = errors.cut_short
     prices = app.config["PRICES"]
     app.jinja_env.globals.update(
         answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),
-        conversation_cost=lambda usages: costs.dollars(costs.total_cost(usages, prices)),
+        conversation_cost=lambda usages: costs.total_label(usages, prices),
         tokens_per_second=costs.tokens_per_second,
         dollars=costs.dollars,
     )

@@ -12,19 +12,33 @@ DEFAULTS: dict[str, Any] = {
     # Claude
     "ANTHROPIC_API_KEY": None,
     "ANTHROPIC_BASE_URL": None,
-    "MODEL": "claude-sonnet-4-6",
-    "MODELS": ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"],
+    # Which models exist and what each can do comes from the Models API (chatapp/llm/catalogue.py).
+    "MODEL": None,  # a new chat's model; None (or one no longer offered): the newest Sonnet
+    "MODELS": [],  # an allow-list of names or prefixes ("claude-opus,claude-sonnet-5-5"); [] = all
     "MAX_TOKENS": 8192,
-    "TITLE_MODEL": "claude-haiku-4-5",
+    # With adaptive thinking on, max_tokens has this much more room: thinking counts against it.
+    "ADAPTIVE_THINKING_TOKENS": 32_000,
+    "TITLE_MODEL": None,  # names a conversation after its first answer; None: the newest Haiku
     # Tools (chatapp/tools): the most rounds of tool calls in one answer, and modules to import
     # for more tools ("package.module,other.module"; importing one registers its tools).
     "MAX_TOOL_ROUNDS": 8,
-    "TOOL_MODULES": "",  # names a conversation after its first answer; "" = off
+    "TOOL_MODULES": "",
     # Dollars per million tokens: input, output, cache write (5 min), cache read. Check them
     # against anthropic.com/pricing and override with CHATAPP_PRICES (JSON) when they change.
+    # A model takes the price of the longest name in the table its id starts with, so a dated
+    # id (claude-haiku-4-5-20251001) is priced as its model. A model with no price shows its
+    # tokens and "price unknown".
     "PRICES": {
-        "claude-sonnet-4-6": [3, 15, 3.75, 0.30],
+        "claude-fable-5-1": [10, 50, 12.50, 0.25],
+        "claude-opus-5-5": [4, 20, 5, 0.20],
+        "claude-opus-5": [5, 25, 6.25, 0.50],
+        "claude-opus-4-8": [5, 25, 6.25, 0.50],
+        "claude-opus-4-7": [5, 25, 6.25, 0.50],
         "claude-opus-4-6": [5, 25, 6.25, 0.50],
+        "claude-opus-4-5": [5, 25, 6.25, 0.50],
+        "claude-sonnet-5": [2, 10, 2.50, 0.20],
+        "claude-sonnet-4-6": [3, 15, 3.75, 0.30],
+        "claude-sonnet-4-5": [3, 15, 3.75, 0.30],
         "claude-haiku-4-5": [1, 5, 1.25, 0.10],
     },
     # Input limits
@@ -88,12 +102,10 @@ def load_plain_environment(config: dict[str, Any]) -> None:
 
 def normalise(config: dict[str, Any], instance_path: str) -> None:
     """Give derived settings their final shape once every source has been applied."""
-    models = config["MODELS"]
+    models = config["MODELS"] or []
     if isinstance(models, str):
-        models = [name.strip() for name in models.split(",") if name.strip()]
-    if config["MODEL"] not in models:
-        models = [config["MODEL"], *models]
-    config["MODELS"] = models
+        models = models.split(",")
+    config["MODELS"] = [name.strip() for name in models if name.strip()]
 
     config["PRICES"] = costs.price_table(config["PRICES"])
 

@@ -2,7 +2,9 @@
 
 Prices are US dollars per million tokens, per model: input, output, cache writes and cache
 reads. CHATAPP_PRICES replaces the table (JSON: {"model": [input, output, cache_write,
-cache_read], ...}); a model missing from it shows its tokens but no cost.
+cache_read], ...}). A model takes the price of the longest name in the table that its id
+starts with (`claude-haiku-4-5` prices `claude-haiku-4-5-20251001`); a model with none shows
+its tokens and "price unknown", never $0.00.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def cost(usage: Usage, prices: Mapping[str, Price]) -> Decimal | None:
     """What one answer cost; None without usage or without a price for its model."""
     if usage.input_tokens is None or usage.model is None:
         return None
-    price = prices.get(usage.model)
+    price = price_of(usage.model, prices)
     if price is None:
         return None
     total = (
@@ -66,10 +68,42 @@ def cost(usage: Usage, prices: Mapping[str, Price]) -> Decimal | None:
     return total / MILLION
 
 
+def price_of(model: str, prices: Mapping[str, Price]) -> Price | None:
+    """The model's price: its own, else that of the longest name its id starts with."""
+    price = prices.get(model)
+    if price is not None:
+        return price
+    names = [name for name in prices if model.startswith(name)]
+    return prices[max(names, key=len)] if names else None
+
+
+def unpriced(usages: Iterable[Usage], prices: Mapping[str, Price]) -> list[str]:
+    """The models, among these usages, that used tokens but have no price."""
+    return sorted(
+        {
+            u.model
+            for u in usages
+            if u.model is not None
+            and u.input_tokens is not None
+            and price_of(u.model, prices) is None
+        }
+    )
+
+
 def total_cost(usages: Iterable[Usage], prices: Mapping[str, Price]) -> Decimal | None:
     """What a conversation cost so far; None when no answer has a known cost."""
     known = [c for c in (cost(u, prices) for u in usages) if c is not None]
     return sum(known, Decimal(0)) if known else None
+
+
+def total_label(usages: Iterable[Usage], prices: Mapping[str, Price]) -> str:
+    """What a conversation cost, as its header says it: "$0.42", "$0.42 + price unknown" when
+    some of its models have no price, "price unknown" when none has; "" before any usage."""
+    usages = list(usages)
+    total = dollars(total_cost(usages, prices))
+    if not unpriced(usages, prices):
+        return total
+    return f"{total} + price unknown" if total else "price unknown"
 
 
 def dollars(amount: Decimal | None) -> str:

@@ -25,6 +25,9 @@ class Status(enum.StrEnum):
     CANCELLED = "cancelled"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    # The API stopped the answer (stop_reason "refusal"). Its text so far is kept and shown,
+    # but the exchange is never sent to Claude again.
+    REFUSED = "refused"
 
 
 class User(db.Model):  # type: ignore[name-defined]
@@ -69,6 +72,8 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     # Extended thinking: on or off, and how many tokens it may use.
     thinking: Mapped[bool] = mapped_column(default=False, server_default=false())
     thinking_budget: Mapped[int] = mapped_column(Integer, default=4096, server_default="4096")
+    # Adaptive thinking's effort level (output_config.effort); None: the model's default.
+    effort: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The request that named the conversation (CHATAPP_TITLE_MODEL): billed like an answer.
@@ -130,6 +135,17 @@ class Message(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class ListedModel(db.Model):  # type: ignore[name-defined]
+    """A model as the Models API last listed it: the last good list, for a worker that
+    cannot reach the API (see chatapp/llm/catalogue.py)."""
+
+    __tablename__ = "listed_model"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)  # the ModelInfo as the API sent it
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ def app_config(tmp_path: Path, upstream: FakeUpstream, **overrides: Any) -> dict
         "UPSTREAM_MAX_RETRIES": 0,
         "HEARTBEAT_SECONDS": 5.0,
         "TITLE_MODEL": "",  # no title requests unless a test asks: they would use its scenarios
+        # The fake lists newer models (the default would be its newest Sonnet); the tests that
+        # do not choose one use this, with its price and both kinds of thinking.
+        "MODEL": "claude-sonnet-4-6",
         # Test clients are signed in by a trusted proxy's header (see SignedInClient).
         "TRUSTED_USER_HEADER": USER_HEADER,
         "TRUSTED_PROXIES": "127.0.0.1",

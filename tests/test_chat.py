@@ -1109,7 +1109,7 @@ def test_each_answer_shows_its_cost_and_the_conversation_its_total(
     assert done["hx-swap-oob"] == "true" and done.get_text() == f"Total {total}"
 
 
-def test_a_model_without_a_price_shows_no_cost(
+def test_a_model_without_a_price_shows_its_tokens_and_price_unknown(
     configured: Configure, upstream: FakeUpstream
 ) -> None:
     app = configured(PRICES={})
@@ -1120,8 +1120,9 @@ def test_a_model_without_a_price_shows_no_cost(
     page = html(
         client.get(f"/conversations/{stored(app, answer_id(fragment)).conversation_id}").data
     )
-    assert page.select_one(".usage__cost") is None
-    assert page.select_one("#conversation-cost").get_text() == ""
+    assert page.select_one(".usage__cost").get_text() == "price unknown"
+    assert "in" in page.select_one(".usage").get_text()  # its tokens are shown
+    assert page.select_one("#conversation-cost").get_text() == "Total: price unknown"
 
 
 def test_dollars_read_well_at_every_size() -> None:

@@ -57,11 +57,14 @@ def start(
     use: tuple[str, ...] = ("calculator",),
     thinking: bool = False,
     budget: int = 2048,
+    model: str | None = None,
 ) -> Any:
     """Start a conversation with these tools (and thinking); return the answer's fragment."""
     data: dict[str, Any] = {"content": prompt, "conversation_id": "", "tools": list(use)}
     if thinking:
         data.update(thinking="on", thinking_budget=str(budget))
+    if model:
+        data.update(model=model)
     response = client.post("/messages", data=data, headers={"HX-Request": "true"})
     assert response.status_code == 200, response.data
     return html(response.data)
@@ -278,7 +281,8 @@ def test_thinking_with_a_budget_and_its_signature_go_back_to_claude(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
     upstream.push(Scenario(text="Four.", thinking="Two and two make four."))
-    fragment = start(client, "2+2?", use=(), thinking=True, budget=3072)
+    # Claude Haiku 4.5 takes a budget of thinking tokens (not adaptive thinking).
+    fragment = start(client, "2+2?", use=(), thinking=True, budget=3072, model="claude-haiku-4-5")
     message = wait_finished(app, answer_id(fragment))
     first = upstream.requests[0]
     assert first["thinking"] == {"type": "enabled", "budget_tokens": 3072}
@@ -305,7 +309,7 @@ def test_thinking_with_a_budget_and_its_signature_go_back_to_claude(
     # Thinking switched off: earlier thinking is not sent.
     client.post(
         f"/conversations/{message.conversation_id}/settings",
-        data={"model": "claude-sonnet-4-6", "system_prompt": ""},
+        data={"model": "claude-haiku-4-5", "system_prompt": ""},
     )
     upstream.push(Scenario(text="Done."))
     send(client, "Thanks", message.conversation_id)

@@ -14,13 +14,13 @@ from flask import abort
 from sqlalchemy import ColumnElement, func, literal, or_, select
 
 from ..extensions import db
-from ..models import Conversation, Message, Naming, Status, User, utcnow
+from ..llm import errors
+from ..llm.catalogue import EFFORT_LEVELS, Catalogue, Model
+from ..llm.thinking import BUDGET_RANGE, DEFAULT_BUDGET, Thinking, fit
+from ..models import Conversation, Message, MessageState, Naming, Status, User, utcnow
 from ..tools.record import plain_text
 
 TITLE_CHARS = 60
-# Extended thinking's budget: the API's least, and a ceiling that, with MAX_TOKENS on top,
-# stays within every offered model's output limit and keeps a slip of the finger cheap.
-THINKING_BUDGET_RANGE = (1024, 32_000)
 
 
 class PromptError(ValueError):
@@ -50,8 +50,7 @@ class Settings:
     model: str
     system_prompt: str = ""
     tools: tuple[str, ...] = ()
-    thinking: bool = False
-    thinking_budget: int = 4096
+    thinking: Thinking = Thinking()
 
 
 def clean_settings(
@@ -61,24 +60,32 @@ def clean_settings(
     tools: list[str],
     thinking: bool,
     thinking_budget: str,
-    models: list[str],
+    effort: str,
+    catalogue: Catalogue,
     known_tools: list[str],
-) -> Settings:
-    """Settings from a form, or SettingsError saying what is wrong with them."""
-    if model not in models:
+) -> tuple[Settings, list[str]]:
+    """Settings from a form, kept to what the model takes, with a sentence for each thing it
+    does not take; or SettingsError saying what is wrong with them."""
+    chosen_model = catalogue.get(model)
+    if chosen_model is None or chosen_model not in catalogue.offered():
         raise SettingsError(f"There is no model called {model!r} here; pick one from the list.")
     unknown = [name for name in tools if name not in known_tools]
     if unknown:
         raise SettingsError(f"There is no tool called {unknown[0]!r} here.")
-    low, high = THINKING_BUDGET_RANGE
+    low, high = BUDGET_RANGE
     try:
-        budget = int(thinking_budget.strip() or 4096)
+        budget = int(thinking_budget.strip() or DEFAULT_BUDGET)
     except ValueError:
         raise SettingsError("The thinking budget must be a whole number of tokens.") from None
     if not low <= budget <= high:
         raise SettingsError(f"The thinking budget must be between {low:,} and {high:,} tokens.")
+    effort = effort.strip()
+    if effort and effort not in EFFORT_LEVELS:
+        raise SettingsError(f"There is no effort level called {effort!r}; pick one from the list.")
+    asked = Thinking(on=thinking, effort=effort or None, budget=budget)
+    fitted, notes = fit(asked, chosen_model)
     chosen = tuple(name for name in known_tools if name in tools)
-    return Settings(model, system_prompt.strip(), chosen, thinking, budget)
+    return Settings(model, system_prompt.strip(), chosen, fitted), notes
 
 
 @dataclass(frozen=True)
@@ -364,15 +371,23 @@ def continue_answer(message: Message) -> tuple[Message, Message]:
     Claude 4.6 and later reject an assistant prefill, so the request is a new user message.
     """
     last_answer(message)
-    if message.status not in (
-        Status.INTERRUPTED.value,
-        Status.CANCELLED.value,
-        Status.FAILED.value,
-    ):
+    if not can_continue(message):
         raise ActionError("Only an answer that was cut short can be continued.")
     if not plain_text(message.content).strip():
         raise ActionError("There is nothing to continue yet; retry the answer instead.")
     return add_exchange(message.conversation, CONTINUE_PROMPT)
+
+
+def can_continue(answer: Message | MessageState) -> bool:
+    """The answer stopped before its end: stopped, failed, interrupted, or complete but cut
+    short by its length limit or by the context window."""
+    if answer.status == Status.COMPLETE.value:
+        return errors.cut_short(answer.stop_reason) is not None
+    return answer.status in (
+        Status.INTERRUPTED.value,
+        Status.CANCELLED.value,
+        Status.FAILED.value,
+    )
 
 
 def rename(conversation: Conversation, title: str) -> None:
@@ -389,6 +404,14 @@ def delete(conversation: Conversation) -> None:
     db.session.commit()
 
 
+def switch_model(conversation: Conversation, model_id: str, model: Model | None) -> None:
+    """Move the conversation to another model, keeping the thinking it takes; commit."""
+    conversation.model = model_id
+    fitted, _notes = fit(thinking_of(conversation), model)
+    conversation.thinking, conversation.effort = fitted.on, fitted.effort
+    db.session.commit()
+
+
 def update_settings(conversation: Conversation, settings: Settings) -> None:
     """Change how the next answers are asked."""
     _apply(conversation, settings)
@@ -399,8 +422,14 @@ def _apply(conversation: Conversation, settings: Settings) -> None:
     conversation.model = settings.model
     conversation.system_prompt = settings.system_prompt
     conversation.tools = " ".join(settings.tools)
-    conversation.thinking = settings.thinking
-    conversation.thinking_budget = settings.thinking_budget
+    conversation.thinking = settings.thinking.on
+    conversation.effort = settings.thinking.effort
+    conversation.thinking_budget = settings.thinking.budget
+
+
+def thinking_of(conversation: Conversation) -> Thinking:
+    """What the conversation asks for in thinking."""
+    return Thinking(conversation.thinking, conversation.effort, conversation.thinking_budget)
 
 
 def title_from(prompt: str) -> str:

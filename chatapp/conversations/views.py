@@ -20,10 +20,12 @@ from flask.typing import ResponseReturnValue
 from .. import htmx, tools
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
+from ..llm.catalogue import catalogue
+from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
 from ..models import Conversation, Message, MessageState
 from ..render import is_kept, render_answer
 from ..streaming import live_view, streams
-from . import export, quotas, store
+from . import context, export, quotas, store
 
 bp = Blueprint("conversations", __name__)
 
@@ -67,7 +69,7 @@ def send() -> ResponseReturnValue:
         return _composer_error(over, conversation, status=429)
     if conversation is None:
         try:
-            settings = _settings_from_form()
+            settings, _notes = _settings_from_form()
         except store.SettingsError as exc:
             return _composer_error(str(exc), None)
         conversation = store.create_conversation(signed_in_user(), settings)
@@ -77,6 +79,8 @@ def send() -> ResponseReturnValue:
             conversation,
             status=409,
         )
+    elif refusal := _cannot_ask(conversation, prompt):
+        return _composer_error(refusal, conversation)
     question, answer = store.add_exchange(conversation, prompt)
     streams().start(answer.id, conversation.id)
     _announce(conversation.id, "exchange", question.id, answer.id)
@@ -106,6 +110,8 @@ def retry(message_id: int) -> ResponseReturnValue:
     message = store.get_message(message_id, signed_in_user())
     if over := _over_quota():
         return _composer_error(over, message.conversation, status=429)
+    if gone := _model_gone(message.conversation):
+        return _composer_error(gone, message.conversation)
     try:
         store.restart_answer(message)
     except store.ActionError as exc:
@@ -134,6 +140,8 @@ def edit(message_id: int) -> ResponseReturnValue:
         )
         if over := _over_quota():
             raise store.ActionError(over)
+        if gone := _model_gone(question.conversation):
+            raise store.ActionError(gone)
         answer = store.edit_question(question, content)
     except (store.PromptError, store.ActionError) as exc:
         typed = request.form.get("content", "")
@@ -156,6 +164,8 @@ def continue_(message_id: int) -> ResponseReturnValue:
     message = store.get_message(message_id, signed_in_user())
     if over := _over_quota():
         return _composer_error(over, message.conversation, status=429)
+    if cannot := _cannot_ask(message.conversation, store.CONTINUE_PROMPT):
+        return _composer_error(cannot, message.conversation)
     try:
         question, answer = store.continue_answer(message)
     except store.ActionError as exc:
@@ -179,14 +189,51 @@ def settings(conversation_id: int) -> ResponseReturnValue:
     """Change the model, system prompt, tools and thinking for the next answers."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
     try:
-        store.update_settings(conversation, _settings_from_form())
+        settings, notes = _settings_from_form()
     except store.SettingsError as exc:
         body = render_template("_settings.html", conversation=conversation, error=exc)
         return make_response(body, 422)
+    store.update_settings(conversation, settings)
     if htmx.is_htmx(request):
-        return make_response(
-            render_template("_settings.html", conversation=conversation, saved=True)
+        body = render_template("_settings.html", conversation=conversation, saved=True, notes=notes)
+        return make_response(body + _model_notice(conversation, oob=True))
+    return redirect(url_for(".show", conversation_id=conversation.id), code=303)
+
+
+@bp.get("/settings/thinking")
+def thinking_fields() -> ResponseReturnValue:
+    """The thinking fields for the model the settings form has chosen (htmx, on change): what
+    the new model takes, with a sentence for each choice it drops."""
+    prefix = request.args.get("prefix", "")
+    if prefix not in ("new", "conversation"):
+        abort(400, "prefix must be new or conversation")
+    model = catalogue().get(request.args.get("model", ""))
+    if model is None:
+        abort(400, "There is no such model here.")
+    budget = request.args.get("thinking_budget", "")
+    asked = Thinking(
+        on=request.args.get("thinking") == "on",
+        effort=request.args.get("effort") or None,
+        budget=int(budget) if budget.isdecimal() and len(budget) < 7 else DEFAULT_BUDGET,
+    )
+    fitted, notes = fit(asked, model)
+    body = render_template(
+        "_thinking_fields.html", prefix=prefix, model=model, asked=fitted, notes=notes
+    )
+    return htmx.vary_on_htmx(make_response(body))
+
+
+@bp.post("/conversations/<int:conversation_id>/model")
+def switch_model(conversation_id: int) -> ResponseReturnValue:
+    """Move a conversation whose model was retired to the default model."""
+    conversation = store.get_conversation(conversation_id, signed_in_user())
+    model = catalogue().default()
+    store.switch_model(conversation, model, catalogue().get(model))
+    if htmx.is_htmx(request):
+        body = _model_notice(conversation) + render_template(
+            "_settings.html", conversation=conversation, saved=True, oob=True
         )
+        return htmx.vary_on_htmx(make_response(body))
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
 
 
@@ -261,16 +308,43 @@ def _conversation_from_form() -> Conversation | None:
     return store.get_conversation(int(raw), signed_in_user())
 
 
-def _settings_from_form() -> store.Settings:
-    config = current_app.config
+def _settings_from_form() -> tuple[store.Settings, list[str]]:
+    models = catalogue()
     return store.clean_settings(
-        model=request.form.get("model") or config["MODEL"],
+        model=request.form.get("model") or models.default(),
         system_prompt=request.form.get("system_prompt", ""),
         tools=request.form.getlist("tools"),
         thinking=request.form.get("thinking") == "on",
         thinking_budget=request.form.get("thinking_budget", ""),
-        models=config["MODELS"],
+        effort=request.form.get("effort", ""),
+        catalogue=models,
         known_tools=list(tools.registered()),
+    )
+
+
+def _cannot_ask(conversation: Conversation, prompt: str) -> str | None:
+    """Why this question cannot be sent in the conversation as it stands, or None: its model
+    is gone, or the question would not fit in the model's context window."""
+    if gone := _model_gone(conversation):
+        return gone
+    answers = [MessageState.of(m) for m in conversation.messages if m.role == "assistant"]
+    return context.too_big(answers, catalogue().get(conversation.model), prompt)
+
+
+def _model_gone(conversation: Conversation) -> str | None:
+    """Why the conversation's model cannot answer any more, or None if it can."""
+    gone = catalogue().unavailable(conversation.model)
+    return f"{gone} Pick another model in this conversation's settings." if gone else None
+
+
+def _model_notice(conversation: Conversation, *, oob: bool = False) -> str:
+    models = catalogue()
+    return render_template(
+        "_model_notice.html",
+        conversation=conversation,
+        gone=models.unavailable(conversation.model),
+        default=models.get(models.default()),
+        oob=oob,
     )
 
 
@@ -298,12 +372,17 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
     shown = [live_view(MessageState.of(m)) for m in messages]
     _render_answers(shown)
     naming = None if conversation is None else conversation.naming
+    models = catalogue()
+    model = None if conversation is None else models.get(conversation.model)
     return render_template(
         "conversation.html",
         conversation=conversation,
         messages=shown,
         usages=shown + [naming] if naming is not None else shown,
         newest_message_id=shown[-1].id if shown else 0,
+        context_use=context.use([m for m in shown if m.role == "assistant"], model),
+        gone=None if conversation is None else models.unavailable(conversation.model),
+        default=models.get(models.default()),
         **_sidebar(),
         **extra,
     )

@@ -34,11 +34,14 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import gevent
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
+
+from .catalogue import BUILT_IN, Model, model_info
 
 StartResponse = Callable[..., Any]
 
@@ -91,6 +94,36 @@ _REASONS = {
 }
 
 
+# What demo mode's Models API lists: today's models, one of them deprecated, an older one that
+# does not think and takes no PDFs, and a retired one (never offered).
+DEMO_MODELS: tuple[dict[str, Any], ...] = (
+    *(
+        {**info, "lifecycle": "deprecated", "deprecated_at": "2026-10-20T00:00:00Z"}
+        if info["id"] == "claude-opus-4-6"
+        else info
+        for info in BUILT_IN
+    ),
+    model_info(
+        "claude-3-haiku-20240307",
+        "Claude Haiku 3",
+        "2024-03-07T00:00:00Z",
+        lifecycle="deprecated",
+        line="haiku",
+        max_tokens=4096,
+        pdfs=False,
+        citations=False,
+    ),
+    model_info(
+        "claude-3-7-sonnet-20250219",
+        "Claude Sonnet 3.7",
+        "2025-02-19T00:00:00Z",
+        lifecycle="retired",
+        line="sonnet",
+        enabled=True,
+    ),
+)
+
+
 @dataclass(frozen=True)
 class Pace:
     """How fast replies arrive."""
@@ -122,6 +155,7 @@ class Scenario:
     unknown_events: bool = False  # interleave events of a type the SDK does not know
     pace: Pace | None = None  # overrides the server's pace for this reply
     stop_reason: str = "end_turn"  # "tool_use" when there are tool_uses
+    stop_details: dict[str, Any] | None = None  # sent with stop_reason "refusal"
     tool_uses: list[ToolUse] = field(default_factory=list)  # called after the text
     signature_only: bool = False  # the thinking block carries a signature and no text
 
@@ -160,6 +194,9 @@ class FakeUpstream:
         # read back by later requests that start the same way; shorter prompts are not cached.
         self.cache_minimum_tokens = 1024
         self._cache: set[str] = set()
+        # What `GET /v1/models` lists (ModelInfo objects as JSON); tests may change it.
+        self.models: list[dict[str, Any]] = [dict(info) for info in DEMO_MODELS]
+        self.models_status: int | None = None  # answer the Models API with this error status
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving without blocking; return the base URL for the SDK."""
@@ -203,6 +240,8 @@ class FakeUpstream:
 
     def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            return self._models(environ, start_response)
         if path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return _error_response(start_response, 404, "not_found_error", f"Not found: {path}")
         if environ.get("REQUEST_METHOD") != "POST":
@@ -224,6 +263,9 @@ class FakeUpstream:
             return _json_response(start_response, 200, {"input_tokens": tokens})
         self.requests.append(body)
         scenario = self._scenarios.popleft() if self._scenarios else Scenario()
+        rejected = self._reject(body)
+        if rejected is not None:
+            return _error_response(start_response, *rejected)
 
         if scenario.status is not None:
             kind = _ERROR_TYPES.get(scenario.status, "api_error")
@@ -247,6 +289,112 @@ class FakeUpstream:
             return _ReplyStream(self, reply, scenario, environ.get(_SOCKET_KEY)).body()
         return self._whole_message(reply, start_response)
 
+    def _models(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """`GET /v1/models` (a page of the listing, newest first) and `GET /v1/models/{id}`."""
+        if environ.get("REQUEST_METHOD") != "GET":
+            return _error_response(
+                start_response, 405, "invalid_request_error", "Method not allowed."
+            )
+        if self.models_status is not None:
+            kind = _ERROR_TYPES.get(self.models_status, "api_error")
+            return _error_response(start_response, self.models_status, kind, _ERROR_MESSAGES[kind])
+        listing = sorted(self.models, key=lambda m: m["created_at"], reverse=True)
+        wanted = environ.get("PATH_INFO", "").removeprefix("/v1/models").strip("/")
+        if wanted:
+            found = [m for m in listing if m["id"] == wanted]
+            if not found:
+                return _error_response(start_response, 404, "not_found_error", f"model: {wanted}")
+            return _json_response(start_response, 200, found[0])
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        limit = int((query.get("limit") or ["20"])[0] or 20)
+        after = (query.get("after_id") or [None])[0]
+        if after is not None:
+            ids = [m["id"] for m in listing]
+            listing = listing[ids.index(after) + 1 :] if after in ids else []
+        page = listing[: max(1, min(limit, 1000))]
+        return _json_response(
+            start_response,
+            200,
+            {
+                "data": page,
+                "has_more": len(listing) > len(page),
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            },
+        )
+
+    def _listed(self, model: Any) -> dict[str, Any] | None:
+        return next((m for m in self.models if m["id"] == model), None)
+
+    def _reject(self, body: dict[str, Any]) -> tuple[int, str, str] | None:
+        """The API's error for a request the listed model does not take, as (status, type,
+        message); None if it takes it. Models the listing does not name are taken as they
+        come, as an Anthropic-compatible server would."""
+        model = body.get("model")
+        info = self._listed(model)
+        if info is None:
+            return None
+        if info.get("lifecycle") == "retired":
+            return 404, "not_found_error", f"model: {model}"
+        abilities = Model.from_info(info)
+        thinking = body.get("thinking")
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        max_tokens = body.get("max_tokens")
+        most = abilities.max_tokens
+        if most and isinstance(max_tokens, int) and max_tokens > most:
+            return (
+                400,
+                "invalid_request_error",
+                f"max_tokens: {max_tokens} > {most}, which is the maximum "
+                f"allowed number of output tokens for {model}",
+            )
+        if kind == "enabled" and not abilities.budget_thinking:
+            return (
+                400,
+                "invalid_request_error",
+                '"thinking.type.enabled" is not supported for this model. Use '
+                '"thinking.type.adaptive" and "output_config.effort" to control thinking '
+                "behavior.",
+            )
+        if kind == "adaptive" and not abilities.adaptive_thinking:
+            return (
+                400,
+                "invalid_request_error",
+                '"thinking.type.adaptive" is not supported for this model.',
+            )
+        if kind == "enabled" and isinstance(thinking, dict):
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or budget < 1024 or budget >= (max_tokens or 0):
+                return (
+                    400,
+                    "invalid_request_error",
+                    "thinking.budget_tokens: must be at least 1024 and less than max_tokens",
+                )
+        output = body.get("output_config")
+        effort = output.get("effort") if isinstance(output, dict) else None
+        if effort is not None and effort not in abilities.efforts:
+            return (
+                400,
+                "invalid_request_error",
+                f"output_config.effort: {effort!r} is not supported for this model",
+            )
+        window = abilities.max_input_tokens
+        if window and _estimate_input_tokens(body) > window:
+            return (
+                400,
+                "invalid_request_error",
+                f"prompt is too long: {_estimate_input_tokens(body)} tokens > {window} maximum",
+            )
+        return None
+
+    def _room(self, body: dict[str, Any]) -> int | None:
+        """Tokens left in the listed model's context window after the prompt, if it has one."""
+        info = self._listed(body.get("model"))
+        window = info.get("max_input_tokens") if info else None
+        if not isinstance(window, int):
+            return None
+        return max(window - _estimate_input_tokens(body), 0)
+
     def _plan(self, body: dict[str, Any], scenario: Scenario) -> _Reply:
         pace = scenario.pace or self.pace
         tool_uses = scenario.tool_uses
@@ -261,11 +409,17 @@ class FakeUpstream:
         elif demo_call := _demo_tool_use(body):
             text, tool_uses = demo_call
             stop_reason = scenario.stop_reason
+        elif _asks_for_refusal(body):
+            text, stop_reason = _DEMO_REFUSAL_START, "refusal"
+            scenario = Scenario(stop_details=_DEMO_REFUSAL)
         else:
             text, truncated = _demo_reply(body)
             stop_reason = "max_tokens" if truncated else scenario.stop_reason
         if tool_uses:
             stop_reason = "tool_use"
+        room = self._room(body)
+        if room is not None and len(text) > room * _CHARS_PER_TOKEN:
+            text, stop_reason = text[: room * _CHARS_PER_TOKEN], "model_context_window_exceeded"
         thinking = "" if scenario.signature_only else scenario.thinking
         if thinking is None and _thinking_requested(body):
             thinking = _demo_thinking(_last_user_text(body))
@@ -276,6 +430,7 @@ class FakeUpstream:
             thinking=thinking,
             tool_uses=tool_uses,
             stop_reason=stop_reason,
+            stop_details=scenario.stop_details if stop_reason == "refusal" else None,
             input_tokens=input_tokens,
             cache_read_tokens=cache_read,
             cache_creation_tokens=cache_write,
@@ -324,6 +479,7 @@ class FakeUpstream:
         message.update(
             content=content,
             stop_reason=reply.stop_reason,
+            stop_details=reply.stop_details,
             usage={**message["usage"], "output_tokens": reply.output_tokens()},
         )
         return _json_response(start_response, 200, message, [("request-id", _new_id("req"))])
@@ -338,6 +494,7 @@ class _Reply:
     thinking: str | None
     tool_uses: list[ToolUse]
     stop_reason: str
+    stop_details: dict[str, Any] | None
     input_tokens: int
     cache_read_tokens: int
     cache_creation_tokens: int
@@ -460,7 +617,11 @@ class _ReplyStream:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": reply.stop_reason,
+                        "stop_sequence": None,
+                        "stop_details": reply.stop_details,
+                    },
                     "usage": {"output_tokens": reply.output_tokens()},
                 },
             )
@@ -832,6 +993,19 @@ def _demo_after_tools(body: dict[str, Any]) -> str:
 def _thinking_requested(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _asks_for_refusal(body: dict[str, Any]) -> bool:
+    """Demo mode refuses a question that asks it to, so a newcomer can see a refusal."""
+    return re.search(r"\brefuse\b", _last_user_text(body), re.IGNORECASE) is not None
+
+
+_DEMO_REFUSAL_START = "I can start on that, but "
+_DEMO_REFUSAL = {
+    "type": "refusal",
+    "category": None,
+    "explanation": "The demo server refuses any question with the word “refuse” in it.",
+}
 
 
 def _topic(prompt: str, words: int = 6, limit: int = 60) -> str:

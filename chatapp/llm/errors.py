@@ -55,6 +55,23 @@ def cut_off() -> str:
     return "The answer was cut off before Claude finished it."
 
 
+def refused(explanation: str | None) -> str:
+    """The sentence for an answer the API stopped with `stop_reason: "refusal"`."""
+    sentence = "Claude declined to go on with this answer."
+    if explanation and explanation.strip():
+        sentence += " " + " ".join(explanation.split())
+    return sentence + " Edit the question to ask differently: this exchange is not sent again."
+
+
+def cut_short(stop_reason: str | None) -> str | None:
+    """Why a complete answer stops where it does, when that is not its natural end."""
+    if stop_reason == "max_tokens":
+        return "Cut short: the answer reached the length allowed for one answer."
+    if stop_reason == "model_context_window_exceeded":
+        return "Cut short: the conversation filled the model's context window."
+    return None
+
+
 def too_many_tool_rounds(most: int) -> str:
     """The sentence for an answer that wanted more rounds of tools than allowed."""
     return (

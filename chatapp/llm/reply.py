@@ -89,6 +89,7 @@ class Reply:
     thinking_parts: list[str] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    refusal: str | None = None  # the API's explanation of a refusal, when it gives one
     model: str | None = None
     first_token_at: float | None = None
     finished: bool = False  # this round's message_stop arrived
@@ -122,6 +123,9 @@ class Reply:
         elif kind == "message_delta":
             if event.delta.stop_reason is not None:
                 self.stop_reason = event.delta.stop_reason
+            details = getattr(event.delta, "stop_details", None)
+            if details is not None:
+                self.refusal = getattr(details, "explanation", None)
             self._usage.update(event.usage)
             self._reported = getattr(event.usage, "output_tokens", None) is not None
         elif kind == "message_stop":
@@ -145,9 +149,15 @@ class Reply:
         return Piece(text=self._add(record.outcome(result, is_error=is_error, ms=ms)))
 
     def next_round(self) -> None:
-        """Keep this round (its calls and their results) and start the next one."""
-        self.transcript.append({"role": "assistant", "content": self._content()})
-        self.transcript.append({"role": "user", "content": self._results})
+        """Keep this round (its calls and their results, or, after `pause_turn`, what it
+        wrote so far) and start the next one.
+
+        A paused turn goes back to the API as it stands, and the next round carries on
+        with the same turn: the transcript keeps both rounds as one assistant turn.
+        """
+        self._keep_assistant(self._content())
+        if self._results:
+            self.transcript.append({"role": "user", "content": self._results})
         self.rounds += 1
         self._earlier = self.usage
         self._usage = Usage()
@@ -163,9 +173,16 @@ class Reply:
         """
         content = self._content()
         if content:
-            self.transcript.append({"role": "assistant", "content": content})
+            self._keep_assistant(content)
         if self._results:
             self.transcript.append({"role": "user", "content": self._results})
+
+    def _keep_assistant(self, content: list[dict[str, Any]]) -> None:
+        last = self.transcript[-1] if self.transcript else None
+        if last is not None and last["role"] == "assistant":
+            last["content"] = [*last["content"], *content]  # the paused turn goes on
+        else:
+            self.transcript.append({"role": "assistant", "content": content})
 
     @property
     def beyond_text(self) -> bool:

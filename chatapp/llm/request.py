@@ -6,7 +6,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from ..models import MessageState
+from ..models import MessageState, Status
 from ..tools.record import plain_text
 
 # Prompt caching: a breakpoint on the system prompt and one on the newest user turn. The API
@@ -24,35 +24,45 @@ def build_request(
     model: str,
     system_prompt: str,
     history: Iterable[MessageState],
-    max_tokens: int,
+    options: dict[str, Any],
     tools: list[dict[str, Any]] | None = None,
-    thinking_budget: int = 0,
 ) -> dict[str, Any]:
     """The keyword arguments for `messages.create(stream=True, ...)` that ask for the next answer.
 
-    `history` is every message before the answer being written. An answer is sent as its
-    transcript (thinking with signatures, tool calls and results) when it has one, else as its
-    text; answers that produced no text (failed before the first token) are left out, since
-    the API rejects empty turns. Without thinking or tools in this request, those blocks of
-    earlier answers are left out too.
+    `history` is every message before the answer being written. `options` holds `max_tokens`
+    and the model's own `thinking` and `output_config` (see `chatapp.llm.thinking.options`).
+    An answer is sent as its transcript (thinking with signatures, tool calls and results)
+    when it has one, else as its text; answers that produced no text (failed before the first
+    token) are left out, since the API rejects empty turns, and so is every refused exchange,
+    question and answer, as the API asks. Without thinking or tools in this request, those
+    blocks of earlier answers are left out too.
     """
+    thinking = "thinking" in options
     messages: list[dict[str, Any]] = []
-    for message in history:
+    for message in _without_refusals(history):
         if message.role == "assistant":
-            messages += _answer(message, thinking=thinking_budget > 0, tools=bool(tools))
+            messages += _answer(message, thinking=thinking, tools=bool(tools))
         else:
             messages.append({"role": message.role, "content": message.content})
-    request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
+    request: dict[str, Any] = {"model": model, **options, "messages": messages}
     _cache_newest_question(messages)
     if system_prompt.strip():
         request["system"] = [{"type": "text", "text": system_prompt, "cache_control": CACHE}]
     if tools:
         request["tools"] = tools
-    if thinking_budget > 0:
-        # The budget is part of max_tokens: the answer keeps its own allowance on top of it.
-        request["thinking"] = {"type": "enabled", "budget_tokens": thinking_budget}
-        request["max_tokens"] = max_tokens + thinking_budget
     return request
+
+
+def _without_refusals(history: Iterable[MessageState]) -> list[MessageState]:
+    """The history without refused answers and the questions they answered."""
+    kept: list[MessageState] = []
+    for message in history:
+        if message.role == "assistant" and message.status == Status.REFUSED.value:
+            if kept and kept[-1].role == "user":
+                kept.pop()
+            continue
+        kept.append(message)
+    return kept
 
 
 def next_round(

@@ -22,6 +22,7 @@ from .. import tools
 from ..llm import errors, titles
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
+from ..llm.thinking import options as model_options
 from ..llm.tokens import estimate_tokens
 from ..models import MessageState, Status
 from ..tools.record import plain_text
@@ -174,9 +175,13 @@ class Generation:
                 model=question.model,
                 system_prompt=question.system_prompt,
                 history=history,
-                max_tokens=self.streams.max_tokens,
+                options=model_options(
+                    question.thinking,
+                    self.streams.catalogue.get(question.model),
+                    max_tokens=self.streams.max_tokens,
+                    adaptive_tokens=self.streams.adaptive_thinking_tokens,
+                ),
                 tools=tools.definitions(question.tools),
-                thinking_budget=question.thinking_budget,
             )
             self.reply = Reply()  # the clock for time to first token starts now
             status, error = self._answer(request, question)
@@ -198,7 +203,9 @@ class Generation:
     def _answer(
         self, request: dict[str, Any], question: persistence.Question
     ) -> tuple[Status, str | None]:
-        """Stream the answer, round after round while Claude calls tools; how it ended."""
+        """Stream the answer, round after round while Claude calls tools (or the API pauses a
+        long turn of its server tools, `pause_turn`: the paused turn is sent back and goes on
+        in the same answer); how it ended."""
         context = tools.ToolContext(self.streams.app, question.user_id, self.conversation_id)
         most = self.streams.max_tool_rounds
         asking = request
@@ -214,7 +221,9 @@ class Generation:
             if not self.reply.finished:
                 self.streams.meter.upstream_errors["cut_off"] += 1
                 return Status.FAILED, errors.cut_off()
-            if self.reply.stop_reason != "tool_use":
+            if self.reply.stop_reason == "refusal":
+                return Status.REFUSED, errors.refused(self.reply.refusal)
+            if self.reply.stop_reason not in ("tool_use", "pause_turn"):
                 return Status.COMPLETE, None
             if self.reply.rounds >= most:
                 return Status.FAILED, errors.too_many_tool_rounds(most)
@@ -343,6 +352,9 @@ class Generation:
         """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);
         open pages show the new title. A failure leaves the title as it was."""
         model = self.streams.app.config.get("TITLE_MODEL")
+        if model is None:  # the newest Haiku offered, else the default model
+            models = self.streams.catalogue
+            model = models.newest("haiku") or models.default()
         if not model:
             return
         try:

@@ -10,6 +10,7 @@ import gevent
 import redis
 from flask import Flask, current_app
 
+from ..llm import catalogue
 from ..llm.client import Claude
 from ..metrics import Meter
 from .channel import Announcement, Channel, Subscription
@@ -30,6 +31,7 @@ class Streams:
         config = app.config
         self.app = app
         self.claude = Claude(config)
+        self.catalogue = catalogue.install(app, lambda: self.claude.client)
         self.meter = Meter()
         self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter)
         self._frame_interval = float(config["FRAME_INTERVAL"])
@@ -37,6 +39,7 @@ class Streams:
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
         self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
         self.max_tokens = int(config["MAX_TOKENS"])
+        self.adaptive_thinking_tokens = int(config["ADAPTIVE_THINKING_TOKENS"])
         self.max_tool_rounds = int(config["MAX_TOOL_ROUNDS"])
         self.abandon_after = float(config["ABANDON_AFTER"])
         self.live: dict[int, Generation] = {}
@@ -74,6 +77,7 @@ class Streams:
     def _ensure_running(self) -> None:
         """Start this worker's background greenlets on its first request (after the fork)."""
         self.sweeper.ensure_running()
+        self.catalogue.ensure_running()
         if self.relay is not None:
             try:
                 self.relay.start()  # listen for Stop pressed on other workers
@@ -211,6 +215,7 @@ class Streams:
             generation.join(timeout)
         self.flusher.stop()
         self.sweeper.stop()
+        self.catalogue.stop()
         self.claude.close()
         if self.relay is not None:
             self.relay.stop()

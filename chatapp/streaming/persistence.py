@@ -23,9 +23,10 @@ from flask import Flask
 from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.orm import undefer
 
-from ..conversations.store import title_from
+from ..conversations.store import thinking_of, title_from
 from ..cooperate import let_streams_run
 from ..extensions import db
+from ..llm.thinking import Thinking
 from ..metrics import Meter
 from ..models import Conversation, Message, MessageState, Status, utcnow
 
@@ -259,7 +260,7 @@ class Question:
     model: str
     system_prompt: str
     tools: list[str]  # names of the tools Claude may call
-    thinking_budget: int  # 0: no extended thinking
+    thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
 
 
@@ -282,6 +283,6 @@ def load_question(app: Flask, message_id: int) -> Question:
             model=conversation.model,
             system_prompt=conversation.system_prompt,
             tools=conversation.tools.split(),
-            thinking_budget=conversation.thinking_budget if conversation.thinking else 0,
+            thinking=thinking_of(conversation),
             history=[MessageState.of(m, transcript=True) for m in earlier],
         )

@@ -9,8 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
 
 from ..auth import signed_in_user
-from ..conversations import store
+from ..conversations import context, store
 from ..extensions import db
+from ..llm.catalogue import catalogue
 from ..models import MessageState
 from . import sse
 from .channel import Announcement
@@ -127,11 +128,15 @@ def _render_news(conversation_id: int, news: Announcement, messages: list[Messag
 
 def _render_final(state: MessageState) -> str:
     # A streamed answer is always its conversation's last message: sending waits for it.
-    return (
+    body = (
         render_template("_message.html", message=state, oob=True, last=True, keep_content=True)
         + render_template("_announcement.html", message=state)
         + _conversation_cost(state.conversation_id)
     )
+    used = context.use([state], catalogue().get(state.model or ""))
+    if used is not None:
+        body += render_template("_context_meter.html", context_use=used, oob=True)
+    return body
 
 
 def _conversation_cost(conversation_id: int) -> str:
