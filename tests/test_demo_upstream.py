@@ -550,11 +550,11 @@ def test_events_leave_at_once_on_a_kept_alive_connection() -> None:
     first events of a reply on a reused connection until the SDK's delayed ACK (40 ms)."""
     from gevent.pywsgi import WSGIServer
 
-    from chatapp.llm.demo import _Handler
+    from chatapp.llm.demo.upstream import Handler
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         accepted, address = listener.accept()
         with client, accepted:
-            _Handler(accepted, address, WSGIServer(listener, lambda *_: []))
+            Handler(accepted, address, WSGIServer(listener, lambda *_: []))
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
