@@ -3,23 +3,27 @@
 Debian's nginx runs the sample as shipped, with only what a sysadmin changes (tests/nginx.py):
 the upstream's port, the listen ports and the certificate paths (a self-signed certificate).
 The page is on a port other than 443, as internal tools often are. gunicorn (gevent worker)
-serves the app with the fake upstream of this process; Chromium signs in with a password, as
-a person does, since nobody is signed in by a proxy's header here.
+serves the app with the fake upstream of this process. Chromium signs in with a password, as a
+person does: nobody is signed in by a proxy's header here.
 
-Through that path: the page comes over HTTP/2; signing in works (the CSRF check's strict
-referrer test passes only if nginx passes the port on to the app); an answer reaches the page
-in many steps, not in one burst; an answer whose stream carries no byte at all for longer than
-nginx's default `proxy_read_timeout` (60 s) is not cut; Stop works; the connection check says
-nothing on the way buffers or cuts streams. The quiet answer runs beside the other checks, so
-the test takes a little over its quiet minute.
+Two Chromiums take the path: one as people use it, on HTTP/2, and one on HTTP/1.1 only, as is a
+browser behind an office proxy that inspects TLS. Through nginx: the page comes over HTTP/2;
+signing in works (the CSRF check's strict referrer test passes only if nginx passes the port
+on); an answer grows on screen in many steps, not in one burst; an answer whose stream carries
+no byte at all for longer than nginx's default `proxy_read_timeout` (60 s) is not cut; Stop
+works; the connection check says nothing on the way buffers or cuts streams. The quiet answers
+run beside the other checks, so the test takes a little over its quiet minute.
 
-Two copies of the sample show the test can fail: with buffering forced on (the app's
-`X-Accel-Buffering: no` ignored), the answer and the connection check's events arrive in a
-burst and both checks say so; with `Host $host`, signing in fails.
+Two copies of the sample show that the test fails when it should. With buffering forced on
+(`proxy_buffering on`, the app's `X-Accel-Buffering: no` ignored), the browser on HTTP/1.1 sees
+the answer grow in a few bursts, and the connection check says "Buffering". (Over HTTP/2, nginx
+1.22 passes each chunk of gunicorn's chunked answer on at once even then, so that browser sees
+every step.) With `Host $host`, signing in fails.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 from collections.abc import Iterator
@@ -325,6 +329,17 @@ def check_the_connection(window: Window, nginx: Nginx) -> dict[str, str]:
     return {}
 
 
+def redirect_from_plain_http(nginx: Nginx) -> tuple[int, str | None]:
+    """What the plain HTTP server answers to a request for the sign-in page: (status, Location)."""
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.http_port, timeout=10)
+    try:
+        connection.request("GET", "/login", headers={"Host": f"localhost:{nginx.http_port}"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location")
+    finally:
+        connection.close()
+
+
 # -- the tests ------------------------------------------------------------------------------------
 
 
@@ -347,6 +362,7 @@ def test_the_sample_serves_chat_over_https_on_another_port(
     with nginx_in_front(tmp_path, server.url) as nginx:
         assert "[warn]" not in nginx.test_output, nginx.test_output
         assert nginx.https_port != 443
+        assert redirect_from_plain_http(nginx) == (301, nginx.url + "/login")
         quiet = Window(browser, "quiet", "h2")
         chat = Window(browser, "chat", "h2")
         quiet_h1 = Window(browser_h1, "quiet", "http/1.1")
