@@ -94,11 +94,11 @@ def sysadmin_copy(
     """The sample with the upstream port, listen ports and certificate paths changed.
 
     The listen lines keep their form (`ssl http2`, or `ssl` with `http2 on;` on nginx 1.25+)
-    and move to loopback; the IPv6 ones go where the machine has no IPv6 loopback. The plain
+    and move to loopback; the IPv6 ones are left out where the machine has no IPv6. The plain
     HTTP server's redirect names the HTTPS port, as the sample's comment asks for a port other
     than 443.
     """
-    steps: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
+    steps: list[tuple[str, str]] = [
         (r"(?m)^(\s*server\s+)127\.0\.0\.1:8000;", rf"\g<1>127.0.0.1:{upstream_port};"),
         (r"(?m)^(\s*listen\s+)80;", rf"\g<1>{HOST}:{http_port};"),
         (r"(?m)^(\s*listen\s+)443(\s[^;]*)?;", rf"\g<1>{HOST}:{https_port}\g<2>;"),
