@@ -9,12 +9,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-fast install install-test browser migrate clean bench bench-render
+.PHONY: run test test-fast install install-test browser nginx migrate clean bench bench-render
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-test: install-test browser
+test: install-test browser nginx
 	bash tests/lint.sh
 	bash tests/run.sh
 	bash tests/postgres.sh
@@ -53,6 +53,14 @@ browser:
 	  echo "Installing Chromium for the browser tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's nginx for the test of deploy/nginx/chatapp.conf (tests/test_nginx.py). The test runs
+# its own nginx on free ports; nothing here configures or starts the system's.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  echo "Installing nginx for the nginx sample's test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
 # Streaming budgets of DESIGN.md (bench/run.py): ~15 min; BENCH_ARGS=--quick for a short run.
 bench: install

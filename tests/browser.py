@@ -64,17 +64,25 @@ class RemoteBrowser:
     Pages are named; each lives in a browser context of its own, like a separate browser
     window with its own connections, signed in as its `user` (tests/server.py's USER unless
     `open` names another) by the trusted proxy's header on every request: page loads, htmx
-    requests and event streams. Every page records its answers as they change on screen (see
+    requests and event streams (unless `open` says `by_header=False`: then the page signs in
+    as a person does). Every page records its answers as they change on screen (see
     RECORDER) from the moment each document starts, reloads included.
     """
 
-    def __init__(self, log_path: Path, *, step_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        step_timeout: float = 30.0,
+        chromium_args: tuple[str, ...] = (),
+    ) -> None:
+        """Start Chromium; `chromium_args` add to CHROMIUM_ARGS (e.g. `--disable-http2`)."""
         self.log_path = log_path
         self.step_timeout = step_timeout
         self._log = log_path.open("ab")
         # Under gevent the pipes are cooperative: the fake upstream keeps serving while we wait.
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.browser", str(ARTIFACTS)],
+            [sys.executable, "-m", "tests.browser", str(ARTIFACTS), *chromium_args],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -115,11 +123,36 @@ class RemoteBrowser:
 
     # Steps on a named page ------------------------------------------------------------------
 
-    def open(self, page: str, url: str, *, user: str | None = None) -> None:
+    def open(
+        self,
+        page: str,
+        url: str,
+        *,
+        user: str | None = None,
+        by_header: bool = True,
+        ignore_https_errors: bool = False,
+    ) -> None:
+        """Open `url` in a new context; `by_header=False` sends no user header (the page signs
+        in as a person does), `ignore_https_errors` accepts a self-signed certificate."""
         from .conftest import USER_HEADER
         from .server import USER
 
-        self.call("open", page=page, url=url, headers={USER_HEADER: user or USER})
+        headers = {USER_HEADER: user or USER} if by_header else {}
+        self.call(
+            "open",
+            page=page,
+            url=url,
+            headers=headers,
+            ignore_https_errors=ignore_https_errors,
+        )
+
+    def goto(self, page: str, url: str) -> None:
+        """Load `url` in the page, as typing it in the address bar does."""
+        self.call("goto", page=page, url=url)
+
+    def fill(self, page: str, label: str, value: str) -> None:
+        """Type `value` into the field labelled `label`."""
+        self.call("fill", page=page, label=label, value=value)
 
     def close_page(self, page: str) -> None:
         self.call("close", page=page)
@@ -213,10 +246,10 @@ RECORDER = """
 
 
 class _Driver:
-    def __init__(self, playwright: Any, artifacts: Path) -> None:
+    def __init__(self, playwright: Any, artifacts: Path, chromium_args: list[str]) -> None:
         self.artifacts = artifacts
         self.browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + chromium_args
         )
         self.pages: dict[str, Any] = {}
         self.page_errors: dict[str, list[dict[str, str]]] = {}
@@ -227,7 +260,12 @@ class _Driver:
             return "ready"
         name = command.pop("page")
         if op == "open":
-            return self._open(name, command["url"], command["headers"])
+            return self._open(
+                name,
+                command["url"],
+                command["headers"],
+                command.get("ignore_https_errors", False),
+            )
         page = self.pages[name]
         try:
             return getattr(self, f"_{op}")(name, page, **command)
@@ -235,11 +273,15 @@ class _Driver:
             self._shoot(page, f"failure-{name}")
             raise
 
-    def _open(self, name: str, url: str, headers: dict[str, str]) -> None:
+    def _open(
+        self, name: str, url: str, headers: dict[str, str], ignore_https_errors: bool = False
+    ) -> None:
         if name in self.pages:
             self.pages.pop(name).context.close()
         context = self.browser.new_context(
-            viewport={"width": 1100, "height": 900}, extra_http_headers=headers
+            viewport={"width": 1100, "height": 900},
+            extra_http_headers=headers,
+            ignore_https_errors=ignore_https_errors,
         )
         context.add_init_script(RECORDER)
         page = context.new_page()
@@ -270,6 +312,12 @@ class _Driver:
     def _click(self, name: str, page: Any, selector: str) -> None:
         page.locator(selector).click()
 
+    def _goto(self, name: str, page: Any, url: str) -> None:
+        page.goto(url)
+
+    def _fill(self, name: str, page: Any, label: str, value: str) -> None:
+        page.get_by_label(label, exact=True).fill(value)
+
     def _send(self, name: str, page: Any, prompt: str) -> None:
         box = page.get_by_label("Message")
         box.fill(prompt)
@@ -291,7 +339,7 @@ class _Driver:
             traceback.print_exc()
 
 
-def _serve(artifacts: Path) -> None:
+def _serve(artifacts: Path, chromium_args: list[str]) -> None:
     from playwright.sync_api import sync_playwright
 
     # Answers go out on the original stdout; anything else printed goes to stderr (the log).
@@ -299,7 +347,7 @@ def _serve(artifacts: Path) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     artifacts.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        driver = _Driver(playwright, artifacts)
+        driver = _Driver(playwright, artifacts, chromium_args)
         try:
             for line in sys.stdin:
                 command = json.loads(line)
@@ -314,4 +362,4 @@ def _serve(artifacts: Path) -> None:
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]))
+    _serve(Path(sys.argv[1]), sys.argv[2:])

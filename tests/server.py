@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ class AppServer:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
+    # The environment gunicorn runs with, for commands that must see the same settings.
+    environment: dict[str, str] = field(default_factory=dict)
 
     def rows(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
         """Run a query against the server's database (SQLite or PostgreSQL)."""
@@ -78,6 +80,22 @@ class AppServer:
                 return [tuple(row) for row in connection.execute(text(sql), params)]
         finally:
             engine.dispose()
+
+    def flask(self, *args: str, stdin: str = "") -> str:
+        """Run `flask --app wsgi ARGS` on the server's database and settings; return its output."""
+        result = subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.environment,
+            input=stdin.encode(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        output = (result.stdout + result.stderr).decode(errors="replace")
+        if result.returncode != 0:
+            raise ServerError(f"flask {' '.join(args)} exited with {result.returncode}:\n{output}")
+        return output
 
     def kill(self) -> None:
         """kill -9 the master and its workers at once: nothing of theirs runs any more."""
@@ -169,7 +187,13 @@ def _serve(
         base_env["XDG_RUNTIME_DIR"] = runtime_dir
         _migrate(base_env, log, log_path)
         process, url = _start(base_env, log, log_path, start_timeout)
-        server = AppServer(url=url, database_url=database_url, log_path=log_path, process=process)
+        server = AppServer(
+            url=url,
+            database_url=database_url,
+            log_path=log_path,
+            process=process,
+            environment={**base_env, "PORT": url.rsplit(":", 1)[1]},
+        )
         try:
             yield server
         except BaseException:
