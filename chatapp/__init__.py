@@ -33,7 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
-    from . import auth, conversations, htmx, operations, streaming, tools
+    from . import attachments, auth, conversations, htmx, operations, streaming, tools
     from .conversations import store
     from .conversations.views import bp as conversations_bp
     from .llm import errors
@@ -43,6 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .render.thinking import thinking_section
 
     app.register_blueprint(conversations_bp)
+    app.register_blueprint(attachments.bp)
     app.register_blueprint(streaming.bp)
     app.register_blueprint(operations.bp)
     auth.init_app(app)
@@ -52,6 +53,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     del conversations
 
     app.jinja_env.filters["render_text"] = render_text
+    app.jinja_env.filters["filesize"] = attachments.filesize
+    app.jinja_env.globals["describe_file"] = attachments.describe
     app.jinja_env.globals["render_answer"] = render_answer
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section

@@ -43,6 +43,13 @@ DEFAULTS: dict[str, Any] = {
     },
     # Input limits
     "MAX_PROMPT_CHARS": 100_000,
+    # Attachments (chatapp/attachments): the largest file, the most files one question carries,
+    # the most pages of a PDF; and whether files go to Claude through the Files API (uploaded
+    # once, then referred to) or as base64 in every request.
+    "MAX_FILE_MB": 30,
+    "MAX_FILES": 10,
+    "MAX_PDF_PAGES": 100,
+    "FILES_API": True,
     # Per person; 0 = no limit (see chatapp/conversations/quotas.py)
     "DAILY_TOKEN_LIMIT": 0,
     "DAILY_COST_LIMIT": 0,  # dollars

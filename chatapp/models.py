@@ -7,7 +7,17 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -135,6 +145,44 @@ class Message(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    # A question's files, in the order attached (loaded with the message, without their bytes).
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message",
+        order_by="Attachment.position",
+        cascade="all, delete-orphan",
+    )
+
+
+class Attachment(db.Model):  # type: ignore[name-defined]
+    """A file attached to a question: an image, a PDF or a text file, with its bytes.
+
+    Uploaded before the question is sent, it waits without a message (pending) until a send
+    claims it; pending files nobody sent are deleted by the sweeper after a day.
+    """
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("message.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # "image" | "pdf" | "text"
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    pages: Mapped[int | None] = mapped_column(Integer)
+    # The copy uploaded to the Files API, referred to by every request that sends the file.
+    file_id: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    message: Mapped[Message | None] = relationship(back_populates="attachments")
 
 
 class ListedModel(db.Model):  # type: ignore[name-defined]
@@ -146,6 +194,35 @@ class ListedModel(db.Model):  # type: ignore[name-defined]
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     info: Mapped[dict[str, Any]] = mapped_column(JSON)  # the ModelInfo as the API sent it
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class AttachedFile:
+    """A question's file as plain values, without its bytes."""
+
+    id: int
+    name: str
+    kind: str
+    media_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    pages: int | None = None
+    file_id: str | None = None
+
+    @classmethod
+    def of(cls, attachment: Attachment) -> AttachedFile:
+        return cls(
+            attachment.id,
+            attachment.name,
+            attachment.kind,
+            attachment.media_type,
+            attachment.size,
+            attachment.width,
+            attachment.height,
+            attachment.pages,
+            attachment.file_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -172,12 +249,15 @@ class MessageState:
     duration_ms: int | None = None
     # Only where the next request is built (see `Message.transcript`); never loaded for pages.
     transcript: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    attachments: tuple[AttachedFile, ...] = ()  # a question's files
 
     @classmethod
     def of(cls, message: Message, *, transcript: bool = False) -> MessageState:
-        values = {name: getattr(message, name) for name in _STATE_FIELDS}
+        values: dict[str, Any] = {name: getattr(message, name) for name in _STATE_FIELDS}
         if transcript:
             values["transcript"] = message.transcript
+        if message.role == "user":
+            values["attachments"] = tuple(AttachedFile.of(a) for a in message.attachments)
         return cls(**values)
 
     @property
@@ -194,4 +274,6 @@ class MessageState:
         return not self.is_streaming
 
 
-_STATE_FIELDS = tuple(f.name for f in fields(MessageState) if f.name != "transcript")
+_STATE_FIELDS = tuple(
+    f.name for f in fields(MessageState) if f.name not in ("transcript", "attachments")
+)

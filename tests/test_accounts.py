@@ -3,6 +3,7 @@ header, CSRF, and that nobody reaches anyone else's conversations."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -213,11 +214,27 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
     app: Flask, client: FlaskClient, upstream: FakeUpstream
 ) -> None:
     upstream.push(Scenario(text="Alice's answer."))
-    fragment = send(client, "Alice's question")
+    uploaded = client.post(
+        "/attachments",
+        data={"file": (io.BytesIO(b"Alice's notes"), "notes.txt")},
+        headers={"HX-Request": "true"},
+    )
+    attachment = int(html(uploaded.data).select_one("input[name=attachment]")["value"])
+    response = client.post(
+        "/messages",
+        data={"content": "Alice's question", "conversation_id": "", "attachment": attachment},
+        headers={"HX-Request": "true"},
+    )
+    fragment = html(response.data)
     answer = int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
     conversation = int(fragment.select_one("#conversation-id")["value"])
     read_events(client, f"/messages/{answer}/stream")  # ended
-    ids = {"conversation_id": conversation, "message_id": answer, "user_id": user_id(app)}
+    ids = {
+        "conversation_id": conversation,
+        "message_id": answer,
+        "user_id": user_id(app),
+        "attachment_id": attachment,
+    }
 
     bob = app.test_client(user="bob")
     walked = []

@@ -124,8 +124,8 @@ def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[st
     """What is wrong with a `frame` or `done` event for a page that has `shown` characters.
 
     Its id must say this answer and not go back; its swaps may only touch this answer's
-    elements and the announcer (and, at `done`, the conversation's total cost); the model's text
-    must arrive escaped.
+    elements and the announcer (and, at `done`, the conversation's total cost and its context
+    meter); the model's text must arrive escaped.
     """
     problems = []
     offset = event_offset(answer_id, event.get("id", ""))
@@ -139,7 +139,7 @@ def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[st
         target = str(element.get("id")) if spec == "true" else spec.partition(":#")[2]
         mine = target == f"m-{answer_id}" or target.startswith(f"m-{answer_id}-")
         shared = target == "announcer" or (
-            event.get("event") == "done" and target == "conversation-cost"
+            event.get("event") == "done" and target in ("conversation-cost", "context-meter")
         )
         if not mine and not shared:
             problems.append(f"{event.get('event')} swaps {spec!r} of #{target}")

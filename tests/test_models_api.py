@@ -11,9 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from chatapp.llm.catalogue import BUILT_IN, catalogue, model_info
+from chatapp.llm.catalogue import BUILT_IN, Catalogue, catalogue, model_info
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
+from chatapp.streaming import streams
 
 from .conftest import Configure, html, send, user_id
 from .test_chat import answer_id, stored, wait_finished
@@ -128,22 +129,22 @@ def test_models_api_down_at_boot_still_serves_pages(
 
 
 @pytest.fixture
-def two_workers(configured: Configure, upstream: FakeUpstream) -> tuple[Flask, Flask]:
-    """A worker that fetched and stored a list of one model, and a later one that cannot
-    reach the API."""
+def stored_list(configured: Configure, upstream: FakeUpstream) -> Flask:
+    """An app whose worker fetched and stored a list of one model; the API is down since."""
     upstream.models = [
         model_info("claude-only-one", "Claude Only One", "2026-11-01T00:00:00Z", line="sonnet")
     ]
-    first = listed(configured(MODEL=None))
+    app = listed(configured(MODEL=None))
     upstream.models_status = 529
-    return first, configured(MODEL=None)
+    return app
 
 
 def test_a_worker_that_cannot_reach_the_api_starts_from_the_last_good_list(
-    two_workers: tuple[Flask, Flask], caplog: pytest.LogCaptureFixture
+    stored_list: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _first, later = two_workers
-    models = catalogue(later)
+    app = stored_list
+    # The next worker's catalogue: the built-in list until it has read the database.
+    models = Catalogue(app, lambda: streams(app).claude.client, [])
     assert models.load_stored()
     with caplog.at_level(logging.WARNING, logger="chatapp.llm.catalogue"):
         assert not models.refresh()

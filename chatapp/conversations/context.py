@@ -46,13 +46,16 @@ def use(answers: Sequence[MessageState], model: Model | None) -> ContextUse | No
     return ContextUse(_sent(last), model.max_input_tokens)
 
 
-def too_big(answers: Sequence[MessageState], model: Model | None, question: str) -> str | None:
-    """A sentence if the next request, with `question`, cannot fit in the model's window."""
+def too_big(
+    answers: Sequence[MessageState], model: Model | None, question: str, files: int = 0
+) -> str | None:
+    """A sentence if the next request, with `question` and `files` tokens of its files,
+    cannot fit in the model's window."""
     if model is None or not model.max_input_tokens:
         return None
     last = _last_request(answers)
     before = _sent(last) + (last.output_tokens or 0) if last is not None else 0
-    needed = before + len(question) // CHARS_PER_TOKEN
+    needed = before + len(question) // CHARS_PER_TOKEN + files
     if needed <= model.max_input_tokens:
         return None
     return (

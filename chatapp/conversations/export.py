@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import costs
-from ..models import Conversation, MessageState
+from ..attachments.kinds import describe, filesize
+from ..models import Conversation, Message, MessageState
 from ..tools import record
 
 
@@ -17,7 +18,10 @@ def as_markdown(conversation: Conversation) -> str:
     for message in conversation.messages:
         who = "You" if message.role == "user" else "Claude"
         status = "" if message.status == "complete" else f" ({message.status})"
-        lines += ["", f"## {who}{status}", "", _with_tool_calls(message.content)]
+        lines += ["", f"## {who}{status}", ""]
+        if message.attachments:
+            lines += [f"Attached: {_files(message)}", ""]
+        lines.append(_with_tool_calls(message.content))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -40,6 +44,18 @@ def as_json(conversation: Conversation, prices: dict[str, costs.Price]) -> dict[
                         "duration_ms": call.ms if call.closed else None,
                     }
                     for call in record.calls(state.content)
+                ],
+                "attachments": [
+                    {
+                        "name": file.name,
+                        "kind": file.kind,
+                        "media_type": file.media_type,
+                        "size": file.size,
+                        "width": file.width,
+                        "height": file.height,
+                        "pages": file.pages,
+                    }
+                    for file in state.attachments
                 ],
                 "thinking": state.thinking or None,
                 "status": state.status,
@@ -66,6 +82,13 @@ def as_json(conversation: Conversation, prices: dict[str, costs.Price]) -> dict[
         "created_at": conversation.created_at.isoformat(),
         "messages": messages,
     }
+
+
+def _files(message: Message) -> str:
+    """A question's files in a line: "shot.png (PNG image, 1280 × 720, 84 KB), ..."."""
+    return ", ".join(
+        f"{file.name} ({describe(file)}, {filesize(file.size)})" for file in message.attachments
+    )
 
 
 def _with_tool_calls(content: str) -> str:

@@ -12,12 +12,22 @@ from typing import Any
 
 from flask import abort
 from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..llm import errors
 from ..llm.catalogue import EFFORT_LEVELS, Catalogue, Model
 from ..llm.thinking import BUDGET_RANGE, DEFAULT_BUDGET, Thinking, fit
-from ..models import Conversation, Message, MessageState, Naming, Status, User, utcnow
+from ..models import (
+    Attachment,
+    Conversation,
+    Message,
+    MessageState,
+    Naming,
+    Status,
+    User,
+    utcnow,
+)
 from ..tools.record import plain_text
 
 TITLE_CHARS = 60
@@ -128,20 +138,21 @@ def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Side
 
 
 def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
-    """The owner's conversations whose title or messages match `query`, newest first.
+    """The owner's conversations whose title, messages or file names match `query`, newest
+    first.
 
     PostgreSQL uses its full-text search (whole words, any language); SQLite looks for the
-    text anywhere, ignoring case.
+    text anywhere, ignoring case. File names match by any part, on both.
     """
     query = " ".join(query.split())
     if not query:
         return []
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     if db.engine.dialect.name == "postgresql":
         words = func.plainto_tsquery("simple", query)
         title = func.to_tsvector("simple", Conversation.title).op("@@")(words)
         content = func.to_tsvector("simple", Message.content).op("@@")(words)
     else:
-        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         title = Conversation.title.ilike(pattern, escape="\\")
         content = Message.content.ilike(pattern, escape="\\")
     # Only the owner's messages are read: on SQLite the scan holds the worker's every stream.
@@ -151,11 +162,19 @@ def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
         .where(Conversation.user_id == owner.id)
         .where(content)
     )
+    # And the names of the owner's files, by any part (a name is not words: "q3-report.pdf").
+    file_name = Attachment.name.ilike(pattern, escape="\\")
+    named = (
+        select(Message.conversation_id)
+        .join(Attachment, Attachment.message_id == Message.id)
+        .where(Attachment.user_id == owner.id)
+        .where(file_name)
+    )
     return list(
         db.session.scalars(
             select(Conversation)
             .where(Conversation.user_id == owner.id)
-            .where(or_(title, Conversation.id.in_(matching)))
+            .where(or_(title, Conversation.id.in_(matching), Conversation.id.in_(named)))
             .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
             .limit(limit)
         )
@@ -278,6 +297,16 @@ def create_conversation(owner: User, settings: Settings) -> Conversation:
     return conversation
 
 
+def messages_of(conversation: Conversation) -> Sequence[Message]:
+    """The conversation's messages, oldest first, with their files (read in one more query)."""
+    return db.session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation.id)
+        .order_by(Message.id)
+        .options(selectinload(Message.attachments))
+    ).all()
+
+
 def streaming_answer(conversation: Conversation) -> Message | None:
     """The answer still being written in this conversation, if any."""
     return db.session.scalars(
@@ -288,11 +317,17 @@ def streaming_answer(conversation: Conversation) -> Message | None:
     ).first()
 
 
-def add_exchange(conversation: Conversation, prompt: str) -> tuple[Message, Message]:
-    """Store the user's message and an empty answer to be streamed, and commit."""
+def add_exchange(
+    conversation: Conversation, prompt: str, files: Sequence[Attachment] = ()
+) -> tuple[Message, Message]:
+    """Store the user's message (with its files, in order) and an empty answer to be
+    streamed, and commit."""
     if not conversation.messages:
         conversation.title = title_from(prompt)
     question = Message(conversation=conversation, role="user", content=prompt)
+    for position, attachment in enumerate(files):
+        attachment.position = position
+        question.attachments.append(attachment)
     answer = Message(
         conversation=conversation,
         role="assistant",
@@ -350,9 +385,9 @@ def restart_answer(message: Message) -> Message:
     return message
 
 
-def edit_question(question: Message, content: str) -> Message:
-    """Change the last question and write its answer again, in place; commit, and return
-    the answer (to be streamed)."""
+def edit_question(question: Message, content: str, keep: Sequence[str] = ()) -> Message:
+    """Change the last question, keeping only the files named in `keep`, and write its
+    answer again, in place; commit, and return the answer (to be streamed)."""
     messages = question.conversation.messages
     if question.role != "user" or len(messages) < 2 or messages[-2].id != question.id:
         raise ActionError("Only the last question can be edited.")
@@ -362,6 +397,8 @@ def edit_question(question: Message, content: str) -> Message:
             "Claude is still answering. Wait for the answer or press Stop, then edit."
         )
     question.content = content
+    for attachment in [a for a in question.attachments if str(a.id) not in keep]:
+        question.attachments.remove(attachment)  # deleted with the session's flush
     return restart_answer(answer)
 
 
@@ -398,10 +435,22 @@ def rename(conversation: Conversation, title: str) -> None:
     db.session.commit()
 
 
-def delete(conversation: Conversation) -> None:
-    """Delete the conversation and every message in it."""
+def delete(conversation: Conversation) -> list[str]:
+    """Delete the conversation and every message in it, with their files; return the ids of
+    the files' Files API copies, for the caller to delete there (`Files.forget_later`)."""
+    uploaded = [
+        file_id
+        for file_id in db.session.scalars(
+            select(Attachment.file_id)
+            .join(Message, Message.id == Attachment.message_id)
+            .where(Message.conversation_id == conversation.id)
+            .where(Attachment.file_id.is_not(None))
+        )
+        if file_id
+    ]
     db.session.delete(conversation)
     db.session.commit()
+    return uploaded
 
 
 def switch_model(conversation: Conversation, model_id: str, model: Model | None) -> None:

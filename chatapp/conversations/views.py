@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from flask import (
     Blueprint,
@@ -17,12 +18,13 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import htmx, tools
+from .. import attachments, htmx, tools
+from ..attachments.kinds import FileRefused
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
 from ..llm.catalogue import catalogue
 from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
-from ..models import Conversation, Message, MessageState
+from ..models import AttachedFile, Attachment, Conversation, Message, MessageState
 from ..render import is_kept, render_answer
 from ..streaming import live_view, streams
 from . import context, export, quotas, store
@@ -58,6 +60,8 @@ def show(conversation_id: int) -> str:
 def send() -> ResponseReturnValue:
     """Store the prompt and an empty answer, start the answer, and return both messages."""
     config = current_app.config
+    limits = attachments.Limits.of(config)
+    request.max_content_length = limits.upload_bytes  # the question may carry its files
     conversation = _conversation_from_form()
     try:
         prompt = store.clean_prompt(
@@ -67,21 +71,29 @@ def send() -> ResponseReturnValue:
         return _composer_error(str(exc), conversation)
     if over := _over_quota():
         return _composer_error(over, conversation, status=429)
+    settings = None
     if conversation is None:
         try:
             settings, _notes = _settings_from_form()
         except store.SettingsError as exc:
             return _composer_error(str(exc), None)
-        conversation = store.create_conversation(signed_in_user(), settings)
     elif store.streaming_answer(conversation) is not None:
         return _composer_error(
             "Claude is still answering. Wait for the answer or press Stop, then send again.",
             conversation,
             status=409,
         )
-    elif refusal := _cannot_ask(conversation, prompt):
+    model = settings.model if settings is not None else conversation.model  # type: ignore[union-attr]
+    try:
+        files = _files_from_form(model, limits)
+    except FileRefused as exc:
+        return _composer_error(str(exc), conversation)
+    if conversation is None:
+        assert settings is not None
+        conversation = store.create_conversation(signed_in_user(), settings)
+    elif refusal := _cannot_ask(conversation, prompt, files):
         return _composer_error(refusal, conversation)
-    question, answer = store.add_exchange(conversation, prompt)
+    question, answer = store.add_exchange(conversation, prompt, files)
     streams().start(answer.id, conversation.id)
     _announce(conversation.id, "exchange", question.id, answer.id)
 
@@ -142,7 +154,7 @@ def edit(message_id: int) -> ResponseReturnValue:
             raise store.ActionError(over)
         if gone := _model_gone(question.conversation):
             raise store.ActionError(gone)
-        answer = store.edit_question(question, content)
+        answer = store.edit_question(question, content, request.form.getlist("keep"))
     except (store.PromptError, store.ActionError) as exc:
         typed = request.form.get("content", "")
         body = render_template("_edit_question.html", message=shown, draft=typed, error=exc)
@@ -284,7 +296,7 @@ def delete(conversation_id: int) -> ResponseReturnValue:
     answer = store.streaming_answer(conversation)
     if answer is not None:
         streams().stop(answer.id)
-    store.delete(conversation)
+    streams().files.forget_later(store.delete(conversation))
     if htmx.is_htmx(request):
         return htmx.redirect(make_response("", 204), url_for(".index"))
     return redirect(url_for(".index"), code=303)
@@ -322,13 +334,38 @@ def _settings_from_form() -> tuple[store.Settings, list[str]]:
     )
 
 
-def _cannot_ask(conversation: Conversation, prompt: str) -> str | None:
+def _cannot_ask(
+    conversation: Conversation, prompt: str, files: Sequence[Attachment] = ()
+) -> str | None:
     """Why this question cannot be sent in the conversation as it stands, or None: its model
     is gone, or the question would not fit in the model's context window."""
     if gone := _model_gone(conversation):
         return gone
     answers = [MessageState.of(m) for m in conversation.messages if m.role == "assistant"]
-    return context.too_big(answers, catalogue().get(conversation.model), prompt)
+    extra = sum(attachments.estimated_tokens(file) for file in files)
+    return context.too_big(answers, catalogue().get(conversation.model), prompt, extra)
+
+
+def _files_from_form(model: str, limits: attachments.Limits) -> list[Attachment]:
+    """The question's files: those the composer uploaded already (`attachment` ids), then any
+    the form carries itself (without JavaScript), checked; new ones are added to the session,
+    not committed. FileRefused if one cannot go, and then nothing is stored."""
+    owner = signed_in_user()
+    files = attachments.pending(owner, request.form.getlist("attachment"))
+    new = []
+    for upload in request.files.getlist("files"):
+        if not upload.filename:
+            continue  # the empty file input of a form without files
+        data = upload.read()
+        upload.close()
+        new.append((upload.filename, data, attachments.check(upload.filename, data, limits)))
+    chosen = [AttachedFile.of(file) for file in files] + [
+        AttachedFile(0, name, i.kind, i.media_type, len(data), i.width, i.height, i.pages)
+        for name, data, i in new
+    ]
+    attachments.fits_model(chosen, catalogue().get(model))
+    attachments.fits_question(chosen, limits)
+    return files + [attachments.add(owner, name, data, i) for name, data, i in new]
 
 
 def _model_gone(conversation: Conversation) -> str | None:
@@ -368,7 +405,7 @@ def _composer_error(text: str, conversation: Conversation | None, status: int = 
 
 def _page(conversation: Conversation | None, **extra: object) -> str:
     """The conversation page (the new-chat page without one), its messages as they are now."""
-    messages = [] if conversation is None else conversation.messages
+    messages = [] if conversation is None else store.messages_of(conversation)
     shown = [live_view(MessageState.of(m)) for m in messages]
     _render_answers(shown)
     naming = None if conversation is None else conversation.naming

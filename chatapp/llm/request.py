@@ -26,6 +26,7 @@ def build_request(
     history: Iterable[MessageState],
     options: dict[str, Any],
     tools: list[dict[str, Any]] | None = None,
+    files: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments for `messages.create(stream=True, ...)` that ask for the next answer.
 
@@ -35,13 +36,18 @@ def build_request(
     when it has one, else as its text; answers that produced no text (failed before the first
     token) are left out, since the API rejects empty turns, and so is every refused exchange,
     question and answer, as the API asks. Without thinking or tools in this request, those
-    blocks of earlier answers are left out too.
+    blocks of earlier answers are left out too. A question's files (`files`: the content block
+    of each attachment, see `chatapp.llm.files`) come before its text, in the order attached.
     """
     thinking = "thinking" in options
     messages: list[dict[str, Any]] = []
     for message in _without_refusals(history):
         if message.role == "assistant":
             messages += _answer(message, thinking=thinking, tools=bool(tools))
+        elif message.attachments and files is not None:
+            blocks = [files[file.id] for file in message.attachments]
+            blocks.append({"type": "text", "text": message.content})
+            messages.append({"role": message.role, "content": blocks})
         else:
             messages.append({"role": message.role, "content": message.content})
     request: dict[str, Any] = {"model": model, **options, "messages": messages}

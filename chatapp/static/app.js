@@ -131,12 +131,157 @@
     if (!(form instanceof HTMLFormElement) || form.id !== "composer") return;
     if (event.detail.xhr && event.detail.xhr.status === 200) {
       form.querySelector("textarea[name=content]").value = "";
+      var files = document.getElementById("attachments");
+      if (files) files.innerHTML = "";
       pinned = true;
       scrollToEnd();
     }
     var box = form.querySelector("textarea[name=content]");
     // hx-disabled-elt re-enables after the request; put the cursor back for the next message.
     setTimeout(function () { box.focus(); }, 0);
+  });
+
+  // -- Attachments: uploaded as soon as they are chosen, dropped or pasted ------------------
+  // Each file goes up on its own request (with progress), with the model it is for, and comes
+  // back as a chip whose hidden input sends it with the question. The file input is emptied,
+  // so the form does not carry the files again; without this script the form posts them.
+  var uploading = 0;
+  var sendWhenUploaded = false;
+
+  function composer() { return document.getElementById("composer"); }
+
+  function csrfToken() {
+    var headers = document.body.getAttribute("hx-headers");
+    try { return JSON.parse(headers)["X-CSRFToken"]; } catch (error) { return ""; }
+  }
+
+  function chosenModel(form) {
+    var select = form.querySelector("select[name=model]");
+    return select ? select.value : "";
+  }
+
+  function sizeText(size) {
+    if (size < 1024) return size + " bytes";
+    if (size < 1024 * 1024) return Math.round(size / 1024) + " KB";
+    return (size / 1024 / 1024).toFixed(1) + " MB";
+  }
+
+  function upload(file) {
+    var form = composer();
+    var list = document.getElementById("attachments");
+    if (!form || !list) return;
+    var chip = document.createElement("li");
+    chip.className = "chip chip--uploading";
+    var name = document.createElement("span");
+    name.className = "chip__name";
+    name.textContent = file.name || "pasted image";
+    var progress = document.createElement("progress");
+    progress.max = 100;
+    progress.value = 0;
+    progress.setAttribute("aria-label", "Uploading " + name.textContent);
+    var size = document.createElement("span");
+    size.className = "chip__size";
+    size.textContent = sizeText(file.size);
+    chip.append(name, size, progress);
+    list.appendChild(chip);
+
+    var data = new FormData();
+    data.append("file", file, file.name || "pasted-image.png");
+    data.append("model", chosenModel(form));
+    var conversation = form.querySelector("input[name=conversation_id]");
+    if (conversation) data.append("conversation_id", conversation.value);
+    var request = new XMLHttpRequest();
+    request.open("POST", "/attachments");
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.setRequestHeader("HX-Request", "true");
+    request.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable) progress.value = Math.round(event.loaded * 100 / event.total);
+    });
+    uploading += 1;
+    request.addEventListener("loadend", function () {
+      uploading -= 1;
+      if (request.status === 200) {
+        chip.outerHTML = request.responseText;
+        composerError("");
+      } else {
+        chip.remove();
+        var text = request.status === 422
+          ? new DOMParser().parseFromString(request.responseText, "text/html").body.textContent
+          : (request.status === 413
+              ? "That file is larger than this server takes."
+              : "Could not upload " + name.textContent + "; try again.");
+        composerError(text.trim());
+      }
+      if (uploading === 0 && sendWhenUploaded) {
+        sendWhenUploaded = false;
+        form.requestSubmit();
+      }
+    });
+    request.send(data);
+  }
+
+  function composerError(text) {
+    var slot = document.getElementById("composer-error");
+    if (slot) slot.textContent = text;
+  }
+
+  function uploadAll(files) {
+    Array.prototype.forEach.call(files, upload);
+  }
+
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.closest("#composer")) return;
+    uploadAll(input.files);
+    input.value = "";
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element && event.target.closest(".chip__remove");
+    if (!button) return;
+    var chip = button.closest(".chip");
+    var request = new XMLHttpRequest();
+    request.open("POST", button.dataset.remove);
+    request.setRequestHeader("X-CSRFToken", csrfToken());
+    request.send();
+    chip.remove();
+    var box = document.getElementById("message-input");
+    if (box) box.focus();
+  });
+
+  document.addEventListener("paste", function (event) {
+    if (!(event.target instanceof Element) || !event.target.closest("#composer")) return;
+    var files = event.clipboardData && event.clipboardData.files;
+    if (files && files.length) {
+      event.preventDefault();
+      uploadAll(files);
+    }
+  });
+
+  function carriesFiles(event) {
+    return event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0;
+  }
+  document.addEventListener("dragover", function (event) {
+    if (!carriesFiles(event) || !composer()) return;
+    event.preventDefault();
+    document.body.classList.add("dropping");
+  });
+  document.addEventListener("dragleave", function (event) {
+    if (event.relatedTarget === null) document.body.classList.remove("dropping");
+  });
+  document.addEventListener("drop", function (event) {
+    document.body.classList.remove("dropping");
+    if (!carriesFiles(event) || !composer()) return;
+    event.preventDefault();
+    uploadAll(event.dataTransfer.files);
+  });
+
+  // Send waits for the uploads under way, then goes by itself.
+  document.addEventListener("htmx:confirm", function (event) {
+    if (event.detail.elt !== composer() || uploading === 0) return;
+    event.preventDefault();
+    sendWhenUploaded = true;
+    composerError("Uploading files… the message goes as soon as they are up.");
   });
 
   // -- Stay pinned to the bottom while text streams, unless the reader scrolled up ---------

@@ -20,6 +20,7 @@ from gevent.lock import Semaphore
 
 from .. import tools
 from ..llm import errors, titles
+from ..llm.files import lost_file
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
 from ..llm.thinking import options as model_options
@@ -171,20 +172,19 @@ class Generation:
             self._model = question.model
             history = question.history
             self._first_question = history[0].content if len(history) == 1 else None
-            request = build_request(
-                model=question.model,
-                system_prompt=question.system_prompt,
-                history=history,
-                options=model_options(
-                    question.thinking,
-                    self.streams.catalogue.get(question.model),
-                    max_tokens=self.streams.max_tokens,
-                    adaptive_tokens=self.streams.adaptive_thinking_tokens,
-                ),
-                tools=tools.definitions(question.tools),
-            )
+            request = self._request(question)
             self.reply = Reply()  # the clock for time to first token starts now
-            status, error = self._answer(request, question)
+            try:
+                status, error = self._answer(request, question)
+            except anthropic.NotFoundError as exc:
+                if self.reply.model is not None or not lost_file(exc):
+                    raise
+                # The API no longer has an uploaded copy (expired, or another demo upstream):
+                # upload the files again, once, and ask again.
+                log.info("answer %s: uploading its files again (%s)", self.message_id, exc)
+                request = self._request(question, upload_again=True)
+                self.reply = Reply()
+                status, error = self._answer(request, question)
         except StopRequested:
             status = Status.CANCELLED
         except GreenletExit:
@@ -199,6 +199,24 @@ class Generation:
         finally:
             self.reply.end()
             self._finish(status, error)
+
+    def _request(
+        self, question: persistence.Question, *, upload_again: bool = False
+    ) -> dict[str, Any]:
+        """The first request of the answer, its files uploaded (or uploaded again)."""
+        return build_request(
+            model=question.model,
+            system_prompt=question.system_prompt,
+            history=question.history,
+            options=model_options(
+                question.thinking,
+                self.streams.catalogue.get(question.model),
+                max_tokens=self.streams.max_tokens,
+                adaptive_tokens=self.streams.adaptive_thinking_tokens,
+            ),
+            tools=tools.definitions(question.tools),
+            files=self.streams.files.blocks(question.history, upload_again=upload_again),
+        )
 
     def _answer(
         self, request: dict[str, Any], question: persistence.Question

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 
 from ..llm import catalogue
 from ..llm.client import Claude
+from ..llm.files import Files
 from ..metrics import Meter
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
@@ -32,6 +33,7 @@ class Streams:
         self.app = app
         self.claude = Claude(config)
         self.catalogue = catalogue.install(app, lambda: self.claude.client)
+        self.files = Files(app, lambda: self.claude.client, use_files_api=bool(config["FILES_API"]))
         self.meter = Meter()
         self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter)
         self._frame_interval = float(config["FRAME_INTERVAL"])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import gevent
 from flask import Flask
 from sqlalchemy import CursorResult, bindparam, func, select, update
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import selectinload, undefer
 
 from ..conversations.store import thinking_of, title_from
 from ..cooperate import let_streams_run
@@ -190,7 +190,7 @@ def _transactions(
 def store_final(app: Flask, state: MessageState) -> None:
     """Write the finished answer with its status, usage and timing."""
     values = asdict(state)
-    for key in ("id", "conversation_id", "role"):
+    for key in ("id", "conversation_id", "role", "attachments"):
         values.pop(key)
     table = Message.__table__  # Core: the ORM's update would also look for the row in the session
     with app.app_context():
@@ -276,7 +276,7 @@ def load_question(app: Flask, message_id: int) -> Question:
             .where(Message.conversation_id == conversation.id)
             .where(Message.id < message_id)
             .order_by(Message.id)
-            .options(undefer(Message.transcript))
+            .options(undefer(Message.transcript), selectinload(Message.attachments))
         )
         return Question(
             user_id=conversation.user_id,

@@ -14,8 +14,23 @@ and the requests a listed model rejects.
 
 from __future__ import annotations
 
-from .listing import DEMO_MODELS
-from .scenario import Pace, Scenario, ToolUse
-from .upstream import FakeUpstream
+import importlib
+from typing import Any
 
-__all__ = ["DEMO_MODELS", "FakeUpstream", "Pace", "Scenario", "ToolUse"]
+# Where each name lives. They are imported on first use, not with the package: the command
+# (`python -m chatapp.llm.demo`) must patch with gevent before anything imports `ssl`.
+_HOMES = {
+    "DEMO_MODELS": "listing",
+    "FakeUpstream": "upstream",
+    "Pace": "scenario",
+    "Scenario": "scenario",
+    "ToolUse": "scenario",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -38,6 +38,12 @@ def answer(body: dict[str, Any]) -> Said:
     if asks_for_refusal(body):
         return Said(REFUSAL_START, stop_details=REFUSAL, stop_reason="refusal")
     text, truncated = reply_for(body)
+    received = wire.last_user_files(body)
+    if received:
+        # Say what came with the question, so a newcomer sees the files arrive.
+        listed = "\n".join(f"- {file}" for file in received)
+        count = f"{len(received)} file{'s' if len(received) > 1 else ''}"
+        text = f"I received {count} with your question:\n\n{listed}\n\n" + text
     return Said(text, stop_reason="max_tokens" if truncated else None)
 
 

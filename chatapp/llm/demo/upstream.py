@@ -31,6 +31,7 @@ from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from . import listing, replies, wire
+from .files import FileStore
 from .scenario import Pace, Scenario, ToolUse
 from .wire import StartResponse
 
@@ -66,6 +67,7 @@ class FakeUpstream:
         # What `GET /v1/models` lists (ModelInfo objects as JSON); tests may change it.
         self.models: list[dict[str, Any]] = [dict(info) for info in listing.DEMO_MODELS]
         self.models_status: int | None = None  # answer the Models API with this error status
+        self.files = FileStore()  # what was uploaded to `/v1/files`
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving without blocking; return the base URL for the SDK."""
@@ -111,6 +113,8 @@ class FakeUpstream:
         path = environ.get("PATH_INFO", "")
         if path == "/v1/models" or path.startswith("/v1/models/"):
             return self._models(environ, start_response)
+        if path == "/v1/files" or path.startswith("/v1/files/"):
+            return self._files(environ, start_response)
         if path not in ("/v1/messages", "/v1/messages/count_tokens"):
             return wire.error_response(start_response, 404, "not_found_error", f"Not found: {path}")
         if environ.get("REQUEST_METHOD") != "POST":
@@ -126,11 +130,16 @@ class FakeUpstream:
             return wire.error_response(
                 start_response, 400, "invalid_request_error", "The body must be a JSON object."
             )
+        sent = body
+        body, missing = self.files.read(sent)  # what its files hold, to count and describe
+        if missing is not None:
+            message = f"File not found: {missing}"
+            return wire.error_response(start_response, 404, "not_found_error", message)
         if path == "/v1/messages/count_tokens":
-            self.counted.append(body)
+            self.counted.append(sent)
             tokens = wire.estimate_input_tokens(body) + _COUNTER_WRAPPING
             return wire.json_response(start_response, 200, {"input_tokens": tokens})
-        self.requests.append(body)
+        self.requests.append(sent)
         scenario = self._scenarios.popleft() if self._scenarios else Scenario()
         rejected = listing.rejection(self.models, body)
         if rejected is not None:
@@ -157,6 +166,29 @@ class FakeUpstream:
             )
             return _ReplyStream(self, reply, scenario, environ.get(_SOCKET_KEY)).body()
         return self._whole_message(reply, start_response)
+
+    def _files(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """`POST /v1/files` (an upload), `GET` and `DELETE /v1/files/{id}`."""
+        method = environ.get("REQUEST_METHOD")
+        file_id = environ.get("PATH_INFO", "").removeprefix("/v1/files").strip("/")
+        if not file_id and method == "POST":
+            stored = self.files.upload(environ)
+            if stored is None:
+                message = "file: a file is required"
+                return wire.error_response(start_response, 400, "invalid_request_error", message)
+            return wire.json_response(start_response, 200, stored.metadata())
+        found = self.files.files.get(file_id)
+        if found is None:
+            message = f"File not found: {file_id}"
+            return wire.error_response(start_response, 404, "not_found_error", message)
+        if method == "DELETE":
+            self.files.delete(file_id)
+            return wire.json_response(start_response, 200, {"id": file_id, "type": "file_deleted"})
+        if method == "GET":
+            return wire.json_response(start_response, 200, found.metadata())
+        return wire.error_response(
+            start_response, 405, "invalid_request_error", "Method not allowed."
+        )
 
     def _models(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """`GET /v1/models` (a page of the listing, newest first) and `GET /v1/models/{id}`."""

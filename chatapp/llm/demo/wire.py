@@ -125,6 +125,9 @@ def content_text(content: Any) -> str:
                     parts.append(content_text(block["content"]))
                 if "input" in block:
                     parts.append(json.dumps(block["input"]))
+                if isinstance(block.get("_demo_tokens"), int):
+                    # A file the emulator read (see files.py): as long as its tokens are.
+                    parts.append("·" * (block["_demo_tokens"] * CHARS_PER_TOKEN))
     return "\n".join(parts)
 
 
@@ -152,6 +155,18 @@ def prompt_blocks(body: dict[str, Any]) -> list[Any]:
         elif content:
             blocks.append(content)
     return blocks
+
+
+def last_user_files(body: dict[str, Any]) -> list[str]:
+    """How the emulator described the files of the newest user turn (see files.py)."""
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            blocks = content if isinstance(content, list) else []
+            return [
+                str(b["_demo_seen"]) for b in blocks if isinstance(b, dict) and "_demo_seen" in b
+            ]
+    return []
 
 
 def last_user_text(body: dict[str, Any]) -> str:

@@ -1,0 +1,95 @@
+"""Uploading a file for the next question, and serving a question's files to their owner."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+
+from .. import htmx
+from ..auth import signed_in_user
+from ..conversations import store as store_of_conversations
+from ..extensions import db
+from ..llm.catalogue import catalogue
+from ..models import AttachedFile
+from . import store
+from .kinds import INLINE_TYPES, FileRefused
+
+bp = Blueprint("attachments", __name__)
+
+
+@bp.post("/attachments")
+def upload() -> ResponseReturnValue:
+    """Store one file for the composer's next question; answer with its chip.
+
+    The composer uploads each file as soon as it is chosen, dropped or pasted, with the model
+    the question will go to, so a file that model cannot read is refused at once.
+    """
+    limits = store.Limits.of(current_app.config)
+    request.max_content_length = limits.upload_bytes
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _refused("Choose a file to attach.")
+    data = upload.read()
+    upload.close()
+    try:
+        inspected = store.check(upload.filename, data, limits)
+        store.fits_model([inspected], catalogue().get(_model_asked()))
+    except FileRefused as exc:
+        return _refused(str(exc))
+    attachment = store.add(signed_in_user(), upload.filename, data, inspected)
+    db.session.commit()
+    body = render_template("_attachment_chip.html", file=AttachedFile.of(attachment), pending=True)
+    return htmx.vary_on_htmx(make_response(body))
+
+
+@bp.post("/attachments/<int:attachment_id>/remove")
+def remove(attachment_id: int) -> ResponseReturnValue:
+    """Forget a file that was attached but not sent (its chip's Remove)."""
+    store.remove_pending(store.get(attachment_id, signed_in_user()))
+    return Response(status=204)
+
+
+@bp.get("/attachments/<int:attachment_id>")
+def show(attachment_id: int) -> Response:
+    """The file itself: a raster image inline, anything else as a download."""
+    return _file(attachment_id, inline=True)
+
+
+@bp.get("/attachments/<int:attachment_id>/download")
+def download(attachment_id: int) -> Response:
+    return _file(attachment_id, inline=False)
+
+
+def _file(attachment_id: int, *, inline: bool) -> Response:
+    attachment = store.get(attachment_id, signed_in_user())
+    data = attachment.data
+    db.session.close()
+    inline = inline and attachment.media_type in INLINE_TYPES
+    media_type = attachment.media_type
+    if media_type.startswith("text/"):
+        media_type += "; charset=utf-8"
+    response = Response(data, mimetype=media_type)
+    disposition = "inline" if inline else "attachment"
+    response.headers.set("Content-Disposition", disposition, filename=attachment.name)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Nothing in a file runs, even if a browser were to render it.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _model_asked() -> str:
+    """The model the next question goes to: the composer's choice for a new chat, else its
+    conversation's, else the default."""
+    if model := request.form.get("model"):
+        return model
+    conversation_id = request.form.get("conversation_id", "")
+    if conversation_id.isdecimal() and len(conversation_id) < 19:
+        return store_of_conversations.get_conversation(int(conversation_id), signed_in_user()).model
+    return catalogue().default()
+
+
+def _refused(sentence: str) -> Response:
+    """Say next to the composer why the file was not attached; nothing was stored."""
+    response = make_response(render_template("_composer_error.html", error=sentence), 422)
+    return htmx.vary_on_htmx(htmx.retarget(response, "#composer-error", "outerHTML"))
