@@ -17,7 +17,9 @@ from ..extensions import db
 from ..models import Conversation, Message, Naming, Status, User, utcnow
 from ..tools.record import plain_text
 
-TITLE_CHARS = 60
+TITLE_CHARS = 60  # a title made from the first question
+MAX_TITLE = 200  # a title given by hand (the column's width)
+MAX_SEARCH = 200  # characters of a search
 # Extended thinking's budget: the API's least, and a ceiling that, with MAX_TOKENS on top,
 # stays within every offered model's output limit and keeps a slip of the finger cheap.
 THINKING_BUDGET_RANGE = (1024, 32_000)
@@ -63,22 +65,38 @@ def clean_settings(
     thinking_budget: str,
     models: list[str],
     known_tools: list[str],
+    max_system_prompt: int,
 ) -> Settings:
     """Settings from a form, or SettingsError saying what is wrong with them."""
     if model not in models:
-        raise SettingsError(f"There is no model called {model!r} here; pick one from the list.")
+        raise SettingsError(
+            f"There is no model called {_quoted(model)} here; pick one from the list."
+        )
     unknown = [name for name in tools if name not in known_tools]
     if unknown:
-        raise SettingsError(f"There is no tool called {unknown[0]!r} here.")
+        raise SettingsError(f"There is no tool called {_quoted(unknown[0])} here.")
+    system_prompt = system_prompt.strip()
+    if len(system_prompt) > max_system_prompt:
+        raise SettingsError(
+            f"The system prompt is {len(system_prompt):,} characters long; the limit is "
+            f"{max_system_prompt:,}. Shorten it and try again."
+        )
     low, high = THINKING_BUDGET_RANGE
     try:
+        if len(thinking_budget) > 20:
+            raise ValueError(thinking_budget)
         budget = int(thinking_budget.strip() or 4096)
     except ValueError:
         raise SettingsError("The thinking budget must be a whole number of tokens.") from None
     if not low <= budget <= high:
         raise SettingsError(f"The thinking budget must be between {low:,} and {high:,} tokens.")
     chosen = tuple(name for name in known_tools if name in tools)
-    return Settings(model, system_prompt.strip(), chosen, thinking, budget)
+    return Settings(model, system_prompt, chosen, thinking, budget)
+
+
+def _quoted(name: str, most: int = 60) -> str:
+    """A name someone sent, quoted for a message, and cut should it be long."""
+    return repr(name if len(name) <= most else name[: most - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -126,7 +144,7 @@ def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
     PostgreSQL uses its full-text search (whole words, any language); SQLite looks for the
     text anywhere, ignoring case.
     """
-    query = " ".join(query.split())
+    query = " ".join(query.split())[:MAX_SEARCH]
     if not query:
         return []
     if db.engine.dialect.name == "postgresql":
@@ -379,7 +397,12 @@ def rename(conversation: Conversation, title: str) -> None:
     title = " ".join(title.split())
     if not title:
         raise ActionError("A title can't be empty.")
-    conversation.title = title[:200]
+    if len(title) > MAX_TITLE:
+        raise ActionError(
+            f"That title is {len(title):,} characters long; the limit is {MAX_TITLE}. "
+            "Shorten it and save again."
+        )
+    conversation.title = title
     db.session.commit()
 
 
