@@ -207,8 +207,6 @@ def test_chromium_sees_no_policy_violation(
     )
     browser.wait_for("chat", "() => window.__cspViolations.length >= 3")
     assert browser.evaluate("chat", "() => window.__ran === undefined")
-    blocked = {
-        v["directive"] for v in browser.evaluate("chat", "() => window.__cspViolations")
-    }
+    blocked = {v["directive"] for v in browser.evaluate("chat", "() => window.__cspViolations")}
     assert {"img-src", "style-src-attr", "script-src-elem"} <= blocked, blocked
     assert any("CSP violation" in e["text"] for e in browser.errors("chat"))
