@@ -352,6 +352,17 @@ def test_account_fields_have_limits(app: Flask) -> None:
     assert refused.status_code == 422 and "at most 1,024" in html(refused.data).get_text()
 
 
+def test_sign_in_goes_nowhere_else_by_a_backslash_or_a_long_next(app: Flask) -> None:
+    make_account(app, "bob")
+    # Browsers read "/\\evil.example" as "//evil.example", another site.
+    for target in ("/\\evil.example/", "/\\/evil.example", "/" + "a" * 3000):
+        client = anonymous(app)
+        response = client.post(
+            "/login", data={"username": "bob", "password": PASSWORD, "next": target}
+        )
+        assert response.location == "/", target[:20]
+
+
 def _users(app: Flask) -> list[Any]:
     with app.app_context():
         return accounts.all_users()
