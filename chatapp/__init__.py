@@ -8,15 +8,16 @@ from typing import Any
 from flask import Flask, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
+from . import clients, costs, headers, ids
 from . import config as defaults
-from . import costs
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment (or test_config)."""
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["id"] = ids.IdConverter  # before any route uses it
     app.config.from_mapping(defaults.DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -25,12 +26,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     defaults.normalise(app.config, app.instance_path)
+    defaults.private_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
     _configure_logging(app)
+    clients.trust_forwarded(app)
+    headers.init_app(app)
 
     from .extensions import csrf, db, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_directory())
+    from .attachments.store import limit_request_size
+
+    # Before the CSRF check, which reads the form: a question may carry files.
+    app.before_request(limit_request_size)
     csrf.init_app(app)
 
     from . import attachments, auth, conversations, htmx, operations, streaming, tools
@@ -80,7 +88,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                 render_template("_notice.html", notice=_notice(exc)), exc.code or 500
             )
             return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
-        return render_template("error.html", error=exc), exc.code or 500
+        message = too_large(exc) if isinstance(exc, RequestEntityTooLarge) else None
+        return render_template("error.html", error=exc, message=message), exc.code or 500
 
     return app
 
@@ -94,7 +103,20 @@ def _notice(exc: HTTPException) -> str:
         )
     if isinstance(exc, NotFound):
         return "That conversation or message no longer exists. Reload the page to see what is."
+    if isinstance(exc, RequestEntityTooLarge):
+        return too_large(exc)
     return exc.description or exc.name
+
+
+def too_large(exc: RequestEntityTooLarge) -> str:
+    """What to tell someone whose request was over CHATAPP_MAX_CONTENT_LENGTH."""
+    from flask import current_app
+
+    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    return (
+        f"That was more than the server takes in one request ({limit / 1024 / 1024:g} MB), "
+        "so nothing was saved. Shorten it and try again; copy any text you typed first."
+    )
 
 
 def _migrations_directory() -> str:

@@ -41,7 +41,11 @@ DEFAULTS: dict[str, Any] = {
         "claude-sonnet-4-5": [3, 15, 3.75, 0.30],
         "claude-haiku-4-5": [1, 5, 1.25, 0.10],
     },
-    # Input limits
+    # Input limits. MAX_CONTENT_LENGTH is Flask's: the largest request body, in bytes; a larger
+    # one is refused (413) before any of it is read. Keep it above the largest upload
+    # (attachments, when there are any) and above a 100,000-character prompt, which form
+    # encoding makes up to 12 bytes a character.
+    "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "MAX_PROMPT_CHARS": 100_000,
     # Attachments (chatapp/attachments): the largest file, the most files one question carries,
     # the most pages of a PDF; and whether files go to Claude through the Files API (uploaded
@@ -50,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FILES": 10,
     "MAX_PDF_PAGES": 100,
     "FILES_API": True,
+    "MAX_SYSTEM_PROMPT_CHARS": 50_000,
     # Per person; 0 = no limit (see chatapp/conversations/quotas.py)
     "DAILY_TOKEN_LIMIT": 0,
     "DAILY_COST_LIMIT": 0,  # dollars
@@ -87,6 +92,18 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "TRUSTED_USER_HEADER": None,  # e.g. "X-Remote-User", set by nginx auth_request or oauth2-proxy
     "TRUSTED_PROXIES": "",  # addresses (or networks) whose TRUSTED_USER_HEADER is believed
+    "ADMINS": "",  # with TRUSTED_USER_HEADER: the names (comma list) that are admins; "" = any
+    "SESSION_CHECK_SECONDS": 5.0,  # how often open streams check that their session still holds
+    # Behind a proxy
+    "PROXY_COUNT": 0,  # proxies in front that set X-Forwarded-For and -Proto (nginx: 1)
+    "METRICS_ALLOW": "127.0.0.1,::1",  # addresses or networks that may read /metrics
+    # Response headers (chatapp/headers.py)
+    "CONTENT_SECURITY_POLICY": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "HSTS_SECONDS": 31_536_000,  # Strict-Transport-Security on https responses; 0 = not sent
 }
 
 # Environment variables read without the CHATAPP_ prefix, and the config key each sets.
@@ -118,6 +135,7 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
 
     uri = config.get("SQLALCHEMY_DATABASE_URI")
     if not uri:
+        private_directory(Path(instance_path))
         uri = f"sqlite:///{Path(instance_path) / 'chatapp.sqlite'}"
     elif uri.startswith("postgres://"):
         uri = "postgresql+psycopg://" + uri.removeprefix("postgres://")
@@ -129,10 +147,36 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
         config["SECRET_KEY"] = _instance_secret(Path(instance_path))
 
 
+def private_directory(path: Path) -> None:
+    """Make `path` (and its parents) if missing; a directory made here is its owner's only."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def private_sqlite_file(uri: str) -> None:
+    """Create the SQLite file of `uri` readable by its owner only, before SQLite does.
+
+    SQLite would make it with the umask's mode (usually readable by everyone), and gives its
+    -wal and -shm files the database file's mode.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    name = uri.removeprefix(prefix).split("?", 1)[0]
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    private_directory(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # made before (its mode is the sysadmin's to keep)
+
+
 def _instance_secret(instance: Path) -> str:
     """Read the generated secret key, creating it on first start."""
     path = instance / "secret_key"
-    instance.mkdir(parents=True, exist_ok=True)
+    private_directory(instance)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

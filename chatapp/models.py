@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -44,14 +45,22 @@ class User(db.Model):  # type: ignore[name-defined]
     """A person who signs in. Their conversations are theirs alone."""
 
     __tablename__ = "user_account"
+    __table_args__ = (UniqueConstraint("username_lower", name="uq_user_account_username_lower"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
+    # The name in lower case, unique: one account per name whatever its case ("Ann" cannot be
+    # made beside "ann"), and found that way. A column rather than an index on lower(username):
+    # SQLite's schema cannot be read back with such an index, so no check could compare it.
+    username_lower: Mapped[str] = mapped_column(String(80))
     # werkzeug's scrypt hash; "!" for someone who only ever signs in through a trusted proxy.
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Part of every session cookie; signing out, a new password and disabling add one, which
+    # ends every session made before (chatapp.auth.accounts.session_user).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Flask-Login
     is_authenticated = True
@@ -62,7 +71,8 @@ class User(db.Model):  # type: ignore[name-defined]
         return not self.disabled
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session cookie holds: the account and its session version."""
+        return f"{self.id}:{self.session_version}"
 
 
 class Conversation(db.Model):  # type: ignore[name-defined]

@@ -6,9 +6,18 @@ import json
 from collections.abc import Iterator
 
 import gevent
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+)
 from sqlalchemy import text
 
+from . import clients
 from .extensions import db
 from .streaming import sse, streams
 from .streaming.views import STREAM_HEADERS
@@ -47,7 +56,13 @@ def healthz() -> tuple[dict[str, str], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """This worker's gauges, counters and histograms in Prometheus' text format."""
+    """This worker's gauges, counters and histograms in Prometheus' text format.
+
+    Only for the addresses in CHATAPP_METRICS_ALLOW (loopback by default): to anyone else it
+    does not exist (404), like anything that is not theirs.
+    """
+    if not clients.listed(request.remote_addr, current_app.config["METRICS_ALLOW"]):
+        abort(404)
     hub = streams()
     values = dict(hub.counts())
     values["db_connections_in_use"] = int(getattr(db.engine.pool, "checkedout", lambda: 0)())

@@ -245,6 +245,26 @@ RECORDER = """
 """
 
 
+# Runs at the start of every document of every page: each Content-Security-Policy violation is
+# kept in `window.__cspViolations` and reported as a console error, which the page's error list
+# collects, so any test that asserts no errors also asserts that the pages broke no policy.
+CSP_WATCH = """
+(() => {
+  const seen = window.__cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (event) => {
+    const violation = {
+      directive: event.effectiveDirective || event.violatedDirective,
+      blocked: event.blockedURI || "inline",
+      source: (event.sourceFile || "") + ":" + event.lineNumber,
+      sample: event.sample || "",
+    };
+    seen.push(violation);
+    console.error("CSP violation: " + JSON.stringify(violation));
+  }, true);
+})();
+"""
+
+
 class _Driver:
     def __init__(self, playwright: Any, artifacts: Path, chromium_args: list[str]) -> None:
         self.artifacts = artifacts
@@ -283,6 +303,7 @@ class _Driver:
             extra_http_headers=headers,
             ignore_https_errors=ignore_https_errors,
         )
+        context.add_init_script(CSP_WATCH)
         context.add_init_script(RECORDER)
         page = context.new_page()
         page.set_default_timeout(20_000)

@@ -23,7 +23,7 @@ from bs4 import BeautifulSoup
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, missing_browser
+from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CSP_WATCH, missing_browser
 from .conftest import USER_HEADER, asked
 from .server import ROOT, USER, AppServer, app_server
 from .test_render_safety import HOSTILE
@@ -307,6 +307,7 @@ def _driver_main(request_path: str) -> None:
                 viewport={"width": 1100, "height": 900}, extra_http_headers=request["headers"]
             )
             context.grant_permissions(["clipboard-read", "clipboard-write"])
+            context.add_init_script(CSP_WATCH)  # a policy violation is a console error
             page = context.new_page()
             page.set_default_timeout(20_000)
             page_errors: list[str] = []

@@ -11,10 +11,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import abort
+from flask import abort, current_app, request
 from sqlalchemy import delete, select, update
 
 from ..extensions import db
+from ..ids import parse as parse_id
 from ..llm.catalogue import Model
 from ..models import AttachedFile, Attachment, User, utcnow
 from .kinds import FileRefused, Inspected, inspect
@@ -43,8 +44,27 @@ class Limits:
 
     @property
     def upload_bytes(self) -> int:
-        """The largest request that may carry a question's files (plus its form)."""
-        return self.files * self.file_bytes + 1024 * 1024
+        """The largest upload of one file (with its form)."""
+        return self.file_bytes + 1024 * 1024
+
+    @property
+    def send_bytes(self) -> int:
+        """The largest send: a question's files (without JavaScript the form carries them),
+        and its text, which form encoding makes up to 12 bytes a character."""
+        return min(self.files * self.file_bytes, self.question_bytes) + 2 * 1024 * 1024
+
+
+# The endpoints whose requests carry files, and how much each may carry.
+_CARRIERS = {"attachments.upload": "upload_bytes", "conversations.send": "send_bytes"}
+
+
+def limit_request_size() -> None:
+    """Let the requests that carry files be as large as their files (CHATAPP_MAX_CONTENT_LENGTH
+    holds for every other request). Runs before anything reads the form."""
+    carrier = _CARRIERS.get(request.endpoint or "")
+    if carrier is not None:
+        limit = getattr(Limits.of(current_app.config), carrier)
+        request.max_content_length = max(limit, int(current_app.config["MAX_CONTENT_LENGTH"]))
 
 
 def check(name: str, data: bytes, limits: Limits) -> Inspected:
@@ -103,9 +123,10 @@ def pending(owner: User, ids: Iterable[str]) -> list[Attachment]:
     """The owner's pending files with these ids, in the order given; 404 for any other."""
     found = []
     for raw in ids:
-        if not raw.isdecimal() or len(raw) > 18:
+        attachment_id = parse_id(raw)
+        if attachment_id is None:
             abort(404)
-        attachment = db.session.get(Attachment, int(raw))
+        attachment = db.session.get(Attachment, attachment_id)
         if attachment is None or attachment.user_id != owner.id or attachment.message_id:
             abort(404)
         found.append(attachment)

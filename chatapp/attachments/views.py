@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
-from .. import htmx
+from .. import htmx, ids
 from ..auth import signed_in_user
 from ..conversations import store as store_of_conversations
 from ..extensions import db
@@ -25,7 +25,6 @@ def upload() -> ResponseReturnValue:
     the question will go to, so a file that model cannot read is refused at once.
     """
     limits = store.Limits.of(current_app.config)
-    request.max_content_length = limits.upload_bytes
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         return _refused("Choose a file to attach.")
@@ -42,20 +41,20 @@ def upload() -> ResponseReturnValue:
     return htmx.vary_on_htmx(make_response(body))
 
 
-@bp.post("/attachments/<int:attachment_id>/remove")
+@bp.post("/attachments/<id:attachment_id>/remove")
 def remove(attachment_id: int) -> ResponseReturnValue:
     """Forget a file that was attached but not sent (its chip's Remove)."""
     store.remove_pending(store.get(attachment_id, signed_in_user()))
     return Response(status=204)
 
 
-@bp.get("/attachments/<int:attachment_id>")
+@bp.get("/attachments/<id:attachment_id>")
 def show(attachment_id: int) -> Response:
     """The file itself: a raster image inline, anything else as a download."""
     return _file(attachment_id, inline=True)
 
 
-@bp.get("/attachments/<int:attachment_id>/download")
+@bp.get("/attachments/<id:attachment_id>/download")
 def download(attachment_id: int) -> Response:
     return _file(attachment_id, inline=False)
 
@@ -83,9 +82,9 @@ def _model_asked() -> str:
     conversation's, else the default."""
     if model := request.form.get("model"):
         return model
-    conversation_id = request.form.get("conversation_id", "")
-    if conversation_id.isdecimal() and len(conversation_id) < 19:
-        return store_of_conversations.get_conversation(int(conversation_id), signed_in_user()).model
+    conversation_id = ids.parse(request.form.get("conversation_id"))
+    if conversation_id is not None:
+        return store_of_conversations.get_conversation(conversation_id, signed_in_user()).model
     return catalogue().default()
 
 

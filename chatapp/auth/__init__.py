@@ -1,6 +1,7 @@
 """Accounts: who is signed in, and the gate every page and stream passes.
 
-People sign in with a username and password (Flask-Login keeps the session), or, when
+People sign in with a username and password (Flask-Login keeps the session, which ends
+everywhere at sign-out, a new password or disabling: chatapp.auth.sessions), or, when
 CHATAPP_TRUSTED_USER_HEADER is set, through a proxy in CHATAPP_TRUSTED_PROXIES that names them
 in that header. With no account yet, every page leads to creating the first admin.
 """
@@ -17,9 +18,10 @@ from flask_login import LoginManager, current_user
 from .. import htmx
 from ..models import User
 from . import accounts, proxy
+from .sessions import SessionWatch, session_watch
 from .views import bp
 
-__all__ = ["SessionCookies", "bp", "init_app", "signed_in_user"]
+__all__ = ["SessionCookies", "bp", "init_app", "session_watch", "signed_in_user"]
 
 # Reachable without signing in.
 OPEN_ENDPOINTS = {"auth.login", "auth.setup", "static", "operations.healthz", "operations.metrics"}
@@ -33,8 +35,8 @@ def signed_in_user() -> User:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return accounts.active_user(int(user_id)) if user_id.isdigit() else None
+def _load_user(session_id: str) -> User | None:
+    return accounts.session_user(session_id)
 
 
 @login_manager.request_loader
@@ -55,6 +57,7 @@ class SessionCookies(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
+    SessionWatch(app)
     app.register_blueprint(bp)
     app.before_request(_gate)
     app.cli.add_command(accounts.users_cli)

@@ -4,6 +4,19 @@
 With REDIS_URL, workers and hosts share them through Redis (`SharedThrottle`), so that
 another worker behind the same proxy does not offer a fresh set of guesses; should Redis be
 unreachable, each worker falls back to its own memory rather than to no limit at all.
+
+What anyone can make the server remember is bounded. Keys are built from an address and a
+username that passed the username rule (at most 80 characters), a key holds at most `limit`
+failures, a key forgets them as they leave the window, and a worker keeps at most
+`max_keys` keys: past that, those that failed longest ago are forgotten first. In Redis each
+key expires with its window.
+
+Flask-Limiter was weighed for this and not taken: it counts requests, where these limits count
+failures and forget them on success (its `deduct_when` and reaching into its storage would do
+that); and its in-memory storage, its default and its fallback while Redis is down, has no
+bound on its size and sweeps every key on a timer thread every 10 ms, which under gevent is a
+greenlet holding the hub for as long as the sweep takes. The attack this must survive, many
+distinct keys, is what makes both grow.
 """
 
 from __future__ import annotations
@@ -11,25 +24,40 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import defaultdict, deque
+from array import array
+from collections import OrderedDict
 
 import redis
 
 log = logging.getLogger(__name__)
 
+MAX_KEYS = 10_000  # per throttle and worker: 3 to 8 MB at most (5 or 50 failures a key)
+
 
 class Throttle:
     """Failed attempts in a sliding window, per key (in this worker's memory)."""
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, *, max_keys: int = MAX_KEYS) -> None:
         self.limit = limit
         self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.max_keys = max_keys
+        # Times of failures, oldest first, as plain doubles (8 bytes each, not 24 for a float
+        # object); keys least recently failed first, the first forgotten when there are too many.
+        self._failures: OrderedDict[str, array[float]] = OrderedDict()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures[key]
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def _recent(self, key: str, now: float) -> array[float] | None:
+        """The key's failures still in the window (None, and forgotten, if there are none)."""
+        failures = self._failures.get(key)
+        if failures is None:
+            return None
+        gone = next((i for i, t in enumerate(failures) if t > now - self.window), len(failures))
+        del failures[:gone]
+        if not failures:
+            del self._failures[key]
+            return None
         return failures
 
     def blocked_for(self, *keys: str) -> float:
@@ -38,21 +66,34 @@ class Throttle:
         waits = [
             failures[0] + self.window - now
             for key in keys
-            if len(failures := self._recent(key, now)) >= self.limit
+            if (failures := self._recent(key, now)) is not None and len(failures) >= self.limit
         ]
-        if not any(self._failures[key] for key in keys):
-            for key in keys:
-                self._failures.pop(key, None)  # keep memory to the keys that failed lately
         return max(waits, default=0.0)
 
     def failed(self, *keys: str) -> None:
         now = time.monotonic()
         for key in keys:
-            self._recent(key, now).append(now)
+            failures = self._recent(key, now)
+            if failures is None:
+                failures = self._failures[key] = array("d")
+            else:
+                self._failures.move_to_end(key)
+            failures.append(now)
+            # Only the newest `limit` failures decide when the key may try again.
+            del failures[: -self.limit]
+        self._forget_oldest(now)
 
     def succeeded(self, *keys: str) -> None:
         for key in keys:
             self._failures.pop(key, None)
+
+    def _forget_oldest(self, now: float) -> None:
+        """Drop keys whose failures left the window, then the least recent beyond max_keys."""
+        while self._failures:
+            key, failures = next(iter(self._failures.items()))
+            if failures[-1] > now - self.window and len(self._failures) <= self.max_keys:
+                break
+            del self._failures[key]
 
 
 class SharedThrottle:
@@ -92,6 +133,7 @@ class SharedThrottle:
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.zadd(self._prefix + key, {uuid.uuid4().hex: now})
+                pipe.zremrangebyrank(self._prefix + key, 0, -self.limit - 1)  # the newest only
                 pipe.expire(self._prefix + key, int(self.window) + 1)
             pipe.execute()
         except redis.RedisError as exc:

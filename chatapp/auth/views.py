@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from urllib.parse import urlsplit
 
 import redis
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..conversations import store
+from ..models import User
 from . import accounts, usage
 from .throttle import SharedThrottle, Throttle
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+MAX_NEXT = 2000  # the longest `next` address followed after signing in
 
 
 def _throttles() -> tuple[Throttle | SharedThrottle, Throttle | SharedThrottle]:
@@ -46,28 +61,74 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("auth.setup"))
     if request.method == "GET":
         return render_template("login.html", next=_next_page())
-    username = request.form.get("username", "")
+    # What was typed is checked against the username rule before anything else: a name that
+    # cannot be an account is not looked up, and nothing is kept that is keyed on it.
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    shown = username[: accounts.MAX_USERNAME]
+    if not accounts.valid_username(username):
+        return _login_refused(accounts.USERNAME_RULE, shown, 422)
+    if len(password) > accounts.MAX_PASSWORD:
+        error = f"A password has at most {accounts.MAX_PASSWORD:,} characters."
+        return _login_refused(error, shown, 422)
     address = request.remote_addr or "?"
-    keys = (f"{address}|{username.strip().lower()}",)
+    keys = (f"{address}|{username.lower()}",)
     per_account, per_address = _throttles()
     wait = max(per_account.blocked_for(*keys), per_address.blocked_for(address))
     if wait:
         error = f"Too many attempts. Wait {math.ceil(wait)} seconds, then try again."
-        return render_template("login.html", error=error, username=username), 429
-    user = accounts.check(username, request.form.get("password", ""))
+        return _login_refused(error, shown, 429)
+    user = accounts.check(username, password)
     if user is None:
         per_account.failed(*keys)
         per_address.failed(address)
+        _sign_in_failed(username, address)
         error = "Wrong username or password (or the account is disabled)."
-        return render_template("login.html", error=error, username=username), 401
+        return _login_refused(error, shown, 401)
     per_account.succeeded(*keys)
-    login_user(user)
+    _signed_in(user, address)
     return redirect(_next_page())
+
+
+def _login_refused(error: str, username: str, status: int) -> ResponseReturnValue:
+    return render_template("login.html", error=error, username=username, next=_next_page()), status
+
+
+def _signed_in(user: User, address: str) -> None:
+    """Start a session for `user`: the one place a sign-in by password succeeds."""
+    _new_session()
+    login_user(user)
+    log.info("signed in", extra={"fields": {"user": user.username, "address": address}})
+
+
+def _sign_in_failed(username: str, address: str) -> None:
+    """The one place a sign-in by password fails (wrong password, unknown or disabled)."""
+    log.info("sign-in failed", extra={"fields": {"user": username, "address": address}})
+
+
+def _new_session() -> None:
+    """Forget everything the session held, the CSRF token included: a form or a token copied
+    from before signing in or out is no good after it."""
+    session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Sign out everywhere: every session of this person ends, on every browser.
+
+    A session lives in its cookie; the server cannot forget one copy of it and keep the others,
+    so signing out moves the person's session version on, which ends them all.
+    """
+    if current_user.is_authenticated:
+        user: User = current_user._get_current_object()
+        accounts.end_sessions(user)
+        log.info(
+            "signed out",
+            extra={"fields": {"user": user.username, "address": request.remote_addr}},
+        )
     logout_user()
+    _new_session()
     return redirect(url_for("auth.login"))
 
 
@@ -78,12 +139,13 @@ def setup() -> ResponseReturnValue:
         return redirect(url_for("auth.login"))
     if request.method == "GET":
         return render_template("setup.html")
-    username = request.form.get("username", "")
+    username = request.form.get("username", "").strip()
     try:
         user = accounts.create_first_admin(username, request.form.get("password", ""))
     except accounts.AccountError as exc:
-        return render_template("setup.html", error=str(exc), username=username), 422
-    login_user(user)
+        shown = username[: accounts.MAX_USERNAME]
+        return render_template("setup.html", error=str(exc), username=shown), 422
+    _signed_in(user, request.remote_addr or "?")
     return redirect(url_for("conversations.index"))
 
 
@@ -124,12 +186,12 @@ def usage_page() -> ResponseReturnValue:
     )
 
 
-@bp.post("/admin/users/<int:user_id>/disable")
+@bp.post("/admin/users/<id:user_id>/disable")
 def disable(user_id: int) -> ResponseReturnValue:
     return _set_disabled(user_id, True)
 
 
-@bp.post("/admin/users/<int:user_id>/enable")
+@bp.post("/admin/users/<id:user_id>/enable")
 def enable(user_id: int) -> ResponseReturnValue:
     return _set_disabled(user_id, False)
 
@@ -151,6 +213,8 @@ def _admin_only() -> None:
 def _next_page() -> str:
     """Where to go after signing in: a path on this site, never another one."""
     target = request.values.get("next", "")
+    if len(target) > MAX_NEXT or "\\" in target:
+        return url_for("conversations.index")
     parts = urlsplit(target)
     if not target.startswith("/") or target.startswith("//") or parts.netloc or parts.scheme:
         return url_for("conversations.index")

@@ -30,7 +30,9 @@ from ..models import (
 )
 from ..tools.record import plain_text
 
-TITLE_CHARS = 60
+TITLE_CHARS = 60  # a title made from the first question
+MAX_TITLE = 200  # a title given by hand (the column's width)
+MAX_SEARCH = 200  # characters of a search
 
 
 class PromptError(ValueError):
@@ -73,17 +75,28 @@ def clean_settings(
     effort: str,
     catalogue: Catalogue,
     known_tools: list[str],
+    max_system_prompt: int,
 ) -> tuple[Settings, list[str]]:
     """Settings from a form, kept to what the model takes, with a sentence for each thing it
     does not take; or SettingsError saying what is wrong with them."""
     chosen_model = catalogue.get(model)
     if chosen_model is None or chosen_model not in catalogue.offered():
-        raise SettingsError(f"There is no model called {model!r} here; pick one from the list.")
+        raise SettingsError(
+            f"There is no model called {_quoted(model)} here; pick one from the list."
+        )
     unknown = [name for name in tools if name not in known_tools]
     if unknown:
-        raise SettingsError(f"There is no tool called {unknown[0]!r} here.")
+        raise SettingsError(f"There is no tool called {_quoted(unknown[0])} here.")
+    system_prompt = system_prompt.strip()
+    if len(system_prompt) > max_system_prompt:
+        raise SettingsError(
+            f"The system prompt is {len(system_prompt):,} characters long; the limit is "
+            f"{max_system_prompt:,}. Shorten it and try again."
+        )
     low, high = BUDGET_RANGE
     try:
+        if len(thinking_budget) > 20:
+            raise ValueError(thinking_budget)
         budget = int(thinking_budget.strip() or DEFAULT_BUDGET)
     except ValueError:
         raise SettingsError("The thinking budget must be a whole number of tokens.") from None
@@ -91,11 +104,18 @@ def clean_settings(
         raise SettingsError(f"The thinking budget must be between {low:,} and {high:,} tokens.")
     effort = effort.strip()
     if effort and effort not in EFFORT_LEVELS:
-        raise SettingsError(f"There is no effort level called {effort!r}; pick one from the list.")
+        raise SettingsError(
+            f"There is no effort level called {_quoted(effort)}; pick one from the list."
+        )
     asked = Thinking(on=thinking, effort=effort or None, budget=budget)
     fitted, notes = fit(asked, chosen_model)
     chosen = tuple(name for name in known_tools if name in tools)
-    return Settings(model, system_prompt.strip(), chosen, fitted), notes
+    return Settings(model, system_prompt, chosen, fitted), notes
+
+
+def _quoted(name: str, most: int = 60) -> str:
+    """A name someone sent, quoted for a message, and cut should it be long."""
+    return repr(name if len(name) <= most else name[: most - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,7 @@ def search(owner: User, query: str, limit: int = 50) -> list[Conversation]:
     PostgreSQL uses its full-text search (whole words, any language); SQLite looks for the
     text anywhere, ignoring case. File names match by any part, on both.
     """
-    query = " ".join(query.split())
+    query = " ".join(query.split())[:MAX_SEARCH]
     if not query:
         return []
     pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -431,7 +451,12 @@ def rename(conversation: Conversation, title: str) -> None:
     title = " ".join(title.split())
     if not title:
         raise ActionError("A title can't be empty.")
-    conversation.title = title[:200]
+    if len(title) > MAX_TITLE:
+        raise ActionError(
+            f"That title is {len(title):,} characters long; the limit is {MAX_TITLE}. "
+            "Shorten it and save again."
+        )
+    conversation.title = title
     db.session.commit()
 
 

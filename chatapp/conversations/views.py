@@ -18,7 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import attachments, htmx, tools
+from .. import attachments, htmx, ids, tools
 from ..attachments.kinds import FileRefused
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
@@ -42,16 +42,20 @@ def index() -> str:
 def search() -> ResponseReturnValue:
     """Your conversations whose title or text matches `q`: the sidebar's list, or a page."""
     query = " ".join(request.args.get("q", "").split())
-    found = store.search(signed_in_user(), query)
+    error = None
+    if len(query) > store.MAX_SEARCH:
+        error = f"A search is at most {store.MAX_SEARCH} characters; shorten it."
+        query, found = query[: store.MAX_SEARCH], []
+    else:
+        found = store.search(signed_in_user(), query)
+    shown = {"query": query, "results": found, "search_error": error}
     if htmx.is_htmx(request):
-        body = render_template(
-            "_sidebar_results.html", query=query, results=found, conversation=None, **_sidebar()
-        )
+        body = render_template("_sidebar_results.html", conversation=None, **shown, **_sidebar())
         return htmx.vary_on_htmx(make_response(body))
-    return _page(None, query=query, results=found)
+    return _page(None, **shown)
 
 
-@bp.get("/conversations/<int:conversation_id>")
+@bp.get("/conversations/<id:conversation_id>")
 def show(conversation_id: int) -> str:
     return _page(store.get_conversation(conversation_id, signed_in_user()))
 
@@ -61,7 +65,6 @@ def send() -> ResponseReturnValue:
     """Store the prompt and an empty answer, start the answer, and return both messages."""
     config = current_app.config
     limits = attachments.Limits.of(config)
-    request.max_content_length = limits.upload_bytes  # the question may carry its files
     conversation = _conversation_from_form()
     try:
         prompt = store.clean_prompt(
@@ -116,7 +119,7 @@ def send() -> ResponseReturnValue:
     return response
 
 
-@bp.post("/messages/<int:message_id>/retry")
+@bp.post("/messages/<id:message_id>/retry")
 def retry(message_id: int) -> ResponseReturnValue:
     """Write the last answer again, in place of the failed, stopped or interrupted one."""
     message = store.get_message(message_id, signed_in_user())
@@ -134,7 +137,7 @@ def retry(message_id: int) -> ResponseReturnValue:
     return htmx.vary_on_htmx(make_response(body)) if htmx.is_htmx(request) else _back_to(message)
 
 
-@bp.route("/messages/<int:message_id>/edit", methods=["GET", "POST"])
+@bp.route("/messages/<id:message_id>/edit", methods=["GET", "POST"])
 def edit(message_id: int) -> ResponseReturnValue:
     """Edit the last question and send it again: its answer is written again in place.
 
@@ -170,7 +173,7 @@ def edit(message_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post("/messages/<int:message_id>/continue")
+@bp.post("/messages/<id:message_id>/continue")
 def continue_(message_id: int) -> ResponseReturnValue:
     """Ask Claude, in a new turn, to carry on with an answer that was cut short."""
     message = store.get_message(message_id, signed_in_user())
@@ -196,14 +199,18 @@ def continue_(message_id: int) -> ResponseReturnValue:
     return htmx.vary_on_htmx(make_response(body))
 
 
-@bp.post("/conversations/<int:conversation_id>/settings")
+@bp.post("/conversations/<id:conversation_id>/settings")
 def settings(conversation_id: int) -> ResponseReturnValue:
     """Change the model, system prompt, tools and thinking for the next answers."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
     try:
         settings, notes = _settings_from_form()
     except store.SettingsError as exc:
-        body = render_template("_settings.html", conversation=conversation, error=exc)
+        # What was typed stays in the form, to be shortened or corrected.
+        typed = request.form.get("system_prompt", "")
+        body = render_template(
+            "_settings.html", conversation=conversation, error=exc, system_prompt=typed
+        )
         return make_response(body, 422)
     store.update_settings(conversation, settings)
     if htmx.is_htmx(request):
@@ -226,7 +233,7 @@ def thinking_fields() -> ResponseReturnValue:
     asked = Thinking(
         on=request.args.get("thinking") == "on",
         effort=request.args.get("effort") or None,
-        budget=int(budget) if budget.isdecimal() and len(budget) < 7 else DEFAULT_BUDGET,
+        budget=ids.parse(budget) or DEFAULT_BUDGET,
     )
     fitted, notes = fit(asked, model)
     body = render_template(
@@ -235,7 +242,7 @@ def thinking_fields() -> ResponseReturnValue:
     return htmx.vary_on_htmx(make_response(body))
 
 
-@bp.post("/conversations/<int:conversation_id>/model")
+@bp.post("/conversations/<id:conversation_id>/model")
 def switch_model(conversation_id: int) -> ResponseReturnValue:
     """Move a conversation whose model was retired to the default model."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
@@ -249,13 +256,13 @@ def switch_model(conversation_id: int) -> ResponseReturnValue:
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
 
 
-@bp.get("/conversations/<int:conversation_id>/export.md")
+@bp.get("/conversations/<id:conversation_id>/export.md")
 def export_markdown(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
     return _download(export.as_markdown(conversation), conversation, "md", "text/markdown")
 
 
-@bp.get("/conversations/<int:conversation_id>/export.json")
+@bp.get("/conversations/<id:conversation_id>/export.json")
 def export_json(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
     body = json.dumps(export.as_json(conversation, current_app.config["PRICES"]), indent=2)
@@ -271,7 +278,7 @@ def _download(body: str, conversation: Conversation, suffix: str, mimetype: str)
     )
 
 
-@bp.route("/conversations/<int:conversation_id>/title", methods=["GET", "POST"])
+@bp.route("/conversations/<id:conversation_id>/title", methods=["GET", "POST"])
 def title(conversation_id: int) -> ResponseReturnValue:
     """Rename in place: GET gives the field (htmx), POST saves it and shows the new title."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
@@ -280,7 +287,13 @@ def title(conversation_id: int) -> ResponseReturnValue:
     try:
         store.rename(conversation, request.form.get("title", ""))
     except store.ActionError as exc:
-        body = render_template("_title.html", conversation=conversation, editing=True, error=exc)
+        body = render_template(
+            "_title.html",
+            conversation=conversation,
+            editing=True,
+            error=exc,
+            typed=request.form.get("title", ""),
+        )
         return make_response(body, 422)
     if not htmx.is_htmx(request):
         return redirect(url_for(".show", conversation_id=conversation.id), code=303)
@@ -289,7 +302,7 @@ def title(conversation_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post("/conversations/<int:conversation_id>/delete")
+@bp.post("/conversations/<id:conversation_id>/delete")
 def delete(conversation_id: int) -> ResponseReturnValue:
     """Delete the conversation and its messages (an answer being written is stopped first)."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
@@ -304,7 +317,9 @@ def delete(conversation_id: int) -> ResponseReturnValue:
 
 def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:
     """Show the change on the conversation's other open pages (not on the one that made it)."""
-    streams().announce(conversation_id, kind, message_ids, origin=request.headers.get("X-Chat-Tab"))
+    tab = request.headers.get("X-Chat-Tab")
+    origin = tab if tab and len(tab) <= 64 else None  # app.js sends a UUID; longer is not ours
+    streams().announce(conversation_id, kind, message_ids, origin=origin)
 
 
 def _back_to(message: Message) -> ResponseReturnValue:
@@ -315,9 +330,10 @@ def _conversation_from_form() -> Conversation | None:
     raw = request.form.get("conversation_id", "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
-        abort(400, "conversation_id must be a number")
-    return store.get_conversation(int(raw), signed_in_user())
+    conversation_id = ids.parse(raw)
+    if conversation_id is None:
+        abort(400, "conversation_id must be a conversation's number.")
+    return store.get_conversation(conversation_id, signed_in_user())
 
 
 def _settings_from_form() -> tuple[store.Settings, list[str]]:
@@ -331,6 +347,7 @@ def _settings_from_form() -> tuple[store.Settings, list[str]]:
         effort=request.form.get("effort", ""),
         catalogue=models,
         known_tools=list(tools.registered()),
+        max_system_prompt=int(current_app.config["MAX_SYSTEM_PROMPT_CHARS"]),
     )
 
 
@@ -437,5 +454,5 @@ def _render_answers(shown: list[MessageState]) -> None:
 
 
 def _sidebar() -> dict[str, object]:
-    page = request.args.get("page", 1, type=int)
+    page = ids.parse(request.args.get("page", "1")) or 1
     return {"sidebar": store.recent_conversations(signed_in_user(), page=page)}

@@ -6,9 +6,19 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+)
+from gevent.event import Event
 
-from ..auth import signed_in_user
+from .. import ids
+from ..auth import session_watch, signed_in_user
 from ..conversations import context, store
 from ..extensions import db
 from ..llm.catalogue import catalogue
@@ -27,11 +37,10 @@ STREAM_HEADERS = {
 }
 
 
-@bp.get("/messages/<int:message_id>/stream")
+@bp.get("/messages/<id:message_id>/stream")
 def stream(message_id: int) -> Response:
     """Server-sent events for one answer, from the listener's position to its end."""
     state = MessageState.of(store.get_message(message_id, signed_in_user()))
-    db.session.close()  # the stream holds no connection while it waits
     offset = _resume_offset(message_id)
     connection = _connection()
     return _event_stream(
@@ -40,12 +49,11 @@ def stream(message_id: int) -> Response:
     )
 
 
-@bp.get("/conversations/<int:conversation_id>/events")
+@bp.get("/conversations/<id:conversation_id>/events")
 def conversation_events(conversation_id: int) -> Response:
     """Server-sent events that show other tabs' new messages on this open page."""
     store.get_conversation(conversation_id, signed_in_user())
-    db.session.close()
-    tab = request.args.get("tab")
+    tab = _tab()
     after = _newest_shown()
     connection = _connection()
     render = partial(_render_news, conversation_id)
@@ -57,7 +65,7 @@ def conversation_events(conversation_id: int) -> Response:
     )
 
 
-@bp.post("/messages/<int:message_id>/stop")
+@bp.post("/messages/<id:message_id>/stop")
 def stop(message_id: int) -> Response:
     """Stop writing the answer; its text so far stays. Harmless once it has ended."""
     store.get_message(message_id, signed_in_user())
@@ -66,20 +74,29 @@ def stop(message_id: int) -> Response:
 
 
 def _event_stream(body: Iterator[str], connection: Connection) -> Response:
-    """A streamed SSE response; every header is set before the first byte."""
+    """A streamed SSE response; every header is set before the first byte.
+
+    The stream ends when the browser leaves, and also when the person's session does
+    (signed out everywhere, a new password, disabled): both set `connection.gone`.
+    """
+    user = signed_in_user()
+    session = (user.id, user.session_version)
+    db.session.close()  # the stream holds no connection while it waits
     return Response(
-        stream_with_context(connection.send(_counted(body))),
+        stream_with_context(connection.send(_counted(body, session, connection.gone))),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
 
 
-def _counted(body: Iterator[str]) -> Iterator[str]:
+def _counted(body: Iterator[str], session: tuple[int, int], gone: Event) -> Iterator[str]:
     hub = streams()
     hub.open_streams += 1
+    release = session_watch().watch(*session, gone)
     try:
         yield from body
     finally:
+        release()
         hub.open_streams -= 1
 
 
@@ -97,25 +114,49 @@ def _pace() -> dict[str, Any]:
     }
 
 
+def _tab() -> str | None:
+    """The page's tab id (app.js makes a UUID); anything longer is no tab of ours."""
+    tab = request.args.get("tab")
+    return tab if tab and len(tab) <= 64 else None
+
+
 def _newest_shown() -> int:
-    """The newest message the page shows: its last event id, or what it was rendered with."""
+    """The newest message the page shows: its last event id, or what it was rendered with.
+
+    A value that is no message id is refused (400) before the stream starts: a stream must
+    never begin and then fail on it.
+    """
     for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id")):
-        if value and value.strip().isdigit():
-            return int(value)
-    return max(request.args.get("after", 0, type=int), 0)
+        if value and value.strip():
+            return _position(value.strip(), "Last-Event-ID")
+    return _position(request.args.get("after", "0"), "after")
 
 
 def _resume_offset(message_id: int) -> int:
     """How much of the answer the listener already shows.
 
     The browser's own reconnect sends Last-Event-ID; a new EventSource made by our script after
-    a closed one passes it as `last_event_id`; a page rendered mid-answer passes `from`.
+    a closed one passes it as `last_event_id`; a page rendered mid-answer passes `from`. An id
+    of another message is not ours to follow and is passed over; one that is not an id at all
+    is refused (400).
     """
     for value in (request.headers.get("Last-Event-ID"), request.args.get("last_event_id")):
-        offset = sse.parse_event_id(value, message_id)
-        if offset is not None:
-            return offset
-    return max(request.args.get("from", 0, type=int), 0)
+        if not value or not value.strip():
+            continue
+        owner, _, offset = value.strip().partition(":")
+        if ids.parse(owner) is None or ids.parse(offset) is None:
+            abort(400, "Last-Event-ID is not an event id of this stream.")
+        found = sse.parse_event_id(value, message_id)
+        if found is not None:
+            return found
+    return _position(request.args.get("from", "0"), "from")
+
+
+def _position(value: str, name: str) -> int:
+    number = ids.parse(value)
+    if number is None:
+        abort(400, f"{name} must be a whole number of at most 10 digits.")
+    return number
 
 
 def _render_news(conversation_id: int, news: Announcement, messages: list[MessageState]) -> str:
