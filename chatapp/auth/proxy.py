@@ -13,6 +13,7 @@ from functools import lru_cache
 from flask import current_app, request
 from sqlalchemy.exc import IntegrityError
 
+from .. import audit
 from ..extensions import db
 from ..models import User
 from . import accounts
@@ -56,4 +57,7 @@ def user_from_trusted_header() -> User | None:
             user = accounts.find(username)
             if user is None:
                 return None
+        else:
+            detail = f"{user.username}, named by the trusted proxy's {header}"
+            audit.record("user_created", actor=None, target=user.id, detail=detail)
     return None if user.disabled else user

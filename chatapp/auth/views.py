@@ -12,6 +12,7 @@ from flask_login import current_user, login_user, logout_user
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .. import audit
 from ..conversations import store
 from . import accounts, usage
 from .throttle import SharedThrottle, Throttle
@@ -58,15 +59,18 @@ def login() -> ResponseReturnValue:
     if user is None:
         per_account.failed(*keys)
         per_address.failed(address)
+        audit.record("sign_in_failed", actor=username.strip())
         error = "Wrong username or password (or the account is disabled)."
         return render_template("login.html", error=error, username=username), 401
     per_account.succeeded(*keys)
     login_user(user)
+    audit.record("sign_in", actor=user)
     return redirect(_next_page())
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    audit.record("sign_out", actor=current_user._get_current_object())
     logout_user()
     return redirect(url_for("auth.login"))
 
@@ -83,6 +87,7 @@ def setup() -> ResponseReturnValue:
         user = accounts.create_first_admin(username, request.form.get("password", ""))
     except accounts.AccountError as exc:
         return render_template("setup.html", error=str(exc), username=username), 422
+    audit.record("user_created", actor=user, target=user.id, detail=accounts.described(user))
     login_user(user)
     return redirect(url_for("conversations.index"))
 
@@ -91,16 +96,21 @@ def setup() -> ResponseReturnValue:
 def users() -> ResponseReturnValue:
     """Admins add accounts here, and disable or enable them."""
     _admin_only()
+    admin = current_user._get_current_object()
     error, status = None, 200
     if request.method == "POST":
         try:
-            accounts.create(
+            user = accounts.create(
                 request.form.get("username", ""),
                 request.form.get("password", ""),
                 admin=request.form.get("admin") == "on",
             )
         except accounts.AccountError as exc:
             error, status = str(exc), 422
+        else:
+            audit.record(
+                "user_created", actor=admin, target=user.id, detail=accounts.described(user)
+            )
     return render_template("admin_users.html", users=accounts.all_users(), error=error), status
 
 
@@ -140,6 +150,10 @@ def _set_disabled(user_id: int, disabled: bool) -> ResponseReturnValue:
     if user is None or user.id == current_user.id:
         abort(404)  # no such account (or your own: an admin cannot lock themselves out)
     accounts.set_disabled(user, disabled)
+    kind = "user_disabled" if disabled else "user_enabled"
+    audit.record(
+        kind, actor=current_user._get_current_object(), target=user.id, detail=user.username
+    )
     return redirect(url_for("auth.users"))
 
 

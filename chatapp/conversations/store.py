@@ -6,13 +6,16 @@ exactly like ids that do not exist, so nobody can even learn which ones do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import abort
-from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy import ColumnElement, exists, func, literal, or_, select
+from sqlalchemy import delete as delete_rows
 
+from .. import audit
 from ..extensions import db
 from ..models import Conversation, Message, Naming, Status, User, utcnow
 from ..tools.record import plain_text
@@ -383,10 +386,117 @@ def rename(conversation: Conversation, title: str) -> None:
     db.session.commit()
 
 
-def delete(conversation: Conversation) -> None:
-    """Delete the conversation and every message in it."""
-    db.session.delete(conversation)
+def delete(conversation: Conversation, *, by: User) -> None:
+    """Delete the conversation and every message in it, and record it in the audit log."""
+    delete_conversations([conversation.id], actor=by)
+
+
+def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> int:
+    """Delete every conversation of the owner's, `batch` to a transaction with `pause()`
+    between them (a long history must not hold the worker); return how many went."""
+    total = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                select(Conversation.id)
+                .where(Conversation.user_id == owner.id)
+                .order_by(Conversation.id)
+                .limit(batch)
+            )
+        )
+        deleted = delete_conversations(ids, actor=owner, detail="all of theirs at once")
+        total += len(deleted)
+        if not deleted:
+            return total
+        pause()
+
+
+def delete_conversations(
+    conversation_ids: Sequence[int],
+    *,
+    actor: User | None,
+    detail: str = "",
+    untouched_before: datetime | None = None,
+) -> list[int]:
+    """Delete these conversations with everything in them, record each in the audit log,
+    commit, and return the ids that went.
+
+    Every deletion of conversations comes here (one, all of a person's, retention's), so
+    whatever a conversation owns goes with it: rows by their foreign keys' ON DELETE
+    CASCADE (messages), anything else (files) from here. With `untouched_before`, only
+    conversations not updated since then and with no answer streaming go: the DELETE checks
+    it itself, so one that somebody took up meanwhile stays.
+    """
+    if not conversation_ids:
+        return []
+    statement = delete_rows(Conversation).where(Conversation.id.in_(conversation_ids))
+    if untouched_before is not None:
+        statement = statement.where(Conversation.updated_at < untouched_before).where(
+            ~_has_streaming_answer()
+        )
+    deleted = db.session.execute(
+        statement.returning(Conversation.id, Conversation.user_id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    owners = {row.user_id for row in deleted} - {actor.id if actor else None}
+    names = dict(
+        db.session.execute(select(User.id, User.username).where(User.id.in_(owners))).tuples()
+    )
+    for row in deleted:
+        # Someone else's (or the server's) doing: say whose conversation it was.
+        whose = f"owner {names[row.user_id]}" if row.user_id in names else ""
+        text = "; ".join(part for part in (detail, whose) if part)
+        audit.record("conversation_deleted", actor=actor, target=row.id, detail=text, commit=False)
     db.session.commit()
+    return [row.id for row in deleted]
+
+
+def expired_conversations(untouched_before: datetime, *, limit: int) -> list[int]:
+    """Up to `limit` conversations not updated since `untouched_before` and with no answer
+    streaming, the longest untouched first.
+
+    On PostgreSQL they stay locked until the transaction ends and rows another worker holds
+    are skipped, so workers sweeping at once each take different ones.
+    """
+    return list(
+        db.session.scalars(
+            select(Conversation.id)
+            .where(Conversation.updated_at < untouched_before)
+            .where(~_has_streaming_answer())
+            .order_by(Conversation.updated_at, Conversation.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def _has_streaming_answer() -> Any:
+    return (
+        exists()
+        .where(Message.conversation_id == Conversation.id)
+        .where(Message.status == Status.STREAMING.value)
+    )
+
+
+def count_conversations(owner: User) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count(Conversation.id)).where(Conversation.user_id == owner.id)
+        )
+        or 0
+    )
+
+
+def streaming_answers(owner: User) -> list[int]:
+    """The ids of the owner's answers being written now, in any conversation."""
+    return list(
+        db.session.scalars(
+            select(Message.id)
+            .join(Conversation)
+            .where(Conversation.user_id == owner.id)
+            .where(Message.status == Status.STREAMING.value)
+        )
+    )
 
 
 def update_settings(conversation: Conversation, settings: Settings) -> None:

@@ -17,7 +17,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import htmx, tools
+from .. import audit, htmx, tools
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
 from ..models import Conversation, Message, MessageState
@@ -193,6 +193,7 @@ def settings(conversation_id: int) -> ResponseReturnValue:
 @bp.get("/conversations/<int:conversation_id>/export.md")
 def export_markdown(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
+    audit.record("export", actor=signed_in_user(), target=conversation.id, detail="Markdown")
     return _download(export.as_markdown(conversation), conversation, "md", "text/markdown")
 
 
@@ -200,6 +201,7 @@ def export_markdown(conversation_id: int) -> Response:
 def export_json(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
     body = json.dumps(export.as_json(conversation, current_app.config["PRICES"]), indent=2)
+    audit.record("export", actor=signed_in_user(), target=conversation.id, detail="JSON")
     return _download(body, conversation, "json", "application/json")
 
 
@@ -237,7 +239,23 @@ def delete(conversation_id: int) -> ResponseReturnValue:
     answer = store.streaming_answer(conversation)
     if answer is not None:
         streams().stop(answer.id)
-    store.delete(conversation)
+    store.delete(conversation, by=signed_in_user())
+    if htmx.is_htmx(request):
+        return htmx.redirect(make_response("", 204), url_for(".index"))
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/conversations/delete-all", methods=["GET", "POST"])
+def delete_all() -> ResponseReturnValue:
+    """Delete all of your conversations: GET asks to confirm (a page, so that it works
+    without JavaScript), POST does it, answers being written stopped first."""
+    owner = signed_in_user()
+    if request.method == "GET" or request.form.get("confirm") != "yes":
+        count = store.count_conversations(owner)
+        return render_template("delete_all.html", count=count)
+    for answer_id in store.streaming_answers(owner):
+        streams().stop(answer_id)
+    store.delete_all(owner, pause=let_streams_run)
     if htmx.is_htmx(request):
         return htmx.redirect(make_response("", 204), url_for(".index"))
     return redirect(url_for(".index"), code=303)

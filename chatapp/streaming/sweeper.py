@@ -18,6 +18,7 @@ from flask import Flask
 from gevent.pool import Pool
 from sqlalchemy import select, update
 
+from .. import retention
 from ..extensions import db
 from ..models import Message, Status, utcnow
 
@@ -148,4 +149,8 @@ class Sweeper:
                 self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %gs", self._interval)
+            try:
+                retention.sweep(self._app)  # CHATAPP_RETAIN_DAYS, CHATAPP_AUDIT_RETAIN_DAYS
+            except Exception:
+                log.exception("retention failed; trying again in %gs", self._interval)
             gevent.sleep(self._interval)
