@@ -439,9 +439,10 @@ def delete_conversations(
         execution_options={"synchronize_session": False},
     ).all()
     owners = {row.user_id for row in deleted} - {actor.id if actor else None}
-    names = dict(
-        db.session.execute(select(User.id, User.username).where(User.id.in_(owners))).tuples()
-    )
+    names = {
+        row.id: row.username
+        for row in db.session.execute(select(User.id, User.username).where(User.id.in_(owners)))
+    }
     for row in deleted:
         # Someone else's (or the server's) doing: say whose conversation it was.
         whose = f"owner {names[row.user_id]}" if row.user_id in names else ""
