@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import abort
-from sqlalchemy import ColumnElement, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, func, literal, or_, select
 from sqlalchemy import delete as delete_rows
 
 from .. import audit
@@ -452,31 +452,34 @@ def delete_conversations(
     return [row.id for row in deleted]
 
 
-def expired_conversations(untouched_before: datetime, *, limit: int) -> list[int]:
+def expired_conversations(untouched_before: datetime, *, limit: int) -> list[tuple[int, int]]:
     """Up to `limit` conversations not updated since `untouched_before` and with no answer
-    streaming, the longest untouched first.
+    streaming, the longest untouched first: each one's id and how many messages it has.
 
     On PostgreSQL they stay locked until the transaction ends and rows another worker holds
     are skipped, so workers sweeping at once each take different ones.
     """
-    return list(
-        db.session.scalars(
-            select(Conversation.id)
-            .where(Conversation.updated_at < untouched_before)
-            .where(~_has_streaming_answer())
-            .order_by(Conversation.updated_at, Conversation.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-
-
-def _has_streaming_answer() -> Any:
-    return (
-        exists()
+    messages = (
+        select(func.count(Message.id))
         .where(Message.conversation_id == Conversation.id)
-        .where(Message.status == Status.STREAMING.value)
+        .scalar_subquery()
     )
+    rows = db.session.execute(
+        select(Conversation.id, messages)
+        .where(Conversation.updated_at < untouched_before)
+        .where(~_has_streaming_answer())
+        .order_by(Conversation.updated_at, Conversation.id)
+        .limit(limit)
+        .with_for_update(of=Conversation, skip_locked=True)
+    )
+    return [(row[0], int(row[1])) for row in rows]
+
+
+def _has_streaming_answer() -> ColumnElement[bool]:
+    # The few answers streaming, by the status index, once: not each conversation's messages
+    # (reading a message's status reads past its text).
+    streaming = select(Message.conversation_id).where(Message.status == Status.STREAMING.value)
+    return Conversation.id.in_(streaming)
 
 
 def count_conversations(owner: User) -> int:
