@@ -44,7 +44,7 @@ from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from . import audit
 from .cooperate import let_streams_run
@@ -112,16 +112,21 @@ def revision_of(database: Path, *, check: bool = True) -> str:
     except sqlite3.Error as exc:
         raise BackupError(f"{database} cannot be opened: {exc}.") from exc
     try:
-        problems = (
-            [row[0] for row in connection.execute("PRAGMA integrity_check")] if check else ["ok"]
-        )
+        try:
+            checked = connection.execute("PRAGMA integrity_check" if check else "SELECT 'ok'")
+            problems = [row[0] for row in checked]
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(
+                f"{database} is not an SQLite database, or it is damaged ({exc})."
+            ) from exc
         if problems != ["ok"]:
             raise BackupError(
                 f"{database} is damaged: SQLite's integrity check says {problems[:3]}."
             )
-        rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise BackupError(f"{database} is not a chatapp database ({exc}).") from exc
+        try:
+            rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"{database} is not a chatapp database ({exc}).") from exc
     finally:
         connection.close()
     if len(rows) != 1:
@@ -213,6 +218,8 @@ def restore_backup(
             f"The backup holds files ({backup_files}), but CHATAPP_FILES_DIR is not set: set "
             "it to where they belong, then restore again."
         )
+    with app.app_context():
+        db.engine.dispose()  # this command's own connections are not another program's
     _refuse_if_open(database)
 
     database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -337,7 +344,8 @@ def files_directory() -> Path | None:
 def _postgres_url() -> str:
     """The database's URL as libpq takes it, without the password."""
     url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
-    return url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    bare = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def postgres_backup_advice(path: Path) -> str:
