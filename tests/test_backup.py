@@ -250,6 +250,40 @@ def test_restore_upgrades_a_backup_of_an_older_schema(
     assert audit_kinds(app) == ["admin_restore"]
 
 
+def test_the_copy_lets_the_workers_other_greenlets_run_between_its_steps(tmp_path: Path) -> None:
+    source = tmp_path / "big.sqlite"
+    with sqlite3.connect(source) as connection:
+        connection.execute("CREATE TABLE t (x TEXT)")
+        connection.executemany("INSERT INTO t VALUES (?)", [("x" * 4000,) for _ in range(2000)])
+    connection.close()
+    with sqlite3.connect(source) as connection:
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.close()
+    steps = -(-pages // backup.PAGES_PER_STEP)
+    assert steps >= 5
+
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            gevent.sleep(0)
+
+    ticker = gevent.spawn(tick)
+    gevent.sleep(0)
+    started = ticks
+    try:
+        backup.copy_database(source, tmp_path / "copy.sqlite")
+        during = ticks - started  # the copy itself never leaves this greenlet
+    finally:
+        ticker.kill()
+    assert during >= steps - 1
+    with sqlite3.connect(tmp_path / "copy.sqlite") as connection:
+        assert connection.execute("SELECT count(*) FROM t").fetchone() == (2000,)
+    connection.close()
+
+
 def test_on_postgresql_the_commands_say_how_to_use_pg_dump(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
