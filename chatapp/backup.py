@@ -229,11 +229,9 @@ def restore_backup(
     try:
         copy_database(backup_file, incoming)
         if database.exists():
-            kept = database.with_name(f"{database.name}.before-restore-{stamp}")
+            kept = _unused(database.with_name(f"{database.name}.before-restore-{stamp}"))
             copy_database(database, kept)
-        # The replaced database's log must not be read as the restored one's.
-        for leftover in (Path(f"{database}-wal"), Path(f"{database}-shm")):
-            leftover.unlink(missing_ok=True)
+        _forget_log(database)
         os.replace(incoming, database)
     finally:
         incoming.unlink(missing_ok=True)
@@ -245,6 +243,7 @@ def restore_backup(
         # Leave the instance as it was: the database from before, or none.
         with app.app_context():
             db.engine.dispose()
+        _forget_log(database)
         if kept is not None:
             os.replace(kept, database)
         else:
@@ -253,10 +252,28 @@ def restore_backup(
     files = None
     if files_dir is not None and backup_files is not None and backup_files.is_dir():
         if files_dir.exists():
-            files_dir.rename(files_dir.with_name(f"{files_dir.name}.before-restore-{stamp}"))
+            files_dir.rename(
+                _unused(files_dir.with_name(f"{files_dir.name}.before-restore-{stamp}"))
+            )
         files_dir.parent.mkdir(parents=True, exist_ok=True)
         files = _copy_files(backup_files, files_dir, lambda: None)
     return Backup(source, revision, files, database.stat().st_size), kept
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`...: the first that does not exist."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def _forget_log(database: Path) -> None:
+    """Remove the WAL files beside `database` before another file takes its place: SQLite
+    would read them as the new file's log. (Nothing has it open; what they held is copied.)"""
+    for leftover in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 def _migrations(app: Flask) -> ScriptDirectory:

@@ -247,7 +247,24 @@ def test_restore_upgrades_a_backup_of_an_older_schema(
     with sqlite3.connect(database) as connection:  # type: ignore[arg-type]
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
         assert connection.execute("SELECT title FROM conversation").fetchall() == [("Old",)]
+    connection.close()
     assert audit_kinds(app) == ["admin_restore"]
+
+    # An older backup whose upgrade fails (here: a table in the way) leaves things as they were.
+    blocked = tmp_path / "blocked.sqlite"
+    blocked.write_bytes((tmp_path / "old-backup" / "database.sqlite").read_bytes())
+    with sqlite3.connect(blocked) as connection:
+        connection.execute("CREATE TABLE audit_event (id INTEGER PRIMARY KEY)")
+    connection.close()
+    failed = app.test_cli_runner().invoke(args=["restore", str(blocked)])
+    assert failed.exit_code != 0
+    assert "Nothing was restored: Upgrading the restored database failed" in failed.output
+    assert audit_kinds(app) == ["admin_restore"]  # the same database as before
+    with sqlite3.connect(database) as connection:  # type: ignore[arg-type]
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+        assert connection.execute("SELECT title FROM conversation").fetchall() == [("Old",)]
+    connection.close()
+    assert not [p.name for p in database.parent.iterdir() if "restoring" in p.name]  # type: ignore[union-attr]
 
 
 def test_the_copy_lets_the_workers_other_greenlets_run_between_its_steps(tmp_path: Path) -> None:
