@@ -45,16 +45,18 @@ SHUTDOWN_MARGIN = 3
 
 
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
-    """Set the garbage collector for many live answers (chatapp/collector.py). On SIGTERM
-    (stop, reload), let answers finish, then store the rest as interrupted."""
+    """Set the garbage collector for many live answers (chatapp/collector.py); hold the lock
+    that keeps `flask restore` off a served database (chatapp/backup.py). On SIGTERM (stop,
+    reload), let answers finish, then store the rest as interrupted."""
     import signal
 
     import gevent
 
-    from chatapp import collector
+    from chatapp import backup, collector
     from chatapp.streaming import streams
 
     collector.tune()
+    backup.hold_serving_lock(worker.wsgi)
 
     stop_accepting = worker.handle_exit
 

@@ -54,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(attachments.bp)
     app.register_blueprint(streaming.bp)
     app.register_blueprint(operations.bp)
+    _add_sysadmin_duties(app)
     auth.init_app(app)
     app.session_interface = auth.SessionCookies()
     streaming.Streams(app)
@@ -92,6 +93,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return render_template("error.html", error=exc, message=message), exc.code or 500
 
     return app
+
+
+def _add_sysadmin_duties(app: Flask) -> None:
+    """The audit log's page and command, and the backup and restore commands."""
+    from . import backup
+    from .audit.cli import audit_command
+    from .audit.views import bp as audit_bp
+
+    app.register_blueprint(audit_bp)
+    app.cli.add_command(audit_command)
+    app.cli.add_command(backup.backup_command)
+    app.cli.add_command(backup.restore_command)
 
 
 def _notice(exc: HTTPException) -> str:

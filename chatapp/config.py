@@ -87,6 +87,13 @@ DEFAULTS: dict[str, Any] = {
     "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
     "SQLALCHEMY_ENGINE_OPTIONS": {},
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    # A directory of files the app keeps beside the database: backups copy it, restore puts
+    # it back. None: there is none.
+    "FILES_DIR": None,
+    # Retention (chatapp/retention.py): conversations untouched for longer than this many days
+    # are deleted, and audit events older than theirs; 0 keeps them for good.
+    "RETAIN_DAYS": 0,
+    "AUDIT_RETAIN_DAYS": 0,
     # Accounts
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
@@ -143,6 +150,9 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
         uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
     config["SQLALCHEMY_DATABASE_URI"] = uri
 
+    for key in ("RETAIN_DAYS", "AUDIT_RETAIN_DAYS"):
+        config[key] = _days(key, config[key])
+
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = _instance_secret(Path(instance_path))
 
@@ -171,6 +181,20 @@ def private_sqlite_file(uri: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass  # made before (its mode is the sysadmin's to keep)
+
+
+def _days(key: str, value: Any) -> float:
+    """A retention period in days: a number, 0 or more (0 or empty: keep for good)."""
+    try:
+        days = float(value or 0)
+    except (TypeError, ValueError):
+        days = -1.0
+    if not days >= 0 or days == float("inf"):
+        raise ValueError(
+            f"CHATAPP_{key} must be a number of days, 0 or more (0 keeps everything); "
+            f"it is {value!r}."
+        )
+    return days
 
 
 def _instance_secret(instance: Path) -> str:

@@ -77,8 +77,13 @@ class User(db.Model):  # type: ignore[name-defined]
 
 class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversation"
-    # The sidebar: a person's conversations, most recently active first.
-    __table_args__ = (Index("ix_conversation_user_recent", "user_id", "updated_at", "id"),)
+    __table_args__ = (
+        # The sidebar: a person's conversations, most recently active first.
+        Index("ix_conversation_user_recent", "user_id", "updated_at", "id"),
+        # Retention (CHATAPP_RETAIN_DAYS): the conversations untouched the longest, without
+        # reading the others.
+        Index("ix_conversation_updated_at", "updated_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Whose it is. Empty only for conversations from before accounts, until the first admin
@@ -233,6 +238,33 @@ class AttachedFile:
             attachment.pages,
             attachment.file_id,
         )
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined]
+    """One thing done that an admin may have to account for: who, what, to what, when and
+    from where (chatapp/audit). Never the text of a conversation, nor its title."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        # The admins' filters, newest first; retention (CHATAPP_AUDIT_RETAIN_DAYS) by age.
+        Index("ix_audit_event_username", "username", "id"),
+        Index("ix_audit_event_kind", "kind", "id"),
+        Index("ix_audit_event_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))  # "sign_in", "conversation_deleted", ...
+    # Who: the account and its name at the time (no foreign key: the log outlives what it
+    # names). A failed sign-in has the name typed and no id; the command line and the server
+    # itself have neither (`address` says which).
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str | None] = mapped_column(String(80))
+    # What it was done to: an account or a conversation, by id, as the kind says.
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    # From where: the client's address, "cli:<system user>", or empty for the server itself.
+    address: Mapped[str | None] = mapped_column(String(64))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import bindparam, select, text, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import audit
 from ..extensions import db
 from ..models import Conversation, User
 
@@ -162,6 +163,11 @@ def end_sessions(user: User) -> None:
     db.session.commit()
 
 
+def described(user: User) -> str:
+    """An account as the audit log names it: its username, and whether it is an admin."""
+    return f"{user.username} (admin)" if user.is_admin else user.username
+
+
 def set_password(user: User, password: str) -> None:
     """A new password; every session signed in with the old one ends."""
     user.password_hash = _hash(password)
@@ -219,9 +225,10 @@ def _account(username: str) -> User:
 def create_command(username: str, admin: bool) -> None:
     """Create an account; the password comes from stdin or a prompt."""
     try:
-        create(username, _password(), admin=admin)
+        user = create(username, _password(), admin=admin)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record("user_created", actor=None, target=user.id, detail=described(user))
     click.echo(f"Created {'admin ' if admin else ''}{username}.")
 
 
@@ -239,7 +246,9 @@ def list_command() -> None:
 @with_appcontext
 def disable_command(username: str) -> None:
     """Stop an account from signing in (its conversations stay)."""
-    set_disabled(_account(username), True)
+    user = _account(username)
+    set_disabled(user, True)
+    audit.record("user_disabled", actor=None, target=user.id, detail=user.username)
     click.echo(f"Disabled {username}.")
 
 
@@ -248,7 +257,9 @@ def disable_command(username: str) -> None:
 @with_appcontext
 def enable_command(username: str) -> None:
     """Let a disabled account sign in again."""
-    set_disabled(_account(username), False)
+    user = _account(username)
+    set_disabled(user, False)
+    audit.record("user_enabled", actor=None, target=user.id, detail=user.username)
     click.echo(f"Enabled {username}.")
 
 
@@ -257,8 +268,10 @@ def enable_command(username: str) -> None:
 @with_appcontext
 def reset_password_command(username: str) -> None:
     """Set a new password; it comes from stdin or a prompt."""
+    user = _account(username)
     try:
-        set_password(_account(username), _password())
+        set_password(user, _password())
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
+    audit.record("password_reset", actor=None, target=user.id, detail=user.username)
     click.echo(f"New password set for {username}.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import current_app, request
 from sqlalchemy.exc import IntegrityError
 
-from .. import clients
+from .. import audit, clients
 from ..extensions import db
 from ..models import User
 from . import accounts
@@ -41,6 +41,9 @@ def user_from_trusted_header() -> User | None:
             user = accounts.find(username)
             if user is None:
                 return None
+        else:
+            detail = f"{user.username}, named by the trusted proxy's {header}"
+            audit.record("user_created", actor=None, target=user.id, detail=detail)
     if user.disabled:
         return None
     if admin is not None and user.is_admin != admin:

@@ -23,6 +23,7 @@ from flask_login import current_user, login_user, logout_user
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .. import audit
 from ..conversations import store
 from ..models import User
 from . import accounts, usage
@@ -98,11 +99,13 @@ def _signed_in(user: User, address: str) -> None:
     """Start a session for `user`: the one place a sign-in by password succeeds."""
     _new_session()
     login_user(user)
+    audit.record("sign_in", actor=user)
     log.info("signed in", extra={"fields": {"user": user.username, "address": address}})
 
 
 def _sign_in_failed(username: str, address: str) -> None:
     """The one place a sign-in by password fails (wrong password, unknown or disabled)."""
+    audit.record("sign_in_failed", actor=username.strip())
     log.info("sign-in failed", extra={"fields": {"user": username, "address": address}})
 
 
@@ -122,6 +125,7 @@ def logout() -> ResponseReturnValue:
     """
     if current_user.is_authenticated:
         user: User = current_user._get_current_object()
+        audit.record("sign_out", actor=user)
         accounts.end_sessions(user)
         log.info(
             "signed out",
@@ -145,6 +149,7 @@ def setup() -> ResponseReturnValue:
     except accounts.AccountError as exc:
         shown = username[: accounts.MAX_USERNAME]
         return render_template("setup.html", error=str(exc), username=shown), 422
+    audit.record("user_created", actor=user, target=user.id, detail=accounts.described(user))
     _signed_in(user, request.remote_addr or "?")
     return redirect(url_for("conversations.index"))
 
@@ -153,16 +158,21 @@ def setup() -> ResponseReturnValue:
 def users() -> ResponseReturnValue:
     """Admins add accounts here, and disable or enable them."""
     _admin_only()
+    admin = current_user._get_current_object()
     error, status = None, 200
     if request.method == "POST":
         try:
-            accounts.create(
+            user = accounts.create(
                 request.form.get("username", ""),
                 request.form.get("password", ""),
                 admin=request.form.get("admin") == "on",
             )
         except accounts.AccountError as exc:
             error, status = str(exc), 422
+        else:
+            audit.record(
+                "user_created", actor=admin, target=user.id, detail=accounts.described(user)
+            )
     return render_template("admin_users.html", users=accounts.all_users(), error=error), status
 
 
@@ -202,6 +212,10 @@ def _set_disabled(user_id: int, disabled: bool) -> ResponseReturnValue:
     if user is None or user.id == current_user.id:
         abort(404)  # no such account (or your own: an admin cannot lock themselves out)
     accounts.set_disabled(user, disabled)
+    kind = "user_disabled" if disabled else "user_enabled"
+    audit.record(
+        kind, actor=current_user._get_current_object(), target=user.id, detail=user.username
+    )
     return redirect(url_for("auth.users"))
 
 

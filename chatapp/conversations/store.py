@@ -6,16 +6,19 @@ exactly like ids that do not exist, so nobody can even learn which ones do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import abort
 from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import selectinload
 
+from .. import audit
 from ..extensions import db
-from ..llm import errors
+from ..llm import errors, files
 from ..llm.catalogue import EFFORT_LEVELS, Catalogue, Model
 from ..llm.thinking import BUDGET_RANGE, DEFAULT_BUDGET, Thinking, fit
 from ..models import (
@@ -460,30 +463,146 @@ def rename(conversation: Conversation, title: str) -> None:
     db.session.commit()
 
 
-def delete(conversation: Conversation) -> list[str]:
-    """Delete the conversation and every message in it, with their files; return the ids of
-    the files' Files API copies, for the caller to delete there (`Files.forget_later`)."""
-    uploaded = [
-        file_id
-        for file_id in db.session.scalars(
-            select(Attachment.file_id)
-            .join(Message, Message.id == Attachment.message_id)
-            .where(Message.conversation_id == conversation.id)
-            .where(Attachment.file_id.is_not(None))
-        )
-        if file_id
-    ]
-    db.session.delete(conversation)
-    db.session.commit()
-    return uploaded
-
-
 def switch_model(conversation: Conversation, model_id: str, model: Model | None) -> None:
     """Move the conversation to another model, keeping the thinking it takes; commit."""
     conversation.model = model_id
     fitted, _notes = fit(thinking_of(conversation), model)
     conversation.thinking, conversation.effort = fitted.on, fitted.effort
     db.session.commit()
+
+
+def delete(conversation: Conversation, *, by: User) -> None:
+    """Delete the conversation and every message in it, and record it in the audit log."""
+    delete_conversations([conversation.id], actor=by)
+
+
+def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> int:
+    """Delete every conversation of the owner's, `batch` to a transaction with `pause()`
+    between them (a long history must not hold the worker); return how many went."""
+    total = 0
+    while True:
+        ids = list(
+            db.session.scalars(
+                select(Conversation.id)
+                .where(Conversation.user_id == owner.id)
+                .order_by(Conversation.id)
+                .limit(batch)
+            )
+        )
+        deleted = delete_conversations(ids, actor=owner, detail="all of theirs at once")
+        total += len(deleted)
+        if not deleted:
+            return total
+        pause()
+
+
+def delete_conversations(
+    conversation_ids: Sequence[int],
+    *,
+    actor: User | None,
+    detail: str = "",
+    untouched_before: datetime | None = None,
+) -> list[int]:
+    """Delete these conversations with everything in them, record each in the audit log,
+    commit, and return the ids that went.
+
+    Every deletion of conversations comes here (one, all of a person's, retention's), so
+    whatever a conversation owns goes with it: rows by their foreign keys' ON DELETE
+    CASCADE (messages), anything else (files) from here. With `untouched_before`, only
+    conversations not updated since then and with no answer streaming go: the DELETE checks
+    it itself, so one that somebody took up meanwhile stays.
+    """
+    if not conversation_ids:
+        return []
+    uploaded = _uploaded_files(conversation_ids)
+    statement = delete_rows(Conversation).where(Conversation.id.in_(conversation_ids))
+    if untouched_before is not None:
+        statement = statement.where(Conversation.updated_at < untouched_before).where(
+            ~_has_streaming_answer()
+        )
+    deleted = db.session.execute(
+        statement.returning(Conversation.id, Conversation.user_id),
+        execution_options={"synchronize_session": False},
+    ).all()
+    owners = {row.user_id for row in deleted} - {actor.id if actor else None}
+    names = {
+        row.id: row.username
+        for row in db.session.execute(select(User.id, User.username).where(User.id.in_(owners)))
+    }
+    for row in deleted:
+        # Someone else's (or the server's) doing: say whose conversation it was.
+        whose = f"owner {names[row.user_id]}" if row.user_id in names else ""
+        text = "; ".join(part for part in (detail, whose) if part)
+        audit.record("conversation_deleted", actor=actor, target=row.id, detail=text, commit=False)
+    db.session.commit()
+    # The files went with their messages; their copies at the Files API go too.
+    files.forget_later([file_id for row in deleted for file_id in uploaded.get(row.id, ())])
+    return [row.id for row in deleted]
+
+
+def _uploaded_files(conversation_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The Files API copies of these conversations' files, by conversation."""
+    found: dict[int, list[str]] = {}
+    for conversation_id, file_id in db.session.execute(
+        select(Message.conversation_id, Attachment.file_id)
+        .join(Message, Message.id == Attachment.message_id)
+        .where(Message.conversation_id.in_(conversation_ids))
+        .where(Attachment.file_id.is_not(None))
+    ):
+        if file_id:
+            found.setdefault(conversation_id, []).append(file_id)
+    return found
+
+
+def expired_conversations(untouched_before: datetime, *, limit: int) -> list[tuple[int, int]]:
+    """Up to `limit` conversations not updated since `untouched_before` and with no answer
+    streaming, the longest untouched first: each one's id and how many messages it has.
+
+    On PostgreSQL they stay locked until the transaction ends and rows another worker holds
+    are skipped, so workers sweeping at once each take different ones.
+    """
+    messages = (
+        select(func.count(Message.id))
+        .where(Message.conversation_id == Conversation.id)
+        .scalar_subquery()
+    )
+    rows = db.session.execute(
+        select(Conversation.id, messages)
+        .where(Conversation.updated_at < untouched_before)
+        .where(~_has_streaming_answer())
+        .order_by(Conversation.updated_at, Conversation.id)
+        .limit(limit)
+        .with_for_update(of=Conversation, skip_locked=True)
+    )
+    return [(row[0], int(row[1])) for row in rows]
+
+
+def _has_streaming_answer() -> ColumnElement[bool]:
+    # The few answers streaming, by the status index, once: not each conversation's messages
+    # (reading a message's status reads past its text).
+    streaming = select(Message.conversation_id).where(Message.status == Status.STREAMING.value)
+    return Conversation.id.in_(streaming)
+
+
+def count_conversations(owner: User) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count(Conversation.id)).where(Conversation.user_id == owner.id)
+        )
+        or 0
+    )
+
+
+def streaming_answers(owner: User) -> list[int]:
+    """The ids of the owner's answers being written now, in any conversation."""
+    return list(
+        db.session.scalars(
+            select(Message.id)
+            .join(Conversation)
+            .where(Conversation.user_id == owner.id)
+            .where(Message.status == Status.STREAMING.value)
+        )
+    )
 
 
 def update_settings(conversation: Conversation, settings: Settings) -> None:

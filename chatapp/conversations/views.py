@@ -18,7 +18,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import attachments, htmx, ids, tools
+from .. import attachments, audit, htmx, ids, tools
 from ..attachments.kinds import FileRefused
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
@@ -259,6 +259,7 @@ def switch_model(conversation_id: int) -> ResponseReturnValue:
 @bp.get("/conversations/<id:conversation_id>/export.md")
 def export_markdown(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
+    audit.record("export", actor=signed_in_user(), target=conversation.id, detail="Markdown")
     return _download(export.as_markdown(conversation), conversation, "md", "text/markdown")
 
 
@@ -266,6 +267,7 @@ def export_markdown(conversation_id: int) -> Response:
 def export_json(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
     body = json.dumps(export.as_json(conversation, current_app.config["PRICES"]), indent=2)
+    audit.record("export", actor=signed_in_user(), target=conversation.id, detail="JSON")
     return _download(body, conversation, "json", "application/json")
 
 
@@ -309,7 +311,23 @@ def delete(conversation_id: int) -> ResponseReturnValue:
     answer = store.streaming_answer(conversation)
     if answer is not None:
         streams().stop(answer.id)
-    streams().files.forget_later(store.delete(conversation))
+    store.delete(conversation, by=signed_in_user())
+    if htmx.is_htmx(request):
+        return htmx.redirect(make_response("", 204), url_for(".index"))
+    return redirect(url_for(".index"), code=303)
+
+
+@bp.route("/conversations/delete-all", methods=["GET", "POST"])
+def delete_all() -> ResponseReturnValue:
+    """Delete all of your conversations: GET asks to confirm (a page, so that it works
+    without JavaScript), POST does it, answers being written stopped first."""
+    owner = signed_in_user()
+    if request.method == "GET" or request.form.get("confirm") != "yes":
+        count = store.count_conversations(owner)
+        return render_template("delete_all.html", count=count)
+    for answer_id in store.streaming_answers(owner):
+        streams().stop(answer_id)
+    store.delete_all(owner, pause=let_streams_run)
     if htmx.is_htmx(request):
         return htmx.redirect(make_response("", 204), url_for(".index"))
     return redirect(url_for(".index"), code=303)

@@ -20,7 +20,7 @@ from typing import Any
 
 import anthropic
 import gevent
-from flask import Flask
+from flask import Flask, current_app
 
 from ..attachments import store
 from ..attachments.kinds import text_of
@@ -38,6 +38,7 @@ class Files:
         self._app = app
         self._client = client
         self._use_files_api = use_files_api
+        app.extensions[EXTENSION_KEY] = self
 
     def blocks(
         self, history: Iterable[MessageState], *, upload_again: bool = False
@@ -97,6 +98,16 @@ class Files:
                 pass  # gone already
             except (anthropic.APIError, OSError) as exc:
                 log.warning("could not delete the uploaded copy %s: %r", file_id, exc)
+
+
+EXTENSION_KEY = "chatapp.files"
+
+
+def forget_later(file_ids: list[str]) -> None:
+    """Delete the Files API copies of files deleted here (the current app's, in a greenlet)."""
+    if file_ids:
+        files: Files = current_app.extensions[EXTENSION_KEY]
+        files.forget_later(file_ids)
 
 
 def lost_file(exc: anthropic.NotFoundError) -> bool:

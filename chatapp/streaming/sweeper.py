@@ -5,6 +5,9 @@ Every worker periodically touches the answers it is writing, and marks as interr
 Such an answer never got Claude's report of its output tokens; if the API had taken its
 request (its prompt's tokens are stored), what it wrote is counted, as for any answer cut
 short (`chatapp.llm.tokens`).
+
+Each round also deletes what has outlived CHATAPP_RETAIN_DAYS and CHATAPP_AUDIT_RETAIN_DAYS
+(`chatapp.retention`), a few small batches at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from flask import Flask
 from gevent.pool import Pool
 from sqlalchemy import select, update
 
+from .. import retention
 from ..extensions import db
 from ..models import Message, Status, utcnow
 
@@ -148,4 +152,8 @@ class Sweeper:
                 self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %gs", self._interval)
+            try:
+                retention.sweep(self._app)  # CHATAPP_RETAIN_DAYS, CHATAPP_AUDIT_RETAIN_DAYS
+            except Exception:
+                log.exception("retention failed; trying again in %gs", self._interval)
             gevent.sleep(self._interval)
