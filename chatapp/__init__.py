@@ -1,22 +1,34 @@
-"""chatapp: a self-hosted chat page that streams Claude's answers into a plain browser."""
+"""chatapp: a self-hosted chat page that streams Claude's answers into a plain browser.
+
+Importing the package imports no library: gunicorn's master imports chatapp.gunicorn_conf
+before its gevent workers patch the standard library, and Flask (which imports ssl) must come
+after the patch. So the libraries are imported inside the functions below.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, make_response, render_template, request
-from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, NotFound
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.exceptions import HTTPException
 
-from . import config as defaults
-from . import costs
+# Where the instance folder (SQLite database, secret_key, config.py) lives, if not where Flask
+# puts it: <checkout>/instance in a checkout, <venv>/var/chatapp-instance when installed.
+INSTANCE_PATH_VARIABLE = "CHATAPP_INSTANCE_PATH"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment (or test_config)."""
-    app = Flask(__name__, instance_relative_config=True)
+    from flask import Flask, make_response, render_template, request
+    from flask.typing import ResponseReturnValue
+    from werkzeug.exceptions import HTTPException
+
+    from . import config as defaults
+    from . import costs
+
+    app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
     app.config.from_mapping(defaults.DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -74,8 +86,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def instance_path() -> str | None:
+    """The instance folder named by CHATAPP_INSTANCE_PATH (made absolute), or None for Flask's."""
+    path = os.environ.get(INSTANCE_PATH_VARIABLE, "").strip()
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def _notice(exc: HTTPException) -> str:
     """What to tell the person whose action failed."""
+    from flask_wtf.csrf import CSRFError
+    from werkzeug.exceptions import NotFound
+
     if isinstance(exc, CSRFError):
         return (
             "This page has expired, so the server could not accept that. Reload the page and "
@@ -87,12 +108,18 @@ def _notice(exc: HTTPException) -> str:
 
 
 def _migrations_directory() -> str:
+    """The Alembic scripts: shipped inside the package by a wheel (setup.py copies them), else
+    the checkout's `migrations/`."""
     from pathlib import Path
 
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    package = Path(__file__).resolve().parent
+    shipped = package / "migrations"
+    return str(shipped if shipped.is_dir() else package.parent / "migrations")
 
 
 def _configure_logging(app: Flask) -> None:
+    import logging
+
     from . import logs
 
     logs.configure(app.config["LOG_FORMAT"])
