@@ -115,11 +115,20 @@ class RemoteBrowser:
 
     # Steps on a named page ------------------------------------------------------------------
 
-    def open(self, page: str, url: str, *, user: str | None = None) -> None:
+    def open(
+        self,
+        page: str,
+        url: str,
+        *,
+        user: str | None = None,
+        viewport: tuple[int, int] = (1100, 900),
+    ) -> None:
         from .conftest import USER_HEADER
         from .server import USER
 
-        self.call("open", page=page, url=url, headers={USER_HEADER: user or USER})
+        self.call(
+            "open", page=page, url=url, headers={USER_HEADER: user or USER}, viewport=viewport
+        )
 
     def close_page(self, page: str) -> None:
         self.call("close", page=page)
@@ -135,6 +144,18 @@ class RemoteBrowser:
 
     def click(self, page: str, selector: str) -> None:
         self.call("click", page=page, selector=selector)
+
+    def click_at(self, page: str, x: float, y: float) -> None:
+        """Click (or tap) the page at a point of the viewport, whatever is there."""
+        self.call("click_at", page=page, x=x, y=y)
+
+    def press(self, page: str, key: str) -> None:
+        """Press a key, or a chord like "Control+Shift+O", in whatever has the focus."""
+        self.call("press", page=page, key=key)
+
+    def resize(self, page: str, width: int, height: int) -> None:
+        """Give the page's viewport another size (as a phone's keyboard does, or a rotation)."""
+        self.call("resize", page=page, width=width, height=height)
 
     def send(self, page: str, prompt: str) -> None:
         """Type a prompt in the composer and press Enter, as a user does."""
@@ -227,7 +248,7 @@ class _Driver:
             return "ready"
         name = command.pop("page")
         if op == "open":
-            return self._open(name, command["url"], command["headers"])
+            return self._open(name, command["url"], command["headers"], command["viewport"])
         page = self.pages[name]
         try:
             return getattr(self, f"_{op}")(name, page, **command)
@@ -235,11 +256,12 @@ class _Driver:
             self._shoot(page, f"failure-{name}")
             raise
 
-    def _open(self, name: str, url: str, headers: dict[str, str]) -> None:
+    def _open(self, name: str, url: str, headers: dict[str, str], viewport: list[int]) -> None:
         if name in self.pages:
             self.pages.pop(name).context.close()
+        width, height = viewport
         context = self.browser.new_context(
-            viewport={"width": 1100, "height": 900}, extra_http_headers=headers
+            viewport={"width": width, "height": height}, extra_http_headers=headers
         )
         context.add_init_script(RECORDER)
         page = context.new_page()
@@ -274,6 +296,15 @@ class _Driver:
         box = page.get_by_label("Message")
         box.fill(prompt)
         box.press("Enter")
+
+    def _click_at(self, name: str, page: Any, x: float, y: float) -> None:
+        page.mouse.click(x, y)
+
+    def _press(self, name: str, page: Any, key: str) -> None:
+        page.keyboard.press(key)
+
+    def _resize(self, name: str, page: Any, width: int, height: int) -> None:
+        page.set_viewport_size({"width": width, "height": height})
 
     def _reload(self, name: str, page: Any) -> None:
         page.reload()
