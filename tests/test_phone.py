@@ -69,6 +69,7 @@ LAYOUT = """
     drawer_button: shown(drawer) ? drawer.getAttribute("aria-expanded") : null,
     focused: focused && (focused.id || focused.className),
     focus_in_sidebar: sidebar.contains(document.activeElement),
+    page_inert: document.querySelector("main").inert,
     scroller_height: document.getElementById("scroller").getBoundingClientRect().height,
     path: location.pathname,
   };
@@ -271,12 +272,14 @@ def test_the_drawer_opens_closes_and_leads_to_a_conversation(
     browser.wait_for("drawer", sidebar_in_view)
     opened = browser.evaluate("drawer", LAYOUT)
     assert opened["drawer_button"] == "true" and opened["focus_in_sidebar"], opened
+    assert opened["page_inert"] is True  # a modal panel: the page under it is out of reach
     assert opened["sidebar"]["right"] <= PHONE[0] and opened["sidebar_links"] == 2
     shot(browser, "drawer", "phone-drawer")
     browser.press("drawer", "Escape")
     browser.wait_for("drawer", sidebar_gone)
     closed = browser.evaluate("drawer", LAYOUT)
     assert closed["drawer_button"] == "false" and closed["focused"] == "drawer-button"
+    assert closed["page_inert"] is False
 
     # A tap on the dimmed page beside it closes it too.
     browser.click("drawer", "#drawer-button")
@@ -299,6 +302,15 @@ def test_the_drawer_opens_closes_and_leads_to_a_conversation(
     browser.evaluate("drawer", "() => history.back()")
     browser.wait_for("drawer", "(path) => location.pathname === path", first)
     browser.wait_for("drawer", sidebar_gone)
+
+    # Turned to a wide screen with the drawer open: the sidebar in its column, the page usable.
+    browser.click("drawer", "#drawer-button")
+    browser.wait_for("drawer", sidebar_in_view)
+    browser.resize("drawer", *DESKTOP)
+    browser.wait_for("drawer", "() => !document.querySelector('main').inert")
+    wide = browser.evaluate("drawer", LAYOUT)
+    assert wide["drawer_button"] is None and wide["sidebar"] is not None
+    assert_tidy(wide)
     assert browser.errors("drawer") == []
     browser.close_page("drawer")
 

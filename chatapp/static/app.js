@@ -192,10 +192,15 @@
     if (!holder) return;
     button.setAttribute("aria-expanded", open ? "true" : "false");
     holder.toggleAttribute("data-open", open);
-    if (open && button.id === "drawer-button") {
-      // Into the drawer, on its first link: a keyboard user goes on from there.
-      var first = document.querySelector("#sidebar a, #sidebar button");
-      if (first) first.focus();
+    if (button.id === "drawer-button") {
+      // The open drawer is a modal panel: the page under it takes no focus or clicks.
+      var main = button.closest("main");
+      if (main) main.inert = open;
+      if (open) {
+        // Into the drawer, on its first link: a keyboard user goes on from there.
+        var first = document.querySelector("#sidebar a, #sidebar button");
+        if (first) first.focus();
+      }
     }
     if (!open && focusBack) button.focus();
   }
@@ -223,9 +228,15 @@
     });
   });
 
-  // Back to this page from the browser's cache: show it closed.
+  // Back to this page from the browser's cache, or a window grown wide enough to hide the
+  // buttons: show everything closed.
   window.addEventListener("pageshow", function () {
     openButtons().forEach(function (open) { setOpen(open, false, false); });
+  });
+  window.addEventListener("resize", function () {
+    openButtons().forEach(function (open) {
+      if (!open.getClientRects().length) setOpen(open, false, false);
+    });
   });
 
   // -- Keyboard shortcuts, listed in the dialog that `?` opens -----------------------------
