@@ -76,6 +76,11 @@ LAYOUT = """
 }
 """
 
+# The page has taken the viewport's new height (app.js follows the visual viewport).
+FITTED = "() => getComputedStyle(document.body).height === window.innerHeight + 'px'"
+# Two frames later: whatever the last step set off (a scroll into view, a resize) is done.
+SETTLED = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
 # Controls that other parts of chatapp will add: Share in the header's actions and beside the
 # total, a file button in the composer.
 MORE_CONTROLS = """
@@ -247,7 +252,9 @@ def test_on_a_phone_the_conversation_fills_the_screen_and_nothing_overlaps(
 
     # A keyboard takes half the screen: the header and the composer both stay in view.
     browser.resize("phone", 390, 420)
+    browser.wait_for("phone", FITTED)
     browser.evaluate("phone", "() => document.getElementById('message-input').focus()")
+    browser.evaluate("phone", SETTLED)
     squeezed = browser.evaluate("phone", LAYOUT)
     assert_tidy(squeezed)
     shot(browser, "phone", "phone-keyboard")

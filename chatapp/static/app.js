@@ -264,7 +264,9 @@
     var key = event.key;
     var command = event.ctrlKey || event.metaKey;
 
-    if (command && event.shiftKey && !event.altKey && event.code === "KeyO") {
+    // The O key: by the letter it types, or by its place where the layout types no Latin letter.
+    var letterO = /^o$/i.test(key) || (!/^[a-z]$/i.test(key) && event.code === "KeyO");
+    if (command && event.shiftKey && !event.altKey && letterO) {
       // New chat, from anywhere (as in other chat apps).
       var newChat = document.querySelector(".sidebar__new");
       if (!newChat) return;
