@@ -28,8 +28,6 @@ from bs4 import BeautifulSoup
 from .conftest import USER_HEADER
 from .server import HOST, ROOT, _database, free_port
 
-pytestmark = pytest.mark.slow
-
 USER = "wheel-admin"
 # Variables of the developer's shell that the server must not see (besides CHATAPP_* and the
 # like); PATH is replaced by the virtualenv's bin/.
@@ -138,6 +136,18 @@ def wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Path) 
     raise AssertionError(f"gunicorn did not answer on {url}:\n{log.read_text(errors='replace')}")
 
 
+def test_gunicorns_master_imports_no_library_before_the_workers_patch() -> None:
+    """gunicorn's master imports the config module; its gevent workers patch the standard
+    library only after the fork. ssl imported before the patch can break TLS to the API."""
+    check = (
+        "import sys, chatapp.gunicorn_conf; "
+        "print(sorted({'ssl', 'socket', 'threading', 'flask', 'gevent'} & set(sys.modules)))"
+    )
+    imported = run([sys.executable, "-c", check], cwd=ROOT)
+    assert imported.strip() == "[]", imported
+
+
+@pytest.mark.slow
 def test_the_wheel_installs_and_serves_htmx_without_node(tmp_path: Path) -> None:
     # Build: `make dist`, as a release would (npm is needed here, and only here).
     dist = tmp_path / "dist"
