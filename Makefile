@@ -1,15 +1,16 @@
-# chatapp: `make run` serves the app, `make test` runs every test.
+# chatapp: `make run` serves the app, `make test` runs every test, `make dist` builds the wheel.
 # Each target installs what it needs first; stamps keep repeat runs fast.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 VENDOR := chatapp/static/vendor
+DIST ?= dist
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-fast install install-test browser nginx migrate clean bench bench-render
+.PHONY: run test test-fast install install-test browser nginx migrate dist clean bench bench-render
 
 run: install migrate
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
@@ -40,12 +41,18 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-$(VENDOR)/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
-	mkdir -p $(VENDOR)
-	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
-	cp node_modules/htmx-ext-sse/dist/sse.min.js $(VENDOR)/sse.min.js
+# htmx and its SSE extension from the tarballs package-lock.json pins, their sha512 checked.
+$(VENDOR)/.installed: package.json package-lock.json scripts/vendor.py
+	$(PYTHON) scripts/vendor.py $(VENDOR)
 	touch $@
+
+# A wheel that servers install without Node: dist/chatapp-VERSION-py3-none-any.whl. It holds
+# the templates, static files (htmx checked against the lockfile again, now) and migrations.
+dist: install
+	$(PYTHON) scripts/vendor.py $(VENDOR)
+	rm -rf build $(DIST)/chatapp-*.whl
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
+	@ls $(DIST)/chatapp-*.whl
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own here).
 browser:
@@ -74,4 +81,4 @@ migrate: install
 	$(BIN)/flask --app wsgi db upgrade
 
 clean:
-	rm -rf $(VENV) node_modules $(VENDOR) *.egg-info
+	rm -rf $(VENV) node_modules $(VENDOR) *.egg-info build $(DIST)

@@ -373,8 +373,9 @@ def server_command(kind: str, port: int, options: Options) -> list[str]:
 
 
 def app_worker_connections() -> int:
-    """worker_connections of gunicorn.conf.py, so that the relay runs with the same limit."""
-    text = (ROOT / "gunicorn.conf.py").read_text()
+    """worker_connections of the app's gunicorn settings (chatapp/gunicorn_conf.py, which
+    gunicorn.conf.py reads), so that the relay runs with the same limit."""
+    text = (ROOT / "chatapp" / "gunicorn_conf.py").read_text()
     match = re.search(r"^worker_connections\s*=\s*(\d+)", text, re.MULTILINE)
     return int(match.group(1)) if match else 1000
 

@@ -1,22 +1,34 @@
-"""chatapp: a self-hosted chat page that streams Claude's answers into a plain browser."""
+"""chatapp: a self-hosted chat page that streams Claude's answers into a plain browser.
+
+Importing the package imports no library: gunicorn's master imports chatapp.gunicorn_conf
+before its gevent workers patch the standard library, and Flask (which imports ssl) must come
+after the patch. So the libraries are imported inside the functions below.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, make_response, render_template, request
-from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import clients, costs, headers, ids
-from . import config as defaults
+# Where the instance folder (SQLite database, secret_key, config.py) lives, if not where Flask
+# puts it: <checkout>/instance in a checkout, <venv>/var/chatapp-instance when installed.
+INSTANCE_PATH_VARIABLE = "CHATAPP_INSTANCE_PATH"
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment (or test_config)."""
-    app = Flask(__name__, instance_relative_config=True)
+    from flask import Flask, make_response, render_template, request
+    from flask.typing import ResponseReturnValue
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+    from . import clients, costs, headers, ids
+    from . import config as defaults
+
+    app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
     app.url_map.converters["id"] = ids.IdConverter  # before any route uses it
     app.config.from_mapping(defaults.DEFAULTS)
     if test_config is None:
@@ -107,8 +119,17 @@ def _add_sysadmin_duties(app: Flask) -> None:
     app.cli.add_command(backup.restore_command)
 
 
+def instance_path() -> str | None:
+    """The instance folder named by CHATAPP_INSTANCE_PATH (made absolute), or None for Flask's."""
+    path = os.environ.get(INSTANCE_PATH_VARIABLE, "").strip()
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def _notice(exc: HTTPException) -> str:
     """What to tell the person whose action failed."""
+    from flask_wtf.csrf import CSRFError
+    from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+
     if isinstance(exc, CSRFError):
         return (
             "This page has expired, so the server could not accept that. Reload the page and "
@@ -122,10 +143,11 @@ def _notice(exc: HTTPException) -> str:
 
 
 def too_large(exc: RequestEntityTooLarge) -> str:
-    """What to tell someone whose request was over CHATAPP_MAX_CONTENT_LENGTH."""
-    from flask import current_app
+    """What to tell someone whose request was over its limit (CHATAPP_MAX_CONTENT_LENGTH, or
+    what a question's files may take)."""
+    from flask import request
 
-    limit = current_app.config.get("MAX_CONTENT_LENGTH") or 0
+    limit = request.max_content_length or 0
     return (
         f"That was more than the server takes in one request ({limit / 1024 / 1024:g} MB), "
         "so nothing was saved. Shorten it and try again; copy any text you typed first."
@@ -133,12 +155,18 @@ def too_large(exc: RequestEntityTooLarge) -> str:
 
 
 def _migrations_directory() -> str:
+    """The Alembic scripts: shipped inside the package by a wheel (setup.py copies them), else
+    the checkout's `migrations/`."""
     from pathlib import Path
 
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    package = Path(__file__).resolve().parent
+    shipped = package / "migrations"
+    return str(shipped if shipped.is_dir() else package.parent / "migrations")
 
 
 def _configure_logging(app: Flask) -> None:
+    import logging
+
     from . import logs
 
     logs.configure(app.config["LOG_FORMAT"])

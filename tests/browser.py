@@ -131,6 +131,7 @@ class RemoteBrowser:
         user: str | None = None,
         by_header: bool = True,
         ignore_https_errors: bool = False,
+        viewport: tuple[int, int] = (1100, 900),
     ) -> None:
         """Open `url` in a new context; `by_header=False` sends no user header (the page signs
         in as a person does), `ignore_https_errors` accepts a self-signed certificate."""
@@ -144,6 +145,7 @@ class RemoteBrowser:
             url=url,
             headers=headers,
             ignore_https_errors=ignore_https_errors,
+            viewport=viewport,
         )
 
     def goto(self, page: str, url: str) -> None:
@@ -168,6 +170,18 @@ class RemoteBrowser:
 
     def click(self, page: str, selector: str) -> None:
         self.call("click", page=page, selector=selector)
+
+    def click_at(self, page: str, x: float, y: float) -> None:
+        """Click (or tap) the page at a point of the viewport, whatever is there."""
+        self.call("click_at", page=page, x=x, y=y)
+
+    def press(self, page: str, key: str) -> None:
+        """Press a key, or a chord like "Control+Shift+O", in whatever has the focus."""
+        self.call("press", page=page, key=key)
+
+    def resize(self, page: str, width: int, height: int) -> None:
+        """Give the page's viewport another size (as a phone's keyboard does, or a rotation)."""
+        self.call("resize", page=page, width=width, height=height)
 
     def send(self, page: str, prompt: str) -> None:
         """Type a prompt in the composer and press Enter, as a user does."""
@@ -284,6 +298,7 @@ class _Driver:
                 name,
                 command["url"],
                 command["headers"],
+                command["viewport"],
                 command.get("ignore_https_errors", False),
             )
         page = self.pages[name]
@@ -294,12 +309,18 @@ class _Driver:
             raise
 
     def _open(
-        self, name: str, url: str, headers: dict[str, str], ignore_https_errors: bool = False
+        self,
+        name: str,
+        url: str,
+        headers: dict[str, str],
+        viewport: list[int],
+        ignore_https_errors: bool = False,
     ) -> None:
         if name in self.pages:
             self.pages.pop(name).context.close()
+        width, height = viewport
         context = self.browser.new_context(
-            viewport={"width": 1100, "height": 900},
+            viewport={"width": width, "height": height},
             extra_http_headers=headers,
             ignore_https_errors=ignore_https_errors,
         )
@@ -343,6 +364,15 @@ class _Driver:
         box = page.get_by_label("Message")
         box.fill(prompt)
         box.press("Enter")
+
+    def _click_at(self, name: str, page: Any, x: float, y: float) -> None:
+        page.mouse.click(x, y)
+
+    def _press(self, name: str, page: Any, key: str) -> None:
+        page.keyboard.press(key)
+
+    def _resize(self, name: str, page: Any, width: int, height: int) -> None:
+        page.set_viewport_size({"width": width, "height": height})
 
     def _reload(self, name: str, page: Any) -> None:
         page.reload()

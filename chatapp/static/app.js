@@ -1,5 +1,6 @@
-// chatapp's own browser code: the composer's keys, staying pinned to the newest text, and
-// resuming streams exactly. No build step; htmx and its SSE extension do the rest.
+// chatapp's own browser code: the composer's keys, staying pinned to the newest text,
+// resuming streams exactly, the drawer and menu of narrow screens, and keyboard shortcuts.
+// No build step; htmx and its SSE extension do the rest.
 (function () {
   "use strict";
 
@@ -305,5 +306,147 @@
     new MutationObserver(function () {
       if (pinned) scrollToEnd();
     }).observe(messages, { childList: true, subtree: true, characterData: true });
+  });
+
+  // -- The page fits what can be seen, so the composer stays above an on-screen keyboard ------
+  // A keyboard that covers the page (iOS; Chrome by default) shrinks only the visual
+  // viewport, which 100dvh does not follow: the page takes that height (app.css).
+  var viewport = window.visualViewport;
+  if (viewport) {
+    var fitViewport = function () {
+      if (viewport.scale > 1.01) return; // pinch-zoomed: not a keyboard, keep the page as it is
+      var root = document.documentElement;
+      root.style.setProperty("--viewport-height", Math.round(viewport.height) + "px");
+      root.setAttribute("data-viewport-height", "");
+      if (pinned) scrollToEnd();
+    };
+    viewport.addEventListener("resize", fitViewport);
+    fitViewport();
+  }
+
+  // -- Narrow screens: the conversations drawer and the header's actions menu ---------------
+  // Each opens from a button with aria-expanded; data-open on its holder is what app.css
+  // shows. The drawer's holder is the layout, which outlives the sidebar's out-of-band swaps.
+  // Wide screens hide the buttons and show both whatever the state.
+  function holderOf(button) {
+    return button.id === "drawer-button" ? document.getElementById("layout") : button.parentElement;
+  }
+
+  function setOpen(button, open, focusBack) {
+    var holder = holderOf(button);
+    if (!holder) return;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    holder.toggleAttribute("data-open", open);
+    if (button.id === "drawer-button") {
+      // The open drawer is a modal panel: the page under it takes no focus or clicks.
+      var main = button.closest("main");
+      if (main) main.inert = open;
+      if (open) {
+        // Into the drawer, on its first link: a keyboard user goes on from there.
+        var first = document.querySelector("#sidebar a, #sidebar button");
+        if (first) first.focus();
+      }
+    }
+    if (!open && focusBack) button.focus();
+  }
+
+  function openButtons() {
+    return document.querySelectorAll("#drawer-button[aria-expanded=true], .chat__more-button[aria-expanded=true]");
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    var button = target.closest("#drawer-button, .chat__more-button");
+    if (button) {
+      setOpen(button, button.getAttribute("aria-expanded") !== "true", false);
+      return;
+    }
+    // Choosing something in an open drawer or menu closes it; so does a tap outside it (on
+    // the drawer's dimmed page: the layout itself).
+    openButtons().forEach(function (open) {
+      var holder = holderOf(open);
+      var panel = document.getElementById(open.getAttribute("aria-controls"));
+      var chose = panel && panel.contains(target) && target.closest("a, button");
+      var outside = open.id === "drawer-button" ? target === holder : holder && !holder.contains(target);
+      if (chose || outside) setOpen(open, false, false);
+    });
+  });
+
+  // Back to this page from the browser's cache, or a window grown wide enough to hide the
+  // buttons: show everything closed.
+  window.addEventListener("pageshow", function () {
+    openButtons().forEach(function (open) { setOpen(open, false, false); });
+  });
+  window.addEventListener("resize", function () {
+    openButtons().forEach(function (open) {
+      if (!open.getClientRects().length) setOpen(open, false, false);
+    });
+  });
+
+  // -- Keyboard shortcuts, listed in the dialog that `?` opens -----------------------------
+  function typing(element) {
+    if (!(element instanceof Element)) return false;
+    if (element.isContentEditable) return true;
+    if (element instanceof HTMLTextAreaElement || element instanceof HTMLSelectElement) return true;
+    return element instanceof HTMLInputElement &&
+      !/^(button|checkbox|radio|submit|reset|file|image|range|color)$/.test(element.type);
+  }
+
+  function showShortcuts() {
+    var dialog = document.getElementById("shortcuts");
+    if (dialog && !dialog.open) dialog.showModal();
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target : null;
+    if (target && target.closest(".sidebar__shortcuts")) showShortcuts();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.isComposing) return;
+    if (document.querySelector("dialog[open]")) return; // the dialog has the keys (Esc closes it)
+    var key = event.key;
+    var command = event.ctrlKey || event.metaKey;
+
+    // The O key: by the letter it types, or by its place where the layout types no Latin letter.
+    var letterO = /^o$/i.test(key) || (!/^[a-z]$/i.test(key) && event.code === "KeyO");
+    if (command && event.shiftKey && !event.altKey && letterO) {
+      // New chat, from anywhere (as in other chat apps).
+      var newChat = document.querySelector(".sidebar__new");
+      if (!newChat) return;
+      event.preventDefault();
+      window.location.assign(newChat.href);
+      return;
+    }
+    if (command || event.altKey) return;
+
+    if (key === "Escape") {
+      // The innermost thing first: an open menu or drawer, then the answer being written.
+      var open = openButtons();
+      if (open.length) {
+        event.preventDefault();
+        open.forEach(function (button) { setOpen(button, false, true); });
+        return;
+      }
+      var target = event.target;
+      if (target instanceof HTMLInputElement && target.type === "search" && target.value) return;
+      var stops = document.querySelectorAll('#messages article[data-status="streaming"] .message__stop');
+      if (!stops.length) return;
+      event.preventDefault();
+      stops.forEach(function (stop) { stop.click(); });
+      return;
+    }
+    if (typing(event.target)) return;
+    if (key === "?") {
+      event.preventDefault();
+      showShortcuts();
+    } else if (key === "/") {
+      var box = document.getElementById("message-input");
+      if (!box) return;
+      event.preventDefault();
+      openButtons().forEach(function (button) { setOpen(button, false, false); });
+      box.focus();
+    }
   });
 })();
