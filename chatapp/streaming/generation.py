@@ -19,7 +19,7 @@ from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
 from .. import tools
-from ..llm import errors, titles
+from ..llm import errors, server_tools, titles
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
 from ..llm.thinking import options as model_options
@@ -171,17 +171,21 @@ class Generation:
             self._model = question.model
             history = question.history
             self._first_question = history[0].content if len(history) == 1 else None
+            model = self.streams.catalogue.get(question.model)
             request = build_request(
                 model=question.model,
                 system_prompt=question.system_prompt,
                 history=history,
                 options=model_options(
                     question.thinking,
-                    self.streams.catalogue.get(question.model),
+                    model,
                     max_tokens=self.streams.max_tokens,
                     adaptive_tokens=self.streams.adaptive_thinking_tokens,
                 ),
                 tools=tools.definitions(question.tools),
+                server_tools=server_tools.definitions(
+                    question.server_tools, model, self.streams.app.config
+                ),
             )
             self.reply = Reply()  # the clock for time to first token starts now
             status, error = self._answer(request, question)
@@ -197,7 +201,9 @@ class Generation:
             error = errors.describe(exc)
             log.exception("answer %s failed unexpectedly", self.message_id)
         finally:
-            self.reply.end()
+            owed = self.reply.end()  # the markers of a cited text cut short
+            if owed:
+                self._receive(owed)
             self._finish(status, error)
 
     def _answer(
@@ -316,6 +322,7 @@ class Generation:
             output_tokens=usage.output_tokens if started else None,
             cache_read_tokens=usage.cache_read_tokens if started else None,
             cache_creation_tokens=usage.cache_creation_tokens if started else None,
+            web_search_requests=usage.web_search_requests or None,
             ttft_ms=reply.ttft_ms,
             duration_ms=round((time.monotonic() - reply.started) * 1000),
             transcript=reply.transcript if reply.beyond_text else None,
@@ -383,4 +390,5 @@ def _log_fields(state: MessageState) -> dict[str, Any]:
         "output_tokens": state.output_tokens,
         "cache_read_tokens": state.cache_read_tokens,
         "cache_creation_tokens": state.cache_creation_tokens,
+        "web_search_requests": state.web_search_requests,
     }

@@ -260,6 +260,7 @@ class Question:
     model: str
     system_prompt: str
     tools: list[str]  # names of the tools Claude may call
+    server_tools: list[str]  # Anthropic's server tools switched on (web search, web fetch)
     thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
 
@@ -283,6 +284,7 @@ def load_question(app: Flask, message_id: int) -> Question:
             model=conversation.model,
             system_prompt=conversation.system_prompt,
             tools=conversation.tools.split(),
+            server_tools=conversation.server_tools.split(),
             thinking=thinking_of(conversation),
             history=[MessageState.of(m, transcript=True) for m in earlier],
         )
