@@ -1,9 +1,9 @@
 """Optional limits per person: tokens or dollars a day, and answers a minute.
 
 CHATAPP_DAILY_TOKEN_LIMIT (input, output and cache tokens of the day's answers, UTC),
-CHATAPP_DAILY_COST_LIMIT (dollars, from CHATAPP_PRICES and CHATAPP_WEB_SEARCH_PRICE) and CHATAPP_REQUESTS_PER_MINUTE
-(answers started); 0 turns each off. They are counted from the database, so they hold across
-workers and hosts.
+CHATAPP_DAILY_COST_LIMIT (dollars, from CHATAPP_PRICES and CHATAPP_WEB_SEARCH_PRICE) and
+CHATAPP_REQUESTS_PER_MINUTE (answers started); 0 turns each off. They are counted from the
+database, so they hold across workers and hosts.
 """
 
 from __future__ import annotations

@@ -43,9 +43,9 @@ class Usage:
             self.cache_read_tokens = usage.cache_read_input_tokens
         if getattr(usage, "cache_creation_input_tokens", None) is not None:
             self.cache_creation_tokens = usage.cache_creation_input_tokens
-        server = getattr(usage, "server_tool_use", None)
-        if getattr(server, "web_search_requests", None) is not None:
-            self.web_search_requests = server.web_search_requests
+        searches = getattr(getattr(usage, "server_tool_use", None), "web_search_requests", None)
+        if searches is not None:
+            self.web_search_requests = searches
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -396,10 +396,10 @@ class Reply:
         if kind == "page_location":
             first = _number(cited.get("start_page_number"), 1)
             pages = [first, max(first, _number(cited.get("end_page_number"), first + 1) - 1)]
-        url = self._fetched.get(title) if title else None
-        if url is not None:  # a page web fetch read
-            key: tuple[Any, ...] = ("url", url, *(pages or ()))
-            return key, {"url": url, "title": title, **({"pages": pages} if pages else {})}
+        fetched = self._fetched.get(title)
+        if fetched is not None:  # a page web fetch read
+            key: tuple[Any, ...] = ("url", fetched, *(pages or ()))
+            return key, {"url": fetched, "title": title, **({"pages": pages} if pages else {})}
         name = title or (f"Document {index + 1}" if isinstance(index, int) else "Document")
         if pages is not None:
             return ("document", index, *pages), {"title": name, "pages": pages}

@@ -274,8 +274,8 @@ class LiveMarkdown:
             found = self._server_calls.get(result.tool_use_id)
             if found is not None and result.tool_use_id not in self._answered:
                 self._answered.add(result.tool_use_id)
-                slot, index, call = found
-                html = server_block(self.message_id, index, record.parse(call), result)
+                slot, index, called = found
+                html = server_block(self.message_id, index, record.parse(called), result)
             else:  # a result without its call: on its own
                 html = server_block(self.message_id, index, None, result)
             return self._put(slot, html)
