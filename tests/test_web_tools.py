@@ -374,6 +374,46 @@ def test_resume_mid_search_has_no_gap_and_no_duplicate(
     assert len(upstream.requests) == 1  # Claude was asked once
 
 
+def test_stop_after_a_search_keeps_it_and_bills_it(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    slow = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(20.0, 20.0))
+    use = ServerToolUse("web_search", {"query": "q"})
+    upstream.push(
+        Scenario(
+            blocks=[use, SearchResults(use.id, FOUND), Cited("word " * 200, [FOUND[0].cite("w")])],
+            pace=slow,
+        )
+    )
+    fragment = start(client, "Search, then write at length")
+    message_id = answer_id(fragment)
+    response = client.get(stream_url(fragment), buffered=False)
+    screen, buffer = Screen(message_id), ""
+    for chunk in response.response:
+        buffer += chunk.decode()
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            screen.take(parse_events(block + "\n\n"))
+        if "word word" in screen.text:
+            break
+    response.close()
+    assert client.post(f"/messages/{message_id}/stop").status_code == 204
+    wait_finished(app, message_id)
+    message = with_transcript(app, message_id)
+    assert message.status == "cancelled"
+    assert message.web_search_requests == 1  # never reported by the API: its result came
+    [turn] = message.transcript
+    assert [b["type"] for b in turn["content"]] == [
+        "server_tool_use",
+        "web_search_tool_result",
+        "text",
+    ]
+    # The cut cited text still got its marker, and the reload shows it.
+    assert [c.number for c in record.citations(message.content)] == [1]
+    page = html(client.get(f"/conversations/{message.conversation_id}").data)
+    assert page.find(id=f"m-{message_id}-source-1") is not None
+
+
 # -- switching them on -------------------------------------------------------------------------
 
 

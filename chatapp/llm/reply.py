@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..tools import record
@@ -122,6 +122,7 @@ class Reply:
     # that they come right after its last word.
     _cited: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     _held: dict[int, str] = field(default_factory=dict)
+    _searched: int = 0  # this round's web searches that came back (billed even if cut short)
 
     def apply(self, event: Any) -> Piece:
         """Record one event; return the thinking or text it adds (NOTHING for none)."""
@@ -179,7 +180,7 @@ class Reply:
         self._usage = Usage()
         self._started = self._reported = False
         self._blocks, self._complete, self._pieces, self._results = {}, set(), {}, []
-        self._cited, self._held = {}, {}
+        self._cited, self._held, self._searched = {}, {}, 0
         self.finished, self.stop_reason = False, None
 
     def end(self) -> Piece:
@@ -251,8 +252,12 @@ class Reply:
 
     @property
     def usage(self) -> Usage:
-        """Token counts of every round so far, summed: what the answer costs."""
-        return self._earlier + self._usage
+        """Token counts (and web searches) of every round so far, summed: what the answer
+        costs. A round cut short never reports its searches: those whose results came count."""
+        now = self._usage
+        if self._searched > now.web_search_requests:
+            now = replace(now, web_search_requests=self._searched)
+        return self._earlier + now
 
     # -- what has arrived -----------------------------------------------------------------------
 
@@ -302,6 +307,9 @@ class Reply:
             data = _as_dict(block)
             self._blocks[index] = data
             self._note_fetched(data)
+            content = data.get("content")
+            if kind == "web_search_tool_result" and isinstance(content, list):
+                self._searched += 1
             return Piece(text=self._add(record.server_result(_summary(data))))
         return NOTHING
 

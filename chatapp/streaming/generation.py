@@ -154,6 +154,7 @@ class Generation:
             input_tokens=usage.input_tokens if started else None,
             cache_read_tokens=usage.cache_read_tokens if started else None,
             cache_creation_tokens=usage.cache_creation_tokens if started else None,
+            web_search_requests=usage.web_search_requests or None,
         )
 
     def mark_stored(self, written: persistence.Unstored) -> None:

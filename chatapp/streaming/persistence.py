@@ -52,6 +52,7 @@ class Unstored:
     input_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    web_search_requests: int | None = None  # billed per search, so stored as they come
 
 
 class Progress(Protocol):
@@ -121,6 +122,7 @@ class Flusher:
                 "prompt_input": new.input_tokens,
                 "prompt_cache_read": new.cache_read_tokens,
                 "prompt_cache_creation": new.cache_creation_tokens,
+                "searches": new.web_search_requests,
             }
             for progress, new in part
         ]
@@ -142,6 +144,7 @@ class Flusher:
                         input_tokens=bindparam("prompt_input"),
                         cache_read_tokens=bindparam("prompt_cache_read"),
                         cache_creation_tokens=bindparam("prompt_cache_creation"),
+                        web_search_requests=bindparam("searches"),
                         updated_at=utcnow(),
                     ),
                     rows,

@@ -338,11 +338,16 @@ class _Reply:
     def final_usage(self) -> dict[str, Any]:
         """The usage `message_delta` reports: output tokens, and the server tools used."""
         usage: dict[str, Any] = {"output_tokens": self.output_tokens()}
-        calls = [block.name for block in self.blocks if isinstance(block, ServerToolUse)]
-        if calls:
+        # A search or fetch is billed when it runs: counted by the results that came back.
+        ran = [block for block in self.blocks if isinstance(block, SearchResults | FetchedPage)]
+        if any(isinstance(block, ServerToolUse) for block in self.blocks) or ran:
             usage["server_tool_use"] = {
-                "web_search_requests": calls.count("web_search"),
-                "web_fetch_requests": calls.count("web_fetch"),
+                "web_search_requests": sum(
+                    isinstance(b, SearchResults) and b.error is None for b in ran
+                ),
+                "web_fetch_requests": sum(
+                    isinstance(b, FetchedPage) and b.error is None for b in ran
+                ),
             }
         return usage
 
