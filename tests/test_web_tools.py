@@ -494,15 +494,29 @@ def test_an_admin_can_switch_them_off_and_shape_what_is_sent(
     assert fetch["max_uses"] == 2 and fetch["blocked_domains"] == ["ads.example", "spam.example"]
     assert "user_location" not in fetch
 
-    # Off for everyone: not offered, and not sent for a conversation that had them on.
+    # Off for everyone: not offered, dropped (saying so) when a form asks for them, and not
+    # sent for a conversation that had them on. (A new app: on PostgreSQL, a new database.)
     off = configured(SERVER_TOOLS=False)
     off_client = off.test_client()
     assert not html(off_client.get("/").data).select("input[name=server_tools]")
+    upstream.push(Scenario(text="Fine."), Scenario(text="Still fine."))
+    fragment = start(off_client, "Hi", server=("web_search",))
+    conversation_id = conversation_of(fragment)
+    wait_finished(off, answer_id(fragment))
+    assert "tools" not in upstream.requests[-1]
+    saved = off_client.post(
+        f"/conversations/{conversation_id}/settings",
+        data={"model": "claude-sonnet-4-6", "server_tools": ["web_search"]},
+        headers={"HX-Request": "true"},
+    )
+    assert "Web search is switched off on this server, so it stays off." in html(
+        saved.data
+    ).get_text(" ")
     with off.app_context():
-        conversation = db.session.get(Conversation, conversation_of(fragment))
-        assert conversation.server_tools == "web_search web_fetch"
-    upstream.push(Scenario(text="Still fine."))
-    send(off_client, "Again", conversation_of(fragment))
+        conversation = db.session.get(Conversation, conversation_id)
+        conversation.server_tools = "web_search web_fetch"  # chosen before it was switched off
+        db.session.commit()
+    send(off_client, "Again", conversation_id)
     gevent.sleep(0.3)
     assert "tools" not in upstream.requests[-1]
 
@@ -576,13 +590,13 @@ def test_searches_are_priced_under_the_answer_in_the_total_the_limits_and_admin_
     assert page.select_one("#conversation-cost").get_text() == f"Total {costs.dollars(expected)}"
 
     # The daily cost limit counts the searches: $0.05 of them is over a limit of $0.04.
-    limited = configured(WEB_SEARCH_PRICE=25, DAILY_COST_LIMIT=0.04)
-    limited_client = limited.test_client()
-    refused = limited_client.post(
+    app.config["DAILY_COST_LIMIT"] = 0.04
+    refused = client.post(
         "/messages", data={"content": "More", "conversation_id": ""}, headers={"HX-Request": "true"}
     )
     assert refused.status_code == 429
     assert "today's $0.04" in html(refused.data).get_text()
+    app.config["DAILY_COST_LIMIT"] = 0
 
     with app.app_context():
         accounts.create("root", "a long enough password", admin=True)
