@@ -61,6 +61,35 @@ FOLLOWED = """
 """
 
 
+LISTED = """
+async () => (await (await fetch("/")).text()).includes("claude-3-haiku-20240307")
+"""
+
+CHOOSE = """
+([selector, value]) => {
+  const select = document.querySelector(selector);
+  select.value = value;
+  select.dispatchEvent(new Event("change", { bubbles: true }));
+  return select.value;
+}
+"""
+
+SERVER_TOOLS_NOTE = """
+() => {
+  const fields = document.getElementById("new-server-tools");
+  const note = fields && fields.querySelector(".settings__note");
+  return note && !fields.querySelector("input") ? note.textContent.trim() : null;
+}
+"""
+
+SERVER_TOOLS_OFFERED = """
+() => {
+  const labels = document.querySelectorAll("#new-server-tools label");
+  return labels.length ? Array.from(labels, (label) => label.textContent.trim()) : null;
+}
+"""
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
     reason = missing_browser()
@@ -74,7 +103,18 @@ def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
 def test_search_stream_cite_follow_and_reload(tmp_path: Path, browser: RemoteBrowser) -> None:
     with app_server(tmp_path, demo_first_token_seconds=0.3, demo_tokens_per_second=60.0) as server:
         browser.open("chat", server.url + "/")
+        # The models come from the (demo) Models API in the background: wait for its list,
+        # which has an old model without web search.
+        browser.wait_for("chat", LISTED)
+        browser.reload("chat")
         browser.click("chat", "#new-chat-options summary")
+        # Choosing a model brings its server tools: none for the old one, both again after.
+        browser.evaluate("chat", CHOOSE, ["#new-model", "claude-3-haiku-20240307"])
+        note = browser.wait_for("chat", SERVER_TOOLS_NOTE)
+        assert note == "Claude Haiku 3 cannot search or read the web."
+        browser.evaluate("chat", CHOOSE, ["#new-model", "claude-sonnet-5-5"])
+        offered = browser.wait_for("chat", SERVER_TOOLS_OFFERED)
+        assert offered == ["Web search", "Web fetch"]
         browser.click("chat", '#new-server-tools label:has-text("Web search")')
         assert browser.evaluate(
             "chat",

@@ -15,7 +15,29 @@ and the requests a listed model rejects.
 from __future__ import annotations
 
 from .listing import DEMO_MODELS
-from .scenario import Pace, Scenario, ToolUse
+from .scenario import (
+    Cited,
+    FetchedPage,
+    Found,
+    Pace,
+    Scenario,
+    SearchResults,
+    ServerToolUse,
+    ToolUse,
+    page_citation,
+)
 from .upstream import FakeUpstream
 
-__all__ = ["DEMO_MODELS", "FakeUpstream", "Pace", "Scenario", "ToolUse"]
+__all__ = [
+    "DEMO_MODELS",
+    "Cited",
+    "FakeUpstream",
+    "FetchedPage",
+    "Found",
+    "Pace",
+    "Scenario",
+    "SearchResults",
+    "ServerToolUse",
+    "ToolUse",
+    "page_citation",
+]
