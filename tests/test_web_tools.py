@@ -4,7 +4,10 @@ resuming mid-search, what they cost, and demo mode."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -14,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import undefer
 
-from chatapp import costs
+from chatapp import costs, create_app
 from chatapp.extensions import db
 from chatapp.llm.catalogue import catalogue
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
@@ -27,11 +30,25 @@ from chatapp.llm.demo.scenario import (
     page_citation,
 )
 from chatapp.models import Conversation, Message
+from chatapp.streaming import streams
 from chatapp.tools import record
 
-from .conftest import Configure, html, parse_events, read_events, send, stream_url
+from .conftest import (
+    Configure,
+    SignedInClient,
+    app_config,
+    html,
+    make_app,
+    parse_events,
+    read_events,
+    send,
+    stream_url,
+)
 from .dom import Screen, rendered
 from .test_chat import answer_id, wait_finished
+from .test_relay import REDIS_URL
+
+SLOW_TEXT = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
 
 FOUND = [
     Found("Python 3.14 released", "https://example.com/python-3-14", "2 days ago"),
@@ -412,6 +429,39 @@ def test_stop_after_a_search_keeps_it_and_bills_it(
     assert [c.number for c in record.citations(message.content)] == [1]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
     assert page.find(id=f"m-{message_id}-source-1") is not None
+
+
+@pytest.fixture
+def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
+    """Two workers on one database and one Redis (as in test_relay.py)."""
+    config = app_config(
+        tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=f"chatapp-test-{uuid.uuid4().hex[:8]}"
+    )
+    first = make_app(config)
+    second = create_app(config)  # the same database, already migrated
+    second.test_client_class = SignedInClient
+    yield first, second
+    for worker in (first, second):
+        streams(worker).shutdown()
+        with worker.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.slow  # Redis
+def test_a_search_streams_from_another_worker_too(
+    workers: tuple[Flask, Flask], upstream: FakeUpstream
+) -> None:
+    a, b = workers
+    upstream.push(Scenario(blocks=searched(seconds=0.6), pace=SLOW_TEXT))
+    fragment = start(a.test_client(), "Search on A")
+    message_id = answer_id(fragment)
+    gevent.sleep(0.3)  # B's listener arrives mid-search
+    page = str(fragment.find("article", id=f"m-{message_id}"))
+    screen = Screen(message_id, page).take(read_events(b.test_client(), stream_url(fragment)))
+    message = wait_finished(a, message_id)
+    assert screen.finished and screen.html == rendered(message.content, message_id)
+    assert len(screen.document.soup.select(".sources__list li")) == 2
+    assert len(upstream.requests) == 1
 
 
 # -- switching them on -------------------------------------------------------------------------
