@@ -18,7 +18,7 @@ from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
 from chatapp.tools import record
 
 from .conftest import html, read_events, stream_url
-from .dom import Screen, rendered
+from .dom import Document, Screen, normalized, rendered
 from .test_chat import answer_id, wait_finished
 
 MESSAGE = 9
@@ -302,3 +302,22 @@ def test_model_text_cannot_forge_a_citation_or_a_marker(upstream: FakeUpstream) 
     html = render_answer(said, MESSAGE)
     assert "sup" not in html and "sources" not in html and "evil.example" in html
     assert 'class="tool' not in html
+
+
+def test_a_record_closed_before_its_outcome_reads_as_one_without_it() -> None:
+    """Found by the convergence property: a tool call left open, then a citation's end."""
+    text = (
+        "alpha\n"
+        + record.opening("toolu_1", "calculator")
+        + "\n"
+        + record.citation(1, {"url": "https://example.com/a", "title": ""}, "cited")
+        + "\n"
+    )
+    page = Document(f'<div id="m-{MESSAGE}-content">{render_streaming(MESSAGE, "")}</div>')
+    live = LiveMarkdown(MESSAGE)
+    for piece in (text[:20], text[20:]):
+        page.apply(live.feed(piece))
+    page.apply(live.finish())
+    assert page.inner_html(f"m-{MESSAGE}-content") == normalized(render_answer(text, MESSAGE))
+    [call] = record.calls(text)
+    assert call.closed and call.result == "" and not call.is_error

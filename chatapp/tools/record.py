@@ -117,7 +117,7 @@ def parse(record: str) -> ToolCall:
     )
     if not closed:
         return call
-    end = _json_object(parts[2])
+    end = _json_object(parts[2]) if len(parts) == 3 else {}  # closed early: no outcome
     return ToolCall(
         call_id=call.call_id,
         name=call.name,
