@@ -56,7 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from . import attachments, auth, conversations, htmx, operations, streaming, tools
     from .conversations import store
     from .conversations.views import bp as conversations_bp
-    from .llm import errors
+    from .llm import errors, server_tools
     from .llm.catalogue import catalogue
     from .llm.thinking import Thinking
     from .render import render_answer, render_streaming, render_text
@@ -80,14 +80,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section
     app.jinja_env.globals["registered_tools"] = tools.registered
+    app.jinja_env.globals.update(
+        server_tools_offered=lambda model: server_tools.offered(model, app.config),
+        server_tools_allowed=lambda: server_tools.allowed(app.config),
+        server_tool_titles=server_tools.TITLES,
+    )
     app.jinja_env.globals["models"] = lambda: catalogue(app)
     app.jinja_env.globals["thinking_of"] = store.thinking_of
     app.jinja_env.globals["default_thinking"] = Thinking()
     app.jinja_env.globals["cut_short"] = errors.cut_short
-    prices = app.config["PRICES"]
+    prices, searches = app.config["PRICES"], app.config["WEB_SEARCH_PRICE"]
     app.jinja_env.globals.update(
-        answer_cost=lambda message: costs.dollars(costs.cost(message, prices)),
-        conversation_cost=lambda usages: costs.total_label(usages, prices),
+        answer_cost=lambda message: costs.dollars(costs.cost(message, prices, searches)),
+        conversation_cost=lambda usages: costs.total_label(usages, prices, searches),
         tokens_per_second=costs.tokens_per_second,
         dollars=costs.dollars,
     )

@@ -23,6 +23,21 @@ DEFAULTS: dict[str, Any] = {
     # for more tools ("package.module,other.module"; importing one registers its tools).
     "MAX_TOOL_ROUNDS": 8,
     "TOOL_MODULES": "",
+    # Anthropic's server tools (chatapp/llm/server_tools.py), switched on per conversation:
+    # which ones conversations may use (true: both; false: none; or "web_search,web_fetch"),
+    # the tool versions sent, domains to keep to or to leave out (one or the other), the most
+    # uses per request (None: the API's own), the user's approximate location for search
+    # (None: not sent; {"city", "region", "country", "timezone"}), and what fetched pages may
+    # add to the prompt (None: the API's own).
+    "SERVER_TOOLS": True,
+    "WEB_SEARCH_TOOL": "web_search_20250305",
+    "WEB_FETCH_TOOL": "web_fetch_20250910",
+    "WEB_ALLOWED_DOMAINS": [],
+    "WEB_BLOCKED_DOMAINS": [],
+    "WEB_SEARCH_MAX_USES": None,
+    "WEB_FETCH_MAX_USES": None,
+    "WEB_SEARCH_USER_LOCATION": None,
+    "WEB_FETCH_MAX_CONTENT_TOKENS": None,
     # Dollars per million tokens: input, output, cache write (5 min), cache read. Check them
     # against anthropic.com/pricing and override with CHATAPP_PRICES (JSON) when they change.
     # A model takes the price of the longest name in the table its id starts with, so a dated
@@ -41,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
         "claude-sonnet-4-5": [3, 15, 3.75, 0.30],
         "claude-haiku-4-5": [1, 5, 1.25, 0.10],
     },
+    # Dollars per 1,000 web searches (billed per search, on top of the tokens).
+    "WEB_SEARCH_PRICE": 10,
     # Input limits. MAX_CONTENT_LENGTH is Flask's: the largest request body, in bytes; a larger
     # one is refused (413) before any of it is read. Keep it above the largest upload
     # (attachments, when there are any) and above a 100,000-character prompt, which form
@@ -139,6 +156,11 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
     config["MODELS"] = [name.strip() for name in models if name.strip()]
 
     config["PRICES"] = costs.price_table(config["PRICES"])
+    config["WEB_SEARCH_PRICE"] = costs.search_price(config["WEB_SEARCH_PRICE"])
+
+    from .llm import server_tools  # the checks of its settings live with it
+
+    server_tools.normalise(config)
 
     uri = config.get("SQLALCHEMY_DATABASE_URI")
     if not uri:

@@ -4,7 +4,8 @@ Prices are US dollars per million tokens, per model: input, output, cache writes
 reads. CHATAPP_PRICES replaces the table (JSON: {"model": [input, output, cache_write,
 cache_read], ...}). A model takes the price of the longest name in the table that its id
 starts with (`claude-haiku-4-5` prices `claude-haiku-4-5-20251001`); a model with none shows
-its tokens and "price unknown", never $0.00.
+its tokens and "price unknown", never $0.00. Web searches are billed per search, on top:
+CHATAPP_WEB_SEARCH_PRICE dollars per 1,000 (default 10).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 MILLION = Decimal(1_000_000)
+THOUSAND = Decimal(1_000)
+SEARCH_PRICE = Decimal(10)  # dollars per 1,000 web searches, as Anthropic bills them
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Usage(Protocol):
     def cache_read_tokens(self) -> int | None: ...
     @property
     def cache_creation_tokens(self) -> int | None: ...
+    @property
+    def web_search_requests(self) -> int | None: ...
 
 
 def price_table(raw: Any) -> dict[str, Price]:
@@ -52,8 +57,19 @@ def price_table(raw: Any) -> dict[str, Price]:
     }
 
 
-def cost(usage: Usage, prices: Mapping[str, Price]) -> Decimal | None:
-    """What one answer cost; None without usage or without a price for its model."""
+def search_price(raw: Any) -> Decimal:
+    """The configured price of 1,000 web searches, in dollars."""
+    price = Decimal(str(raw))
+    if not price.is_finite() or price < 0:
+        raise ValueError("CHATAPP_WEB_SEARCH_PRICE must be a number of dollars, 0 or more.")
+    return price
+
+
+def cost(
+    usage: Usage, prices: Mapping[str, Price], searches: Decimal = SEARCH_PRICE
+) -> Decimal | None:
+    """What one answer cost, its web searches (at `searches` dollars per 1,000) included;
+    None without usage or without a price for its model."""
     if usage.input_tokens is None or usage.model is None:
         return None
     price = price_of(usage.model, prices)
@@ -65,7 +81,7 @@ def cost(usage: Usage, prices: Mapping[str, Price]) -> Decimal | None:
         + (usage.cache_creation_tokens or 0) * price.cache_write
         + (usage.cache_read_tokens or 0) * price.cache_read
     )
-    return total / MILLION
+    return total / MILLION + (usage.web_search_requests or 0) * searches / THOUSAND
 
 
 def price_of(model: str, prices: Mapping[str, Price]) -> Price | None:
@@ -90,17 +106,21 @@ def unpriced(usages: Iterable[Usage], prices: Mapping[str, Price]) -> list[str]:
     )
 
 
-def total_cost(usages: Iterable[Usage], prices: Mapping[str, Price]) -> Decimal | None:
+def total_cost(
+    usages: Iterable[Usage], prices: Mapping[str, Price], searches: Decimal = SEARCH_PRICE
+) -> Decimal | None:
     """What a conversation cost so far; None when no answer has a known cost."""
-    known = [c for c in (cost(u, prices) for u in usages) if c is not None]
+    known = [c for c in (cost(u, prices, searches) for u in usages) if c is not None]
     return sum(known, Decimal(0)) if known else None
 
 
-def total_label(usages: Iterable[Usage], prices: Mapping[str, Price]) -> str:
+def total_label(
+    usages: Iterable[Usage], prices: Mapping[str, Price], searches: Decimal = SEARCH_PRICE
+) -> str:
     """What a conversation cost, as its header says it: "$0.42", "$0.42 + price unknown" when
     some of its models have no price, "price unknown" when none has; "" before any usage."""
     usages = list(usages)
-    total = dollars(total_cost(usages, prices))
+    total = dollars(total_cost(usages, prices, searches))
     if not unpriced(usages, prices):
         return total
     return f"{total} + price unknown" if total else "price unknown"

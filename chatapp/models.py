@@ -94,6 +94,9 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     system_prompt: Mapped[str] = mapped_column(Text, default="")
     # The tools Claude may call here, by name, separated by spaces ("" for none).
     tools: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # Anthropic's server tools Claude may use here ("web_search web_fetch"; "" for none): a
+    # column of their own, as a tool module may register a tool of the same name.
+    server_tools: Mapped[str] = mapped_column(String(100), default="", server_default="")
     # Extended thinking: on or off, and how many tokens it may use.
     thinking: Mapped[bool] = mapped_column(default=False, server_default=false())
     thinking_budget: Mapped[int] = mapped_column(Integer, default=4096, server_default="4096")
@@ -130,6 +133,7 @@ class Naming:
     output_tokens: int | None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    web_search_requests: int | None = None
 
 
 class Message(db.Model):  # type: ignore[name-defined]
@@ -150,11 +154,14 @@ class Message(db.Model):  # type: ignore[name-defined]
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cache_read_tokens: Mapped[int | None] = mapped_column(Integer)
     cache_creation_tokens: Mapped[int | None] = mapped_column(Integer)
+    # Web searches the answer made (the API's usage.server_tool_use): billed per search.
+    web_search_requests: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[int | None] = mapped_column(Integer)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     # An answer as the Messages API takes it back: its rounds of thinking (with signatures),
-    # text, tool calls and tool results. Written when the answer ends; read only to ask the
-    # next answer.
+    # text (with its citations), tool calls and tool results, server tools' calls and results
+    # (with their encrypted content). Written when the answer ends; read only to ask the next
+    # answer.
     transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -287,6 +294,7 @@ class MessageState:
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    web_search_requests: int | None = None
     ttft_ms: int | None = None
     duration_ms: int | None = None
     # Only where the next request is built (see `Message.transcript`); never loaded for pages.

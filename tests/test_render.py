@@ -146,7 +146,40 @@ RECORDS = st.builds(
     st.booleans(),
     st.integers(min_value=1, max_value=200),
 )
-WITH_TOOLS = st.one_of(BLOCKS, RECORDS)
+# Server tools' calls and results, and citations, inline or between blocks, whole or cut.
+SOURCES = st.fixed_dictionaries(
+    {
+        "title": st.sampled_from(["A page", "<b>x</b>", ""]),
+        "url": st.sampled_from(["https://example.com/a", "javascript:alert(1)", ""]),
+    }
+)
+CITATIONS = st.builds(
+    lambda number, source, cut: record.citation(number, source, "cited")[:cut],
+    st.integers(min_value=1, max_value=4),
+    SOURCES,
+    st.integers(min_value=1, max_value=200),
+)
+CITED = st.builds(lambda words, cite, more: words + cite + more, INLINE, CITATIONS, INLINE)
+SERVER = st.builds(
+    lambda name, query, failed, cut: (
+        record.opening("srvtoolu_1", name, server=True)
+        + query
+        + record.server_call_done()
+        + record.server_result(
+            {"tool_use_id": "srvtoolu_1", "type": f"{name}_tool_result"}
+            | (
+                {"error": "unavailable"}
+                if failed
+                else {"results": [{"title": "<i>T</i>", "url": "https://example.com/"}]}
+            )
+        )
+    )[:cut],
+    st.sampled_from(["web_search", "web_fetch"]),
+    JSONISH,
+    st.booleans(),
+    st.integers(min_value=1, max_value=300),
+)
+WITH_TOOLS = st.one_of(BLOCKS, RECORDS, CITED, CITATIONS, SERVER)
 
 
 @st.composite

@@ -21,6 +21,7 @@ class Total:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_tokens: int = 0
+    web_searches: int = 0
     cost: Decimal | None = None
     unpriced: set[str] = field(default_factory=set)  # models without a price
 
@@ -29,6 +30,7 @@ class Total:
         self.input_tokens += row.input_tokens
         self.output_tokens += row.output_tokens
         self.cache_tokens += row.cache_read_tokens + row.cache_creation_tokens
+        self.web_searches += row.web_search_requests
         if cost is None:
             self.unpriced.add(row.model or "?")
         else:
@@ -44,14 +46,17 @@ class Bar:
 
 
 def totals(
-    rows: list[UsageRow], prices: dict[str, costs.Price]
+    rows: list[UsageRow],
+    prices: dict[str, costs.Price],
+    searches: Decimal = costs.SEARCH_PRICE,
 ) -> tuple[list[Total], list[Total], Total]:
-    """Totals by person, by model, and over all."""
+    """Totals by person, by model, and over all (web searches priced at `searches` dollars per
+    1,000)."""
     people: dict[str, Total] = {}
     models: dict[str, Total] = {}
     everyone = Total("Everyone")
     for row in rows:
-        cost = costs.cost(row, prices)
+        cost = costs.cost(row, prices, searches)
         for table, name in ((people, row.username), (models, row.model or "?")):
             table.setdefault(name, Total(name)).add(row, cost)
         everyone.add(row, cost)

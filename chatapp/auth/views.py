@@ -181,7 +181,9 @@ def usage_page() -> ResponseReturnValue:
     """What the team's answers cost, by person and by model, with a chart."""
     _admin_only()
     people, models, everyone = usage.totals(
-        store.usage_by_person_and_model(), current_app.config["PRICES"]
+        store.usage_by_person_and_model(),
+        current_app.config["PRICES"],
+        current_app.config["WEB_SEARCH_PRICE"],
     )
     bars, height = usage.chart(people)
     return render_template(

@@ -1,9 +1,9 @@
 """Optional limits per person: tokens or dollars a day, and answers a minute.
 
 CHATAPP_DAILY_TOKEN_LIMIT (input, output and cache tokens of the day's answers, UTC),
-CHATAPP_DAILY_COST_LIMIT (dollars, from CHATAPP_PRICES) and CHATAPP_REQUESTS_PER_MINUTE
-(answers started); 0 turns each off. They are counted from the database, so they hold across
-workers and hosts.
+CHATAPP_DAILY_COST_LIMIT (dollars, from CHATAPP_PRICES and CHATAPP_WEB_SEARCH_PRICE) and
+CHATAPP_REQUESTS_PER_MINUTE (answers started); 0 turns each off. They are counted from the
+database, so they hold across workers and hosts.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def check(user: User, config: dict[str, Any]) -> None:
         raise QuotaExceeded(
             f"You have used today's {token_limit:,} tokens. The allowance renews at {tomorrow}."
         )
-    spent = costs.total_cost(today, config["PRICES"]) or Decimal(0)
+    spent = costs.total_cost(today, config["PRICES"], config["WEB_SEARCH_PRICE"]) or Decimal(0)
     if cost_limit and spent >= cost_limit:
         raise QuotaExceeded(
             f"You have used today's {costs.dollars(cost_limit)}. "

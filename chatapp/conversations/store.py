@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from .. import audit
 from ..extensions import db
-from ..llm import errors, files
+from ..llm import errors, files, server_tools
 from ..llm.catalogue import EFFORT_LEVELS, Catalogue, Model
 from ..llm.thinking import BUDGET_RANGE, DEFAULT_BUDGET, Thinking, fit
 from ..models import (
@@ -60,12 +60,14 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """How a conversation asks Claude: the model, system prompt, tools and thinking."""
+    """How a conversation asks Claude: the model, system prompt, tools (its own and
+    Anthropic's server tools) and thinking."""
 
     model: str
     system_prompt: str = ""
     tools: tuple[str, ...] = ()
     thinking: Thinking = Thinking()
+    server_tools: tuple[str, ...] = ()
 
 
 def clean_settings(
@@ -79,8 +81,11 @@ def clean_settings(
     catalogue: Catalogue,
     known_tools: list[str],
     max_system_prompt: int,
+    server: list[str] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> tuple[Settings, list[str]]:
-    """Settings from a form, kept to what the model takes, with a sentence for each thing it
+    """Settings from a form, kept to what the model takes (and, of the server tools in
+    `server`, what this installation's `config` allows), with a sentence for each thing it
     does not take; or SettingsError saying what is wrong with them."""
     chosen_model = catalogue.get(model)
     if chosen_model is None or chosen_model not in catalogue.offered():
@@ -88,6 +93,7 @@ def clean_settings(
             f"There is no model called {_quoted(model)} here; pick one from the list."
         )
     unknown = [name for name in tools if name not in known_tools]
+    unknown += [name for name in server or [] if name not in server_tools.NAMES]
     if unknown:
         raise SettingsError(f"There is no tool called {_quoted(unknown[0])} here.")
     system_prompt = system_prompt.strip()
@@ -113,7 +119,8 @@ def clean_settings(
     asked = Thinking(on=thinking, effort=effort or None, budget=budget)
     fitted, notes = fit(asked, chosen_model)
     chosen = tuple(name for name in known_tools if name in tools)
-    return Settings(model, system_prompt, chosen, fitted), notes
+    web, dropped = server_tools.fit(server or [], chosen_model, config or {})
+    return Settings(model, system_prompt, chosen, fitted, web), notes + dropped
 
 
 def _quoted(name: str, most: int = 60) -> str:
@@ -233,6 +240,7 @@ _ANSWER_USAGE = (
     Message.output_tokens,
     Message.cache_read_tokens,
     Message.cache_creation_tokens,
+    Message.web_search_requests,
 )
 _NAMING_USAGE = (
     Conversation.naming_model,
@@ -273,6 +281,7 @@ class UsageRow:
     output_tokens: int
     cache_read_tokens: int
     cache_creation_tokens: int
+    web_search_requests: int = 0
 
 
 def usage_by_person_and_model() -> list[UsageRow]:
@@ -287,6 +296,7 @@ def usage_by_person_and_model() -> list[UsageRow]:
             func.coalesce(func.sum(Message.output_tokens), 0),
             func.coalesce(func.sum(Message.cache_read_tokens), 0),
             func.coalesce(func.sum(Message.cache_creation_tokens), 0),
+            func.coalesce(func.sum(Message.web_search_requests), 0),
         )
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(User, User.id == Conversation.user_id)
@@ -301,6 +311,7 @@ def usage_by_person_and_model() -> list[UsageRow]:
             literal(0),
             func.coalesce(func.sum(Conversation.naming_input_tokens), 0),
             func.coalesce(func.sum(Conversation.naming_output_tokens), 0),
+            literal(0),
             literal(0),
             literal(0),
         )
@@ -395,6 +406,7 @@ def restart_answer(message: Message) -> Message:
         "output_tokens",
         "cache_read_tokens",
         "cache_creation_tokens",
+        "web_search_requests",
         "ttft_ms",
         "duration_ms",
         "transcript",
@@ -615,6 +627,7 @@ def _apply(conversation: Conversation, settings: Settings) -> None:
     conversation.model = settings.model
     conversation.system_prompt = settings.system_prompt
     conversation.tools = " ".join(settings.tools)
+    conversation.server_tools = " ".join(settings.server_tools)
     conversation.thinking = settings.thinking.on
     conversation.effort = settings.thinking.effort
     conversation.thinking_budget = settings.thinking.budget

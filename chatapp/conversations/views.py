@@ -222,7 +222,8 @@ def settings(conversation_id: int) -> ResponseReturnValue:
 @bp.get("/settings/thinking")
 def thinking_fields() -> ResponseReturnValue:
     """The thinking fields for the model the settings form has chosen (htmx, on change): what
-    the new model takes, with a sentence for each choice it drops."""
+    the new model takes, with a sentence for each choice it drops; and, out of band, the
+    server tools it can use (Web search, Web fetch), as they were ticked."""
     prefix = request.args.get("prefix", "")
     if prefix not in ("new", "conversation"):
         abort(400, "prefix must be new or conversation")
@@ -238,6 +239,12 @@ def thinking_fields() -> ResponseReturnValue:
     fitted, notes = fit(asked, model)
     body = render_template(
         "_thinking_fields.html", prefix=prefix, model=model, asked=fitted, notes=notes
+    ) + render_template(
+        "_server_tool_fields.html",
+        prefix=prefix,
+        model=model,
+        chosen=request.args.getlist("server_tools"),
+        server_oob=True,
     )
     return htmx.vary_on_htmx(make_response(body))
 
@@ -266,7 +273,9 @@ def export_markdown(conversation_id: int) -> Response:
 @bp.get("/conversations/<id:conversation_id>/export.json")
 def export_json(conversation_id: int) -> Response:
     conversation = store.get_conversation(conversation_id, signed_in_user())
-    body = json.dumps(export.as_json(conversation, current_app.config["PRICES"]), indent=2)
+    config = current_app.config
+    exported = export.as_json(conversation, config["PRICES"], config["WEB_SEARCH_PRICE"])
+    body = json.dumps(exported, indent=2)
     audit.record("export", actor=signed_in_user(), target=conversation.id, detail="JSON")
     return _download(body, conversation, "json", "application/json")
 
@@ -366,6 +375,8 @@ def _settings_from_form() -> tuple[store.Settings, list[str]]:
         catalogue=models,
         known_tools=list(tools.registered()),
         max_system_prompt=int(current_app.config["MAX_SYSTEM_PROMPT_CHARS"]),
+        server=request.form.getlist("server_tools"),
+        config=current_app.config,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anthropic
@@ -83,6 +84,8 @@ def too_many_tool_rounds(most: int) -> str:
 def _describe_status(exc: anthropic.APIStatusError) -> str:
     kind = _error_type(exc.body)
     status = exc.status_code
+    if status in (400, 403) and (switched_off := _server_tool_off(_error_message(exc.body))):
+        return switched_off
     if status == 429 or kind == "rate_limit_error":
         wait = exc.response.headers.get("retry-after") if exc.response is not None else None
         if wait and wait.isdigit():
@@ -104,6 +107,30 @@ def _describe_status(exc: anthropic.APIStatusError) -> str:
     if status >= 500:
         return _BY_TYPE["api_error"]
     return f"Claude answered with an error ({status}), try again in a moment."
+
+
+# An organisation can have web search or web fetch switched off at Anthropic (its admins turn
+# them on in the Claude Console); a request that names them then fails, with a message that
+# names the tool and says it is not enabled.
+_SERVER_TOOL = re.compile(r"\bweb[ _](search|fetch)\b", re.IGNORECASE)
+_SWITCHED_OFF = re.compile(r"not (?:been )?enabled|disabled|not allowed|enable it", re.IGNORECASE)
+
+
+def _server_tool_off(message: str | None) -> str | None:
+    """The sentence for the API's refusal of a server tool the organisation has switched off;
+    None if the message is about something else."""
+    if not message or not _SWITCHED_OFF.search(message):
+        return None
+    found = _SERVER_TOOL.search(message)
+    if found is None:
+        return None
+    name = f"Web {found.group(1).lower()}"
+    return (
+        f"{name} is switched off for this server's Anthropic organisation. An admin of the "
+        f"organisation can switch it on in the Claude Console; until then, switch {name} off "
+        "in this conversation's settings and retry (or ask whoever runs chatapp to set "
+        "CHATAPP_SERVER_TOOLS)."
+    )
 
 
 def _error_type(body: Any) -> str | None:

@@ -41,11 +41,16 @@ class Files:
         app.extensions[EXTENSION_KEY] = self
 
     def blocks(
-        self, history: Iterable[MessageState], *, upload_again: bool = False
+        self,
+        history: Iterable[MessageState],
+        *,
+        upload_again: bool = False,
+        citations: bool = False,
     ) -> dict[int, dict[str, Any]]:
         """The content block of every file in `history`, by attachment id. Files not yet
         uploaded (or all, `upload_again`) are uploaded now, and their `file_id` kept for the
-        next requests."""
+        next requests. With `citations` (the model cites), Claude may cite documents' pages
+        and passages."""
         files = [file for message in history for file in message.attachments]
         uploaded = {f.id: f.file_id for f in files if f.file_id and not upload_again}
         needed = [f.id for f in files if f.kind == "text" or f.id not in uploaded]
@@ -66,6 +71,10 @@ class Files:
                 blocks[file.id] = _block(file, {"type": "file", "file_id": file_id})
             else:
                 blocks[file.id] = _inline(file, data.get(file.id) or self._data(file.id))
+        if citations:
+            for block in blocks.values():
+                if block["type"] == "document":
+                    block["citations"] = {"enabled": True}
         return blocks
 
     def _data(self, attachment_id: int) -> bytes:

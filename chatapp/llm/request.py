@@ -8,6 +8,8 @@ from typing import Any
 
 from ..models import MessageState, Status
 from ..tools.record import plain_text
+from .reply import is_server_result
+from .server_tools import covered
 
 # Prompt caching: a breakpoint on the system prompt and one on the newest user turn. The API
 # looks for earlier cache entries at the block boundaries before each breakpoint, so every turn
@@ -27,6 +29,7 @@ def build_request(
     options: dict[str, Any],
     tools: list[dict[str, Any]] | None = None,
     files: dict[int, dict[str, Any]] | None = None,
+    server_tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments for `messages.create(stream=True, ...)` that ask for the next answer.
 
@@ -36,14 +39,19 @@ def build_request(
     when it has one, else as its text; answers that produced no text (failed before the first
     token) are left out, since the API rejects empty turns, and so is every refused exchange,
     question and answer, as the API asks. Without thinking or tools in this request, those
-    blocks of earlier answers are left out too. A question's files (`files`: the content block
-    of each attachment, see `chatapp.llm.files`) come before its text, in the order attached.
+    blocks of earlier answers are left out too. `server_tools` are Anthropic's (web search,
+    web fetch): an earlier answer's calls of them, with their results (encrypted content
+    included) and the citations of its text, go back as they came while this request names
+    every server tool that answer used; otherwise they are left out, and its text goes alone.
+    A question's files (`files`: the content block of each attachment, see `chatapp.llm.files`)
+    come before its text, in the order attached.
     """
     thinking = "thinking" in options
+    server = covered(server_tools or [])
     messages: list[dict[str, Any]] = []
     for message in _without_refusals(history):
         if message.role == "assistant":
-            messages += _answer(message, thinking=thinking, tools=bool(tools))
+            messages += _answer(message, thinking=thinking, tools=bool(tools), server=server)
         elif message.attachments and files is not None:
             blocks = [files[file.id] for file in message.attachments]
             blocks.append({"type": "text", "text": message.content})
@@ -54,8 +62,8 @@ def build_request(
     _cache_newest_question(messages)
     if system_prompt.strip():
         request["system"] = [{"type": "text", "text": system_prompt, "cache_control": CACHE}]
-    if tools:
-        request["tools"] = tools
+    if tools or server_tools:
+        request["tools"] = [*(tools or []), *(server_tools or [])]
     return request
 
 
@@ -84,21 +92,40 @@ def next_round(
     return following
 
 
-def _answer(message: MessageState, *, thinking: bool, tools: bool) -> list[dict[str, Any]]:
+def _answer(
+    message: MessageState, *, thinking: bool, tools: bool, server: set[str]
+) -> list[dict[str, Any]]:
     if message.transcript is None:
         text = plain_text(message.content)
         return [{"role": "assistant", "content": text}] if text.strip() else []
+    used = {
+        block.get("name")
+        for turn in message.transcript
+        for block in turn["content"]
+        if block["type"] == "server_tool_use"
+    }
+    web = used <= server  # every server tool it used is in this request
     turns = []
     for turn in message.transcript:
         content = [
-            block
+            block if web or "citations" not in block else _uncited(block)
             for block in turn["content"]
             if (thinking or block["type"] not in _THINKING)
             and (tools or block["type"] not in _TOOLS)
+            and (web or not _is_server_block(block["type"]))
         ]
         if content:
             turns.append({"role": turn["role"], "content": content})
     return turns
+
+
+def _is_server_block(kind: str) -> bool:
+    return kind == "server_tool_use" or is_server_result(kind)
+
+
+def _uncited(block: dict[str, Any]) -> dict[str, Any]:
+    """A text block without its citations (their sources are not sent)."""
+    return {key: value for key, value in block.items() if key != "citations"}
 
 
 def _cache_newest_question(messages: list[dict[str, Any]]) -> None:

@@ -13,7 +13,11 @@ grown by a fraction of its length. So the work per answer grows linearly with it
 
 A tool call in the text (see `chatapp.tools.record`) ends the prose before it: that prose is
 finished, the call's block is appended and replaced as its record grows, and the prose after
-it starts afresh.
+it starts afresh. A server tool's result goes into its call's block, which is replaced again.
+
+A citation stays inside its prose: its record is stood in for by one character while the
+markdown is rendered, and its marker takes that character's place in the HTML (see
+`citations`). The list of sources follows the tail, and grows as sources are first cited.
 
 Rendering a whole text in one go runs the same steps, so an answer's streamed HTML and the
 HTML of the page after a reload are the same string.
@@ -21,12 +25,15 @@ HTML of the page after a reload are the same string.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from markupsafe import escape
 
 from ..tools import record
-from . import code, markdown
+from . import citations, code, markdown
 from .kept import KeptAnswers
-from .tools import tool_block
+from .tools import server_block, tool_block
 
 # A tail longer than this is parsed and rendered again only after growing by 1/REGROW of its
 # length.
@@ -77,20 +84,35 @@ class LiveMarkdown:
         self._code_start = 0
         self._shown = 0
         self._code_html: list[str] = []
-        # A tool call being written: its record so far, and where its block is in `blocks`.
+        # A tool call (or a server tool's result) being written: its record so far, and where
+        # its block is in `blocks`.
         self._record: str | None = None
         self._record_block = 0
-        self._tools = 0  # tool calls finished
+        self._tools = 0  # records finished
+        # Server tool calls by id: where each one's block is, its index and its record; and
+        # which of them have their result.
+        self._server_calls: dict[str, tuple[int, int, str]] = {}
+        self._answered: set[str] = set()
+        # A citation record being written, the sources cited so far (by number, from 1), and
+        # the HTML of each source's marker.
+        self._citation: str | None = None
+        self._sources: list[dict[str, Any]] = []
+        self._markers: dict[int, str] = {}
 
     # -- what the page shows ----------------------------------------------------------------
 
     def html(self) -> str:
-        """The content element's inner HTML now: finished blocks, then the tail's element."""
-        return "".join(self.blocks) + tail_element(self.message_id, self._tail_now())
+        """The content element's inner HTML now: finished blocks, the tail's element, then the
+        sources cited so far."""
+        return (
+            "".join(self.blocks)
+            + tail_element(self.message_id, self._tail_now())
+            + self._sources_html()
+        )
 
     def finished_html(self) -> str:
         """The content element's inner HTML of an answer that has ended."""
-        return "".join(self.blocks)
+        return "".join(self.blocks) + self._sources_html()
 
     def reset(self) -> str:
         """An out-of-band swap that makes a listener show what this shows now."""
@@ -105,12 +127,17 @@ class LiveMarkdown:
             if self._record is not None:
                 end = text.find(record.CLOSE) + 1 or len(text)
                 swaps.append(self._grow_record(text[:end]))
+            elif self._citation is not None:
+                end = text.find(record.CLOSE) + 1 or len(text)
+                swaps.append(self._grow_citation(text[:end]))
             else:
-                end = text.find(record.OPEN)
-                end = len(text) if end < 0 else end
+                end = _next_mark(text)
                 swaps.append(self._feed_markdown(text[:end]))
                 if end < len(text):
-                    swaps.append(self._open_record())
+                    if text[end] == record.CITE:
+                        self._citation = ""
+                    else:
+                        swaps.append(self._open_record())
             text = text[end:]
         return "".join(swaps)
 
@@ -119,10 +146,15 @@ class LiveMarkdown:
 
         A tool call still without a result never gets one: its block says so.
         """
+        self._citation = None  # a citation cut in half cites nothing
         swaps = self._close_markdown()
         if self._record is not None:
             swaps += self._show_record(self._tools, self._record, ended=True)
             self._record = None
+        for call_id, (slot, index, call) in self._server_calls.items():
+            if call_id not in self._answered:
+                html = server_block(self.message_id, index, record.parse(call), None, ended=True)
+                swaps += self._put(slot, html)
         return swaps + oob(tail_id(self.message_id), "delete", "")
 
     # -- markdown ----------------------------------------------------------------------------
@@ -184,7 +216,7 @@ class LiveMarkdown:
                 line = 0 if len(found) >= 2 else last.line  # where it starts in the tail now
                 return "".join(swaps) + self._open_code(last, line)
         if self._tail_is_due():
-            html = self._rerenderer.render(self._tail)
+            html = self._cited(self._rerenderer.render(self._tail))
             self._rendered = len(self._tail)
             if html != self._tail_html:
                 self._tail_html = html
@@ -201,7 +233,8 @@ class LiveMarkdown:
         offsets = [_line_offset(text, line) for line in lines] + [len(text)]
         offsets[0] = 0  # blank lines before the first block belong to it
         added = [
-            self._rerenderer.render(text[a:b]) for a, b in zip(offsets, offsets[1:], strict=False)
+            self._cited(self._rerenderer.render(text[a:b]))
+            for a, b in zip(offsets, offsets[1:], strict=False)
         ]
         self.blocks.extend(added)
         return "".join(added)
@@ -231,15 +264,95 @@ class LiveMarkdown:
 
     def _show_record(self, index: int, now: str, *, ended: bool = False) -> str:
         """The swap that shows the call's block as its record `now` says: appended the first
-        time, replaced after that, nothing if it looks the same."""
-        html = tool_block(self.message_id, index, now, ended=ended)
-        shown = self.blocks[self._record_block]
+        time, replaced after that, nothing if it looks the same. A server tool's result is
+        shown in its call's block once it is whole."""
+        slot = self._record_block
+        if record.is_result(now):
+            result = record.parse_result(now)
+            if result is None:
+                return ""
+            found = self._server_calls.get(result.tool_use_id)
+            if found is not None and result.tool_use_id not in self._answered:
+                self._answered.add(result.tool_use_id)
+                slot, index, called = found
+                html = server_block(self.message_id, index, record.parse(called), result)
+            else:  # a result without its call: on its own
+                html = server_block(self.message_id, index, None, result)
+            return self._put(slot, html)
+        call = record.parse(now)
+        if call.server:
+            if call.call_id and call.closed:
+                self._server_calls[call.call_id] = (slot, index, now)
+            html = server_block(self.message_id, index, call, None, ended=ended)
+        else:
+            html = tool_block(self.message_id, index, now, ended=ended)
+        return self._put(slot, html)
+
+    def _put(self, slot: int, html: str) -> str:
+        """Show `html` as block `slot`: appended before the tail the first time, else as an
+        out-of-band swap of the block of its id; nothing if it looks the same."""
+        shown = self.blocks[slot]
         if html == shown:
             return ""
-        self.blocks[self._record_block] = html
+        self.blocks[slot] = html
         if not shown:
             return oob(tail_id(self.message_id), "beforebegin", html)
-        return tool_block(self.message_id, index, now, ended=ended, oob=True)
+        tag_end = html.index(">")  # the block's own tag: ours, so no ">" in its attributes
+        return html[:tag_end] + ' hx-swap-oob="true"' + html[tag_end:]
+
+    # -- citations --------------------------------------------------------------------------
+
+    def _grow_citation(self, text: str) -> str:
+        """Take more of a citation record; once it is whole, its marker goes into the prose
+        (and its source into the list, if it is new)."""
+        assert self._citation is not None
+        self._citation += text
+        if not self._citation.endswith(record.CLOSE):
+            return ""
+        found = record.parse_citation(self._citation)
+        self._citation = None
+        if found is None:
+            return ""
+        swaps = []
+        while len(self._sources) < found.number:
+            known = len(self._sources) + 1 == found.number
+            swaps.append(self._add_source(found.source if known else {}))
+        swaps.append(self._feed_markdown(citations.marker_char(found.number)))
+        return "".join(swaps)
+
+    def _add_source(self, source: dict[str, Any]) -> str:
+        """Add the next source to the list: the list itself first, if it is the first."""
+        first = not self._sources
+        self._sources.append(source)
+        number = len(self._sources)
+        self._markers[number] = citations.marker(self.message_id, number, source)
+        item = citations.item(self.message_id, number, source)
+        if first:
+            shown = citations.block(self.message_id, item)
+            return oob(content_id(self.message_id), "beforeend", shown)
+        return oob(citations.sources_list_id(self.message_id), "beforeend", item)
+
+    def _sources_html(self) -> str:
+        if not self._sources:
+            return ""
+        items = "".join(
+            citations.item(self.message_id, number, source)
+            for number, source in enumerate(self._sources, 1)
+        )
+        return citations.block(self.message_id, items)
+
+    def _cited(self, html: str) -> str:
+        """Rendered markdown with each citation's stand-in replaced by its marker."""
+        if not self._sources:
+            return html
+        return citations.MARKERS.sub(self._marker, html)
+
+    def _marker(self, found: re.Match[str]) -> str:
+        number = citations.number_of(found.group())
+        shown = self._markers.get(number)
+        if shown is None:  # a number no citation gave (cannot happen: records are clean)
+            shown = self._markers[number] = citations.marker(self.message_id, number, None)
+        return shown
 
     # -- a fenced code block being written ----------------------------------------------------
 
@@ -275,7 +388,7 @@ class LiveMarkdown:
             upto = line_start
         if upto <= self._shown:
             return ""
-        new = str(escape(self._tail[self._shown : upto]))
+        new = self._cited(str(escape(self._tail[self._shown : upto])))
         self._shown = upto
         self._code_html.append(new)
         return oob(code_id(self.message_id), "beforeend", new)
@@ -286,6 +399,15 @@ class LiveMarkdown:
         return code.frame(
             self._language, "".join(self._code_html), code_id=code_id(self.message_id)
         )
+
+
+def _next_mark(text: str) -> int:
+    """Where the first record (of any kind) in `text` starts, or its length if none does."""
+    found = _MARK.search(text)
+    return len(text) if found is None else found.start()
+
+
+_MARK = re.compile(f"[{record.OPEN}{record.RESULT}{record.CITE}]")
 
 
 def _line_offset(text: str, line: int) -> int:

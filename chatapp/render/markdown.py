@@ -109,6 +109,35 @@ def sanitize(html: str) -> str:
     )
 
 
+# What the page adds around the model's words, citation markers, the list of sources and the
+# results of a web search, is built from what the API sent (page titles, addresses, document
+# names): as untrusted as the words themselves, it is escaped where it is built and then goes
+# through the same cleaner, which here also lets through the ids that markers link to.
+_SOURCE_TAGS = _TAGS | {"sup"}
+_SOURCE_ATTRIBUTES = {
+    **_ATTRIBUTES,
+    "sup": {"class"},
+    "p": {"class"},
+    "div": {"class", "id"},
+    "ol": {"class", "id"},
+    "ul": {"class"},
+    "li": {"class", "id"},
+}
+
+
+def sanitize_sources(html: str) -> str:
+    """`sanitize` for citation markers, sources and search results: ids allowed, and links
+    only to the web (http and https) or within the page."""
+    return nh3.clean(
+        html,
+        tags=_SOURCE_TAGS,
+        attributes=_SOURCE_ATTRIBUTES,
+        url_schemes={"http", "https"},
+        link_rel=LINK_REL,
+        strip_comments=True,
+    )
+
+
 # A one-line paragraph of plain prose: it starts with a letter and holds no character that
 # markdown gives a meaning to (nor "&", "<", ">", which HTML escapes, nor control characters
 # or spaces other than " ", which trimming treats apart).

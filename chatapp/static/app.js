@@ -71,6 +71,36 @@
     return copied ? Promise.resolve() : Promise.reject(new Error("copy refused"));
   }
 
+  // A block's text with each citation marker written as a footnote reference. innerText needs
+  // a rendered element, so the copy with the references is laid out off screen for a moment.
+  function proseOf(block) {
+    if (!block.querySelector(".cite")) return block.innerText;
+    var copy = block.cloneNode(true);
+    copy.querySelectorAll(".cite").forEach(function (marker) {
+      marker.replaceWith(document.createTextNode("[^" + marker.textContent.trim() + "]"));
+    });
+    var stage = document.createElement("div");
+    stage.style.position = "fixed";
+    stage.style.left = "-10000px";
+    stage.style.width = block.offsetWidth + "px";
+    stage.appendChild(copy);
+    document.body.appendChild(stage);
+    var text = copy.innerText;
+    stage.remove();
+    return text;
+  }
+
+  function footnotesOf(content) {
+    var entries = content.querySelectorAll(".sources__list > li");
+    if (!entries.length) return "";
+    return "\n\n" + Array.prototype.map.call(entries, function (entry, i) {
+      var link = entry.querySelector("a.source__link");
+      var name = link || entry.querySelector(".source__name");
+      var said = "[^" + (i + 1) + "]: " + (name ? name.textContent.trim() : "");
+      return link ? said + ", <" + link.href + ">" : said;
+    }).join("\n");
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target instanceof Element && event.target.closest(".code__copy, .message__copy");
     if (!button) return;
@@ -78,12 +108,13 @@
     if (button.classList.contains("code__copy")) {
       text = button.closest(".code").querySelector("pre").innerText;
     } else {
-      // The answer's prose: its blocks as the reader sees them, without its tool calls.
+      // The answer's prose: its blocks as the reader sees them, without its tool calls; its
+      // citations as markdown footnotes ([^1] after the text, the sources under it).
       var content = button.closest("article").querySelector("[data-content]");
       if (!content) return;
       text = Array.prototype.filter.call(content.children, function (block) {
-        return !block.classList.contains("tool");
-      }).map(function (block) { return block.innerText; }).join("\n\n");
+        return !block.classList.contains("tool") && !block.classList.contains("sources");
+      }).map(proseOf).join("\n\n") + footnotesOf(content);
     }
     copyText(text).then(function () {
       button.textContent = "Copied";

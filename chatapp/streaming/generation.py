@@ -19,7 +19,7 @@ from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
 from .. import tools
-from ..llm import errors, titles
+from ..llm import errors, server_tools, titles
 from ..llm.files import lost_file
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
@@ -155,6 +155,7 @@ class Generation:
             input_tokens=usage.input_tokens if started else None,
             cache_read_tokens=usage.cache_read_tokens if started else None,
             cache_creation_tokens=usage.cache_creation_tokens if started else None,
+            web_search_requests=usage.web_search_requests or None,
         )
 
     def mark_stored(self, written: persistence.Unstored) -> None:
@@ -197,25 +198,35 @@ class Generation:
             error = errors.describe(exc)
             log.exception("answer %s failed unexpectedly", self.message_id)
         finally:
-            self.reply.end()
+            owed = self.reply.end()  # the markers of a cited text cut short
+            if owed:
+                self._receive(owed)
             self._finish(status, error)
 
     def _request(
         self, question: persistence.Question, *, upload_again: bool = False
     ) -> dict[str, Any]:
         """The first request of the answer, its files uploaded (or uploaded again)."""
+        model = self.streams.catalogue.get(question.model)
         return build_request(
             model=question.model,
             system_prompt=question.system_prompt,
             history=question.history,
             options=model_options(
                 question.thinking,
-                self.streams.catalogue.get(question.model),
+                model,
                 max_tokens=self.streams.max_tokens,
                 adaptive_tokens=self.streams.adaptive_thinking_tokens,
             ),
             tools=tools.definitions(question.tools),
-            files=self.streams.files.blocks(question.history, upload_again=upload_again),
+            files=self.streams.files.blocks(
+                question.history,
+                upload_again=upload_again,
+                citations=model is not None and model.citations,
+            ),
+            server_tools=server_tools.definitions(
+                question.server_tools, model, self.streams.app.config
+            ),
         )
 
     def _answer(
@@ -334,6 +345,7 @@ class Generation:
             output_tokens=usage.output_tokens if started else None,
             cache_read_tokens=usage.cache_read_tokens if started else None,
             cache_creation_tokens=usage.cache_creation_tokens if started else None,
+            web_search_requests=usage.web_search_requests or None,
             ttft_ms=reply.ttft_ms,
             duration_ms=round((time.monotonic() - reply.started) * 1000),
             transcript=reply.transcript if reply.beyond_text else None,
@@ -401,4 +413,5 @@ def _log_fields(state: MessageState) -> dict[str, Any]:
         "output_tokens": state.output_tokens,
         "cache_read_tokens": state.cache_read_tokens,
         "cache_creation_tokens": state.cache_creation_tokens,
+        "web_search_requests": state.web_search_requests,
     }

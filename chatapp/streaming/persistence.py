@@ -52,6 +52,7 @@ class Unstored:
     input_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    web_search_requests: int | None = None  # billed per search, so stored as they come
 
 
 class Progress(Protocol):
@@ -121,6 +122,7 @@ class Flusher:
                 "prompt_input": new.input_tokens,
                 "prompt_cache_read": new.cache_read_tokens,
                 "prompt_cache_creation": new.cache_creation_tokens,
+                "searches": new.web_search_requests,
             }
             for progress, new in part
         ]
@@ -142,6 +144,7 @@ class Flusher:
                         input_tokens=bindparam("prompt_input"),
                         cache_read_tokens=bindparam("prompt_cache_read"),
                         cache_creation_tokens=bindparam("prompt_cache_creation"),
+                        web_search_requests=bindparam("searches"),
                         updated_at=utcnow(),
                     ),
                     rows,
@@ -260,6 +263,7 @@ class Question:
     model: str
     system_prompt: str
     tools: list[str]  # names of the tools Claude may call
+    server_tools: list[str]  # Anthropic's server tools switched on (web search, web fetch)
     thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
 
@@ -283,6 +287,7 @@ def load_question(app: Flask, message_id: int) -> Question:
             model=conversation.model,
             system_prompt=conversation.system_prompt,
             tools=conversation.tools.split(),
+            server_tools=conversation.server_tools.split(),
             thinking=thinking_of(conversation),
             history=[MessageState.of(m, transcript=True) for m in earlier],
         )

@@ -21,10 +21,16 @@ from typing import Any
 # (`python -m chatapp.llm.demo`) must patch with gevent before anything imports `ssl`.
 _HOMES = {
     "DEMO_MODELS": "listing",
+    "Cited": "scenario",
     "FakeUpstream": "upstream",
+    "FetchedPage": "scenario",
+    "Found": "scenario",
     "Pace": "scenario",
     "Scenario": "scenario",
+    "SearchResults": "scenario",
+    "ServerToolUse": "scenario",
     "ToolUse": "scenario",
+    "page_citation": "scenario",
 }
 
 __all__ = sorted(_HOMES)

@@ -100,6 +100,10 @@ def rejection(models: Listing, body: dict[str, Any]) -> tuple[int, str, str] | N
             return _invalid(
                 "thinking.budget_tokens: must be at least 1024 and less than max_tokens"
             )
+    for number, tool in enumerate(body.get("tools") or []):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith("web_") and not abilities.web_search:
+            return _invalid(f"tools.{number}: {kind!r} is not supported by {model}.")
     output = body.get("output_config")
     effort = output.get("effort") if isinstance(output, dict) else None
     if effort is not None and effort not in abilities.efforts:

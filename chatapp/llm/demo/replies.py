@@ -1,6 +1,7 @@
 """What demo mode says: canned markdown that quotes the question and says plainly it is not
-from Claude, calls of the switched-on tools that fit the question, a refusal when asked for
-one, and titles for conversations."""
+from Claude, calls of the switched-on tools that fit the question, made-up web searches and
+fetches (on example.com pages) with cited answers, a refusal when asked for one, and titles
+for conversations."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import titles
 from . import wire
-from .scenario import ToolUse
+from .scenario import Block, Cited, FetchedPage, Found, SearchResults, ServerToolUse, ToolUse
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Said:
     tool_uses: list[ToolUse] = field(default_factory=list)
     stop_details: dict[str, Any] | None = None
     stop_reason: str | None = None
+    blocks: list[Block] = field(default_factory=list)  # content blocks after the text
 
 
 def answer(body: dict[str, Any]) -> Said:
@@ -35,6 +38,8 @@ def answer(body: dict[str, Any]) -> Said:
     if calls := tool_calls(body):
         text, uses = calls
         return Said(text, uses)
+    if web := web_tools(body):
+        return web
     if asks_for_refusal(body):
         return Said(REFUSAL_START, stop_details=REFUSAL, stop_reason="refusal")
     text, truncated = reply_for(body)
@@ -70,6 +75,112 @@ def tool_calls(body: dict[str, Any]) -> tuple[str, list[ToolUse]] | None:
         return None
     names = " and ".join(use.name.replace("_", " ") for use in uses)
     return f"Let me ask the {names} tool{'s' if len(uses) > 1 else ''}.", uses
+
+
+_URL = re.compile(r"https?://[^\s<>\"'()\[\]]+")
+WEB_FOOTER = (
+    "\n\n_The demo server made these results up (example.com pages, no real search or "
+    "fetch); this is not Claude._"
+)
+
+
+def web_tools(body: dict[str, Any]) -> Said | None:
+    """In demo mode, a web fetch of an address in the question (with Web fetch on), else a web
+    search (with Web search on), with a cited answer; None without them."""
+    offered = wire.server_tools(body)
+    prompt = wire.last_user_text(body)
+    address = _URL.search(prompt)
+    if "web_fetch" in offered and address:
+        return Said("", blocks=demo_fetch(address.group().rstrip(".,;:!?")))
+    if "web_search" in offered:
+        return Said("", blocks=demo_search(prompt))
+    return None
+
+
+def demo_search(prompt: str) -> list[Block]:
+    """A made-up search for the question, three example.com results, and an answer that
+    cites them."""
+    about = topic(prompt).rstrip("…")
+    slug = re.sub(r"[^a-z0-9]+", "-", about.lower()).strip("-")[:40] or "question"
+    found = [
+        Found(
+            f"{about}: an overview (demo page)",
+            f"https://example.com/demo/{slug}",
+            "2 days ago",
+            f"An overview of {about}, written by the demo server.",
+        ),
+        Found(
+            f"What changed lately in {about} (demo page)",
+            f"https://example.com/demo/{slug}/news",
+            "1 week ago",
+        ),
+        Found(
+            f"Questions people ask about {about} (demo page)",
+            f"https://docs.example.com/demo/{slug}/faq",
+            "3 months ago",
+        ),
+    ]
+    use = ServerToolUse("web_search", {"query": about})
+    return [
+        "Let me search the web for that.",
+        use,
+        SearchResults(use.id, found, seconds=0.8),
+        "Here is what the search found. ",
+        Cited(
+            f"The overview page describes “{about}” in a few short paragraphs",
+            [found[0].cite(f"An overview of {about}")],
+        ),
+        ", and ",
+        Cited(
+            "the news page lists what changed most recently",
+            [found[1].cite("What changed lately")],
+        ),
+        ".\n\n- ",
+        Cited(
+            "Common questions have a page of their own",
+            [found[2].cite("Questions people ask")],
+        ),
+        "\n- ",
+        Cited(
+            "Every one of these pages is a made-up example.com address",
+            [found[0].cite("demo page"), found[2].cite("demo page")],
+        ),
+        WEB_FOOTER,
+    ]
+
+
+DEMO_PAGE = (
+    "This page is a stand-in kept by chatapp's demo server. Addresses on example.com are "
+    "reserved for examples, so nothing real is shown here. Nothing was fetched from the "
+    "internet."
+)
+
+
+def demo_fetch(address: str) -> list[Block]:
+    """A made-up fetch of `address`: an example.com page is read (and cited), any other
+    address cannot be reached."""
+    use = ServerToolUse("web_fetch", {"url": address})
+    host = urlsplit(address).hostname or ""
+    if host != "example.com" and not host.endswith(".example.com"):
+        failed = FetchedPage(use.id, address, error="url_not_accessible", seconds=0.3)
+        return [
+            "Let me read that page.",
+            use,
+            failed,
+            "I could not read it: the demo server reads only example.com pages." + WEB_FOOTER,
+        ]
+    page = FetchedPage(use.id, address, "A demo page on example.com", DEMO_PAGE, seconds=0.6)
+    return [
+        "Let me read that page.",
+        use,
+        page,
+        "The page says that ",
+        Cited(
+            "it is a stand-in kept by the demo server, and that nothing was fetched",
+            [page.cite("This page is a stand-in kept by chatapp's demo server.")],
+        ),
+        "." + WEB_FOOTER,
+    ]
 
 
 def after_tools(body: dict[str, Any]) -> str:

@@ -32,7 +32,16 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from . import listing, replies, wire
 from .files import FileStore
-from .scenario import Pace, Scenario, ToolUse
+from .scenario import (
+    Block,
+    Cited,
+    FetchedPage,
+    Pace,
+    Scenario,
+    SearchResults,
+    ServerToolUse,
+    ToolUse,
+)
 from .wire import StartResponse
 
 # A paced reply writes at most this often; text pieces due sooner go out together in one write.
@@ -150,9 +159,8 @@ class FakeUpstream:
             extra = []
             if scenario.retry_after is not None:
                 extra.append(("retry-after", str(scenario.retry_after)))
-            return wire.error_response(
-                start_response, scenario.status, kind, wire.ERROR_MESSAGES[kind], extra
-            )
+            message = scenario.error_message or wire.ERROR_MESSAGES[kind]
+            return wire.error_response(start_response, scenario.status, kind, message, extra)
 
         reply = self._plan(body, scenario)
         if body.get("stream") is True:
@@ -215,8 +223,13 @@ class FakeUpstream:
 
     def _plan(self, body: dict[str, Any], scenario: Scenario) -> _Reply:
         pace = scenario.pace or self.pace
-        if scenario.text is not None:
-            said = replies.Said(scenario.text, scenario.tool_uses, scenario.stop_details)
+        if scenario.text is not None or scenario.blocks:
+            said = replies.Said(
+                scenario.text or "",
+                scenario.tool_uses,
+                scenario.stop_details,
+                blocks=scenario.blocks,
+            )
             stop_reason = scenario.stop_reason
         else:
             said = replies.answer(body)
@@ -236,6 +249,7 @@ class FakeUpstream:
             text=text,
             thinking=thinking,
             tool_uses=tool_uses,
+            blocks=said.blocks,
             stop_reason=stop_reason,
             stop_details=said.stop_details if stop_reason == "refusal" else None,
             input_tokens=input_tokens,
@@ -279,7 +293,10 @@ class FakeUpstream:
             content.append(
                 {"type": "thinking", "thinking": reply.thinking, "signature": wire.signature()}
             )
-        content.append({"type": "text", "text": reply.text})
+        if reply.text or not (reply.blocks or reply.tool_uses):
+            content.append({"type": "text", "text": reply.text})
+        for block in reply.blocks:
+            content.append(_whole_block(block))
         for use in reply.tool_uses:
             content.append(
                 {
@@ -294,7 +311,7 @@ class FakeUpstream:
             content=content,
             stop_reason=reply.stop_reason,
             stop_details=reply.stop_details,
-            usage={**message["usage"], "output_tokens": reply.output_tokens()},
+            usage={**message["usage"], **reply.final_usage()},
         )
         return wire.json_response(
             start_response, 200, message, [("request-id", wire.new_id("req"))]
@@ -309,6 +326,7 @@ class _Reply:
     text: str
     thinking: str | None
     tool_uses: list[ToolUse]
+    blocks: list[Block]
     stop_reason: str
     stop_details: dict[str, Any] | None
     input_tokens: int
@@ -340,7 +358,30 @@ class _Reply:
     def output_tokens(self) -> int:
         chars = len(self.text) + len(self.thinking or "")
         chars += sum(len(use.json()) for use in self.tool_uses)
+        for block in self.blocks:
+            if isinstance(block, str):
+                chars += len(block)
+            elif isinstance(block, Cited):
+                chars += len(block.text)
+            elif isinstance(block, ServerToolUse):
+                chars += len(block.json())
         return max(1, round(chars / wire.CHARS_PER_TOKEN))
+
+    def final_usage(self) -> dict[str, Any]:
+        """The usage `message_delta` reports: output tokens, and the server tools used."""
+        usage: dict[str, Any] = {"output_tokens": self.output_tokens()}
+        # A search or fetch is billed when it runs: counted by the results that came back.
+        ran = [block for block in self.blocks if isinstance(block, SearchResults | FetchedPage)]
+        if any(isinstance(block, ServerToolUse) for block in self.blocks) or ran:
+            usage["server_tool_use"] = {
+                "web_search_requests": sum(
+                    isinstance(b, SearchResults) and b.error is None for b in ran
+                ),
+                "web_fetch_requests": sum(
+                    isinstance(b, FetchedPage) and b.error is None for b in ran
+                ),
+            }
+        return usage
 
     def pieces(self, text: str, cuts: Iterable[int] = ()) -> list[str]:
         """Split text into deltas of `piece_chars` characters, also split at each cut."""
@@ -404,7 +445,7 @@ class _ReplyStream:
             yield from self._thinking_block(index, reply.thinking)
             index += 1
 
-        if reply.text or not reply.tool_uses:
+        if reply.text or not (reply.tool_uses or reply.blocks):
             yield self._write(
                 wire.event(
                     "content_block_start",
@@ -423,6 +464,9 @@ class _ReplyStream:
                 wire.event("content_block_stop", {"type": "content_block_stop", "index": index})
             )
             index += 1
+        for block in reply.blocks:
+            yield from self._content_block(index, block)
+            index += 1
         for use in reply.tool_uses:
             yield from self._tool_use_block(index, use)
             index += 1
@@ -438,7 +482,7 @@ class _ReplyStream:
                         "stop_sequence": None,
                         "stop_details": reply.stop_details,
                     },
-                    "usage": {"output_tokens": reply.output_tokens()},
+                    "usage": reply.final_usage(),
                 },
             )
             + (wire.unknown_event("before_message_stop") if unknown else b"")
@@ -462,6 +506,35 @@ class _ReplyStream:
             lambda piece: {"type": "input_json_delta", "partial_json": piece},
         )
 
+    def _content_block(self, index: int, block: Block) -> Iterator[bytes]:
+        """A scripted content block, as the API streams it: text and cited text (citations
+        first) delta by delta, a server tool's call with its input as JSON deltas, and its
+        result whole in its start, once the tool has taken its time."""
+
+        def text_delta(piece: str) -> dict[str, Any]:
+            return {"type": "text_delta", "text": piece}
+
+        if isinstance(block, str | Cited):
+            cited = block.citations if isinstance(block, Cited) else []
+            text = block.text if isinstance(block, Cited) else block
+            start: dict[str, Any] = {"type": "text", "text": ""}
+            if isinstance(block, Cited):
+                start["citations"] = []
+            first = [{"type": "citations_delta", "citation": citation} for citation in cited]
+            yield from self._paced_block(
+                index, start, self.reply.pieces(text), text_delta, first=first
+            )
+        elif isinstance(block, ServerToolUse):
+            yield from self._paced_block(
+                index,
+                {"type": "server_tool_use", "id": block.id, "name": block.name, "input": {}},
+                ["", *self.reply.pieces(block.json())],
+                lambda piece: {"type": "input_json_delta", "partial_json": piece},
+            )
+        else:
+            yield from self._pause(block.seconds)
+            yield from self._paced_block(index, block.block(), [], text_delta)
+
     def _paced_block(
         self,
         index: int,
@@ -469,11 +542,15 @@ class _ReplyStream:
         pieces: list[str],
         delta_of: Callable[[str], dict[str, Any]],
         last: dict[str, Any] | None = None,
+        first: list[dict[str, Any]] | None = None,
     ) -> Iterator[bytes]:
-        """A content block: its start, a delta for each piece at the reply's pace, then `last`
-        (if any) with its stop."""
+        """A content block: its start, the deltas `first` (if any), a delta for each piece at
+        the reply's pace, then `last` (if any) with its stop."""
         start = {"type": "content_block_start", "index": index, "content_block": block}
-        yield self._write(wire.event("content_block_start", start))
+        yield self._write(
+            wire.event("content_block_start", start)
+            + b"".join(wire.delta(index, delta) for delta in first or ())
+        )
         due = time.monotonic()
         batch: list[bytes] = []
         for piece in pieces:
@@ -572,6 +649,19 @@ class _ReplyStream:
     def _write(self, data: bytes) -> bytes:
         self.last_write = time.monotonic()
         return data
+
+
+def _whole_block(block: Block) -> dict[str, Any]:
+    """A scripted content block as a non-streaming `Message` holds it."""
+    if isinstance(block, str):
+        return {"type": "text", "text": block}
+    if isinstance(block, Cited):
+        return {"type": "text", "text": block.text, "citations": block.citations}
+    if isinstance(block, ServerToolUse):
+        return {"type": "server_tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, SearchResults | FetchedPage):
+        return block.block()
+    raise TypeError(f"not a content block: {block!r}")
 
 
 class _ClientWatch:

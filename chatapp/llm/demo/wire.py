@@ -193,6 +193,19 @@ def offered_tools(body: dict[str, Any]) -> set[str]:
     return {str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict)}
 
 
+def server_tools(body: dict[str, Any]) -> dict[str, str]:
+    """The server tools a request offers (web search, web fetch), by name: their versions."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        return {}
+    found = {}
+    for tool in body.get("tools") or []:
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind.startswith(("web_search_", "web_fetch_")):
+            found[str(tool.get("name"))] = kind
+    return found
+
+
 def thinking_requested(body: dict[str, Any]) -> bool:
     thinking = body.get("thinking")
     return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
