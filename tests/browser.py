@@ -171,6 +171,10 @@ class RemoteBrowser:
     def click(self, page: str, selector: str) -> None:
         self.call("click", page=page, selector=selector)
 
+    def choose_files(self, page: str, selector: str, paths: list[str]) -> None:
+        """Choose files in the file input `selector`, as the file picker does."""
+        self.call("choose_files", page=page, selector=selector, paths=paths)
+
     def click_at(self, page: str, x: float, y: float) -> None:
         """Click (or tap) the page at a point of the viewport, whatever is there."""
         self.call("click_at", page=page, x=x, y=y)
@@ -365,6 +369,9 @@ class _Driver:
         box.fill(prompt)
         box.press("Enter")
 
+    def _choose_files(self, name: str, page: Any, selector: str, paths: list[str]) -> None:
+        page.locator(selector).set_input_files(paths)
+
     def _click_at(self, name: str, page: Any, x: float, y: float) -> None:
         page.mouse.click(x, y)
 
@@ -378,7 +385,9 @@ class _Driver:
         page.reload()
 
     def _screenshot(self, name: str, page: Any, path: str) -> None:
-        page.screenshot(path=path, full_page=True)
+        # caret="initial": hiding the caret would leave style="" on every field, which htmx
+        # then copies onto the fields it swaps in, against the Content-Security-Policy.
+        page.screenshot(path=path, full_page=True, caret="initial")
 
     def _errors(self, name: str, page: Any) -> list[dict[str, str]]:
         return self.page_errors[name]

@@ -268,7 +268,9 @@ class FakeUpstream:
         prefix, boundaries, breakpoints = [model], [], []
         for block in wire.prompt_blocks(body):
             prefix.append(
-                json.dumps(wire.content_text([block]) if isinstance(block, dict) else block)
+                json.dumps(
+                    wire.content_text([block], counting=True) if isinstance(block, dict) else block
+                )
             )
             key = hashlib.sha256("\x1e".join(prefix).encode()).hexdigest()
             tokens = wire.tokens_of(sum(len(p) for p in prefix[1:]))

@@ -110,8 +110,9 @@ def signature() -> str:
 # -- requests ---------------------------------------------------------------------------------
 
 
-def content_text(content: Any) -> str:
-    """The plain text in a message's or system prompt's content (a string or blocks)."""
+def content_text(content: Any, *, counting: bool = False) -> str:
+    """The plain text in a message's or system prompt's content (a string or blocks); when
+    `counting` tokens, with a stand-in as long as each file the emulator read."""
     if isinstance(content, str):
         return content
     parts: list[str] = []
@@ -122,20 +123,20 @@ def content_text(content: Any) -> str:
                     if isinstance(block.get(key), str):
                         parts.append(block[key])
                 if "content" in block:
-                    parts.append(content_text(block["content"]))
+                    parts.append(content_text(block["content"], counting=counting))
                 if "input" in block:
                     parts.append(json.dumps(block["input"]))
-                if isinstance(block.get("_demo_tokens"), int):
+                if counting and isinstance(block.get("_demo_tokens"), int):
                     # A file the emulator read (see files.py): as long as its tokens are.
                     parts.append("·" * (block["_demo_tokens"] * CHARS_PER_TOKEN))
     return "\n".join(parts)
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
-    chars = len(content_text(body.get("system")))
+    chars = len(content_text(body.get("system"), counting=True))
     for message in body.get("messages") or []:
         if isinstance(message, dict):
-            chars += len(content_text(message.get("content")))
+            chars += len(content_text(message.get("content"), counting=True))
     return max(1, tokens_of(chars))
 
 
