@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, NotFound, ServiceUnavailable
 
 from . import config as defaults
 from . import costs
@@ -27,9 +27,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     defaults.normalise(app.config, app.instance_path)
     _configure_logging(app)
 
+    from . import database
     from .extensions import csrf, db, migrate
 
     db.init_app(app)
+    with app.app_context():
+        database.limit_round_trips(db.engine, float(app.config["DATABASE_TIMEOUT"]))
     migrate.init_app(app, db, directory=_migrations_directory())
     csrf.init_app(app)
 
@@ -37,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .conversations.views import bp as conversations_bp
     from .render import render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
+    from .streaming import streams
 
     app.register_blueprint(conversations_bp)
     app.register_blueprint(streaming.bp)
@@ -71,7 +75,37 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
         return render_template("error.html", error=exc), exc.code or 500
 
+    def database_unreachable(exc: Exception) -> ResponseReturnValue:
+        """The database did not answer (or refused the write for now): say so plainly, with a
+        503 and Retry-After, instead of an error page with a traceback behind it."""
+        streams(app).database.failed(exc)  # said once in the log, not once a request
+        error = ServiceUnavailable(_database_notice(request.method))
+        if htmx.is_htmx(request):
+            response = make_response(render_template("_notice.html", notice=error.description))
+            htmx.retarget(response, "#notice", "outerHTML")
+        else:
+            response = make_response(render_template("error.html", error=error))
+        response.status_code = 503
+        response.headers["Retry-After"] = str(database.RETRY_AFTER)
+        return htmx.vary_on_htmx(response)
+
+    for unreachable in database.UNREACHABLE:
+        app.register_error_handler(unreachable, database_unreachable)
+
     return app
+
+
+def _database_notice(method: str) -> str:
+    """What to tell the person whose page or action needed the database while it was away."""
+    if method in ("GET", "HEAD"):
+        return (
+            "The database is not reachable right now, so this page cannot be shown. "
+            "Try again in a moment."
+        )
+    return (
+        "The database is not reachable right now, so that could not be done. "
+        "Try again in a moment; what you typed is still here."
+    )
 
 
 def _notice(exc: HTTPException) -> str:

@@ -6,10 +6,20 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    stream_with_context,
+)
 
+from .. import htmx
 from ..auth import signed_in_user
 from ..conversations import store
+from ..database import UNREACHABLE
 from ..extensions import db
 from ..models import MessageState
 from . import sse
@@ -60,8 +70,17 @@ def conversation_events(conversation_id: int) -> Response:
 def stop(message_id: int) -> Response:
     """Stop writing the answer; its text so far stays. Harmless once it has ended."""
     store.get_message(message_id, signed_in_user())
-    streams().stop(message_id)
-    return Response(status=204)
+    if streams().stop(message_id):
+        return Response(status=204)
+    # Another worker writes it, and Redis, which would tell it, is away.
+    notice = (
+        "Stop could not reach the server writing this answer yet, because Redis is not "
+        "reachable. It will be passed on as soon as Redis is back."
+    )
+    if not htmx.is_htmx(request):
+        return Response(notice, status=202, mimetype="text/plain")
+    response = make_response(render_template("_notice.html", notice=notice), 202)
+    return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
 
 
 def _event_stream(body: Iterator[str], connection: Connection) -> Response:
@@ -78,6 +97,10 @@ def _counted(body: Iterator[str]) -> Iterator[str]:
     hub.open_streams += 1
     try:
         yield from body
+    except UNREACHABLE as exc:
+        # The database went away while this stream needed it: end the stream. The browser
+        # reconnects with its last event id, and catches up once the database answers.
+        hub.database.failed(exc)
     finally:
         hub.open_streams -= 1
 
