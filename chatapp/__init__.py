@@ -80,11 +80,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         503 and Retry-After, instead of an error page with a traceback behind it."""
         streams(app).database.failed(exc)  # said once in the log, not once a request
         error = ServiceUnavailable(_database_notice(request.method))
+        # Rendered without the context processors: the one that offers `current_user` would
+        # ask the database who is signed in, again.
         if htmx.is_htmx(request):
-            response = make_response(render_template("_notice.html", notice=error.description))
-            htmx.retarget(response, "#notice", "outerHTML")
+            body = app.jinja_env.get_template("_notice.html").render(notice=error.description)
+            response = htmx.retarget(make_response(body), "#notice", "outerHTML")
         else:
-            response = make_response(render_template("error.html", error=error))
+            response = make_response(app.jinja_env.get_template("error.html").render(error=error))
         response.status_code = 503
         response.headers["Retry-After"] = str(database.RETRY_AFTER)
         return htmx.vary_on_htmx(response)

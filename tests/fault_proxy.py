@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.parse
 from typing import Any
@@ -311,3 +313,92 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class FaultProxyProcess:
+    """A `FaultProxy` in a process of its own, driven from this one.
+
+    For the app's database and Redis connections: their timing must not depend on this
+    process's hub, which the fake upstream and many stream readers keep busy (a proxy that
+    waits its turn here would look like a slow database). `start()` gives the port; the other
+    methods are the proxy's, and answer with the count the proxy's method returned.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gevent.monkey", __file__, self.target],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.port = int(self._reply())
+        return self.port
+
+    def cut(self) -> int:
+        return int(self._call("cut"))
+
+    def black_hole(self) -> None:
+        self._call("black_hole")
+
+    def delay(self, seconds: float) -> None:
+        self._call(f"delay {seconds}")
+
+    def restore(self) -> int:
+        return int(self._call("restore"))
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        assert process.stdin is not None
+        try:
+            process.stdin.close()  # the proxy stops at the end of its commands
+            process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+
+    def _call(self, command: str) -> str:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(command.encode() + b"\n")
+        self._process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        line = self._process.stdout.readline().decode().strip()
+        if not line:
+            raise RuntimeError(f"the proxy to {self.target} ended")
+        return line
+
+
+def _serve_commands(target: str) -> None:
+    """Run a proxy to `target`; print its port, then obey one command a line from stdin."""
+    from gevent.fileobject import FileObjectPosix
+
+    proxy = FaultProxy(target)
+    proxy.start()
+    out = FileObjectPosix(sys.stdout.fileno(), "wb", close=False)
+
+    def say(value: object) -> None:
+        out.write(f"{value}\n".encode())
+        out.flush()
+
+    say(proxy.port)
+    commands = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
+    for line in commands:
+        name, _, argument = line.decode().strip().partition(" ")
+        if name == "delay":
+            proxy.delay(float(argument))
+            say(0)
+        elif name in ("cut", "black_hole", "restore"):
+            say(getattr(proxy, name)() or 0)
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    _serve_commands(sys.argv[1])
