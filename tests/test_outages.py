@@ -15,10 +15,16 @@ query.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import http.client
+import http.cookiejar
 import json
 import os
 import re
+import signal
+import statistics
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import psycopg
@@ -157,20 +163,24 @@ class Reading:
         """How many characters the reader has been shown, by its last event id."""
         return int(self.events[-1]["id"].rpartition(":")[2]) if self.events else 0
 
-    def screens(self) -> tuple[Screen, Screen]:
-        """What the page showed before `done`, and after it (which must be the last event),
-        each event checked on the way (ids never go back, no foreign swaps)."""
+    @property
+    def shown_before_done(self) -> int:
+        """How many characters the reader had been shown when `done` came."""
+        ids = [e["id"] for e in self.events if e["event"] == "frame"]
+        return int(ids[-1].rpartition(":")[2]) if ids else 0
+
+    def screen(self) -> Screen:
+        """What the page shows at the end, each event checked on the way (ids never go back,
+        no foreign swaps); `done` must have come once, last."""
         assert self.error is None, f"answer {self.answer_id}: {self.error!r}"
         done = [e for e in self.events if e["event"] == "done"]
         assert len(done) == 1 and self.events[-1] is done[0], f"answer {self.answer_id}: no done"
-        return (
-            screen_after(self.answer_id, self.events[:-1]),
-            screen_after(self.answer_id, self.events),
-        )
+        return screen_after(self.answer_id, self.events)
 
-    def status(self) -> str:
-        """The status the page shows at the end."""
-        return str(self.screens()[1].document.element(f"m-{self.answer_id}")["data-status"])
+
+def shown_status(screen: Screen) -> str:
+    """The status the page shows."""
+    return str(screen.document.element(f"m-{screen.message_id}")["data-status"])
 
 
 def start_reading(reading: Reading, base_url: str, user: str) -> gevent.Greenlet:
@@ -198,16 +208,14 @@ def assert_stored_as_shown(reading: Reading, stored: tuple[str, str], text: str)
     text is the upstream's (cut short for an answer that did not complete), once. Returns the
     status."""
     status, content = stored
-    before, after = reading.screens()
-    shown_status = reading.status()
-    assert shown_status == status, (
-        f"answer {reading.answer_id}: shown {shown_status}, stored {status}"
-    )
+    screen = reading.screen()
+    shown = shown_status(screen)
+    assert shown == status, f"answer {reading.answer_id}: shown {shown}, stored {status}"
     if status == "complete":
         assert content == text, f"answer {reading.answer_id}: stored text differs"
     else:
-        assert text.startswith(content) and before.offset <= len(content)
-    assert after.html == rendered(content), f"answer {reading.answer_id}: shown text differs"
+        assert text.startswith(content) and reading.shown_before_done <= len(content)
+    assert screen.html == rendered(content), f"answer {reading.answer_id}: shown text differs"
     assert reading.events[-1]["id"] == f"{reading.answer_id}:{len(content)}"
     return status
 
@@ -268,6 +276,9 @@ def stored(database_url: str) -> dict[int, tuple[str, str]]:
 def server_env(**more: str) -> dict[str, str]:
     return {
         "CHATAPP_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT),
+        # Five frames a second, not twenty: as many checks of what readers are shown, for a
+        # quarter of the parsing at the end.
+        "CHATAPP_FRAME_INTERVAL": "0.2",
         "CHATAPP_HEARTBEAT_SECONDS": "2",
         "CHATAPP_SWEEP_INTERVAL": "1",
         **more,
@@ -433,8 +444,8 @@ ANSWERS = 50
 def test_the_database_gone_for_ten_seconds_while_fifty_answers_stream(
     tmp_path: Path, workers: int, fault: str
 ) -> None:
-    # Answers of 3 to 22 s: a few end before the outage, many during it, the rest after.
-    texts = [answer_text(n, 3 + 19 * n / (ANSWERS - 1)) for n in range(ANSWERS)]
+    # Answers of 3 to 18 s: a few end before the outage, many during it, the rest after.
+    texts = [answer_text(n, 3 + 15 * n / (ANSWERS - 1)) for n in range(ANSWERS)]
     upstream = FakeUpstream(seed=3)
     upstream.start()
     upstream.push(*(scenario(t) for t in texts))
@@ -504,6 +515,465 @@ def test_the_database_gone_for_ten_seconds_while_fifty_answers_stream(
                 assert_stored_as_shown(after, stored(direct_url)[answer_id], "After the outage.")
                 assert_no_leaked_connections(server, direct_url, workers)
                 assert_quiet_log(server, "the database", workers)
+        finally:
+            proxy.stop()
+            upstream.stop()
+
+
+# -- taking the database away ----------------------------------------------------------------
+
+
+class DatabaseFault(Protocol):
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class Refused:
+    """PostgreSQL stops (behind the proxy): connections reset, new ones refused."""
+
+    def __init__(self, proxy: FaultProxyProcess) -> None:
+        self._proxy = proxy
+
+    def begin(self) -> None:
+        self._proxy.cut()
+
+    def end(self) -> None:
+        self._proxy.restore()
+
+
+# Another process holds SQLite's write lock (as `sqlite3` with an open transaction, or a
+# backup tool, would) until its standard input closes. Readers go on; writers wait, then fail.
+_HOLD_LOCK = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+connection.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+connection.execute("ROLLBACK")
+"""
+
+
+class HeldLock:
+    """The SQLite file, locked for writing by another process."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def begin(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, str(self._path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        assert self._process.stdout.readline().strip() == b"locked"
+
+    def end(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        assert process.stdin is not None
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0
+
+
+class FullDisk:
+    """The SQLite file's file system, filled up to the last byte by a filler file."""
+
+    def __init__(self, disk: Path) -> None:
+        self._filler = disk / "filler"
+
+    def begin(self) -> None:
+        block = b"\0" * 65536
+        with self._filler.open("wb", buffering=0) as filler:
+            while True:
+                try:
+                    written = filler.write(block)
+                except OSError:
+                    break  # ENOSPC: full
+                if written < len(block):
+                    block = block[: max(written, 1)]
+
+    def end(self) -> None:
+        self._filler.unlink()
+
+
+@contextmanager
+def small_disk(path: Path) -> Iterator[Path]:
+    """A small tmpfs mounted at `path`; the test is skipped where mounting is not allowed."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a small tmpfs, and mount said: {mounted.stderr!r}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
+def database_fault(direct_url: str) -> Iterator[tuple[str, DatabaseFault]]:
+    """The URL the app is to use, and a way to take its database away: PostgreSQL behind a
+    proxy that stops it, or the SQLite file locked by another process."""
+    if ON_POSTGRESQL:
+        proxy = proxy_to(direct_url, 5432)
+        try:
+            yield through(proxy, direct_url), Refused(proxy)
+        finally:
+            proxy.stop()
+        return
+    lock = HeldLock(Path(direct_url.removeprefix("sqlite:///")))
+    try:
+        yield direct_url, lock
+    finally:
+        lock.end()
+
+
+def streaming(database_url: str) -> list[int]:
+    return [
+        row[0] for row in query(database_url, "SELECT id FROM message WHERE status = 'streaming'")
+    ]
+
+
+# -- 2. an answer that ends while the database is away, and a graceful stop -------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("back", ["within-the-grace", "after-the-worker-stopped"])
+def test_answers_whose_end_waits_for_the_database_when_the_worker_stops(
+    tmp_path: Path, back: str
+) -> None:
+    """On SIGTERM, ends that wait for the database are written if it comes back within the
+    grace period; otherwise the answers are left `streaming` for a sweeper, which keeps every
+    character shown (Redis has it). No reader is shown `complete` before it is stored."""
+    short = [answer_text(n, 2.5) for n in range(3)]  # end while the database is away
+    long = [answer_text(10 + n, 40) for n in range(3)]  # still streaming at the stop
+    texts = short + long
+    upstream = FakeUpstream(seed=5)
+    upstream.start()
+    upstream.push(*(scenario(t) for t in texts))
+    redis = redis_env()
+    env = server_env(**redis, GUNICORN_CMD_ARGS="--graceful-timeout 8")  # 5 s for answers
+    try:
+        with fresh_database(tmp_path) as direct_url, database_fault(direct_url) as (url, fault):
+            (tmp_path / "first").mkdir()
+            with app_server(
+                tmp_path / "first", upstream=upstream, database_url=url, env=env
+            ) as first:
+                answers = ask(first, [f"Question {n}" for n in range(len(texts))])
+                wait_streaming([a.reading for a in answers])
+                gevent.sleep(0.5)
+                fault.begin()
+                expected = expected_texts(upstream, texts)
+                ending = [a for a in answers if expected[a.prompt] in short]
+                deadline = time.monotonic() + 15
+                while any(a.reading.offset < len(expected[a.prompt]) for a in ending):
+                    assert time.monotonic() < deadline, "the short answers never got written"
+                    gevent.sleep(0.1)
+                gevent.sleep(0.5)
+                # All their text is shown; their end is not, since it cannot be stored yet.
+                assert not [a for a in ending if a.reading.done_at is not None]
+                assert first.process is not None
+                first.process.send_signal(signal.SIGTERM)
+                if back == "within-the-grace":
+                    gevent.sleep(1.5)
+                    fault.end()
+                first.process.wait(timeout=30)
+                join([a.reader for a in answers if a.reader is not None])
+                assert "Traceback" not in first.output()
+
+            if back == "within-the-grace":
+                rows = stored(direct_url)
+                for answer in answers:
+                    text_ = expected[answer.prompt]
+                    status = assert_stored_as_shown(
+                        answer.reading, rows[answer.reading.answer_id], text_
+                    )
+                    assert status == ("complete" if text_ in short else "interrupted")
+                return
+
+            # The database came back only after the worker had gone: nothing was shown
+            # ending, and every answer waits, `streaming`, with what its group commits stored.
+            assert not [a for a in answers if a.reading.done_at is not None]
+            assert sorted(streaming(direct_url)) == sorted(a.reading.answer_id for a in answers)
+            fault.end()
+            (tmp_path / "second").mkdir()
+            sweeping = {**env, "CHATAPP_STALE_AFTER": "1", "CHATAPP_SWEEP_INTERVAL": "0.5"}
+            with app_server(
+                tmp_path / "second", upstream=upstream, database_url=url, env=sweeping
+            ) as second:
+                Browser(second.url).open_page()  # its sweeper runs from its first request
+                deadline = time.monotonic() + 20
+                while streaming(direct_url):
+                    assert time.monotonic() < deadline, "the sweeper never ended them"
+                    gevent.sleep(0.2)
+                rows = stored(direct_url)
+                for answer in answers:
+                    reading, text_ = answer.reading, expected[answer.prompt]
+                    status, content = rows[reading.answer_id]
+                    # Every character shown is stored (from Redis): nothing more than was written.
+                    assert status == "interrupted"
+                    assert content.startswith(text_[: reading.offset]) and text_.startswith(content)
+                    again = Reading(reading.answer_id, reading.url)
+                    again.read(second.url, answer.browser.user)
+                    assert_stored_as_shown(again, (status, content), text_)
+                assert "Traceback" not in second.output()
+    finally:
+        upstream.stop()
+
+
+# -- 5. SQLite: the file locked by another process, or a full disk, for 5 s -------------------
+
+SQLITE_ANSWERS = 20
+SQLITE_OUTAGE = 5.0
+
+
+@pytest.mark.slow
+@sqlite_only
+@pytest.mark.parametrize("fault", ["locked", "disk-full"])
+def test_sqlite_locked_or_full_for_five_seconds_while_answers_stream(
+    tmp_path: Path, fault: str
+) -> None:
+    """As with PostgreSQL away: streams go on, what could not be written is kept and written
+    later, each answer's end waits for the database. Pages still read; sends get the notice."""
+    texts = [answer_text(n, 2 + 10 * n / (SQLITE_ANSWERS - 1)) for n in range(SQLITE_ANSWERS)]
+    upstream = FakeUpstream(seed=7)
+    upstream.start()
+    upstream.push(*(scenario(t) for t in texts))
+    prompts = [f"Question {n:02d}" for n in range(SQLITE_ANSWERS)]
+    with contextlib.ExitStack() as stack:
+        stack.callback(upstream.stop)
+        taking: DatabaseFault
+        if fault == "disk-full":
+            disk = stack.enter_context(small_disk(tmp_path / "disk"))
+            path, taking = disk / "chat.sqlite", FullDisk(disk)
+        else:
+            path = tmp_path / "chat.sqlite"
+            taking = HeldLock(path)
+            stack.callback(taking.end)
+        url = f"sqlite:///{path}"
+        server = stack.enter_context(
+            app_server(tmp_path, upstream=upstream, database_url=url, env=server_env())
+        )
+        answers = ask(server, prompts)
+        wait_streaming([a.reading for a in answers])
+        probe = Browser(server.url, "prober")
+        probe.open_page()
+        gevent.sleep(1.5)
+        went = time.monotonic()
+        taking.begin()
+        gevent.sleep(1.5)
+        page = request(probe.opener, server.url + "/")
+        sent = send_htmx(probe, "Sent while the database cannot write")
+        health = request(None, server.url + "/healthz")
+        gevent.sleep(max(0.0, went + SQLITE_OUTAGE - time.monotonic()))
+        back = time.monotonic()
+        taking.end()
+        join([a.reader for a in answers if a.reader is not None])
+
+        assert page.status == 200  # reading still works
+        assert_database_notice(sent, htmx=True)
+        assert health.status == 503 and health.json()["database"] == "writes failing"
+        assert health.json()["answers_unstored"] > 0 or health.json()["answer_ends_waiting"] > 0
+
+        expected = expected_texts(upstream, texts)
+        rows = stored(url)
+        ended_while_away = 0
+        for answer in answers:
+            reading = answer.reading
+            status = assert_stored_as_shown(
+                reading, rows[reading.answer_id], expected[answer.prompt]
+            )
+            assert status == "complete", answer.prompt
+            frames, done_at = reading.frame_times(), reading.done_at
+            assert done_at is not None and not went + 0.5 < done_at < back, answer.prompt
+            if frames and went + 0.5 < frames[-1] < back:
+                ended_while_away += 1
+            if frames and frames[-1] > back:
+                assert any(went + 0.5 < t < back - 0.5 for t in frames), answer.prompt
+        assert ended_while_away >= 3
+        assert most(server, "chatapp_db_flush_failures_total", 1) > 0
+        assert healthy_again(server)["database"] == "ok"
+        assert_quiet_log(server, "the database", 1)
+
+
+# -- 3. Redis gone for 10 s with two workers ---------------------------------------------------
+
+
+def sign_in(server: AppServer, username: str, password: str) -> int:
+    """The status of one try at the sign-in form, by someone not signed in."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    form = BeautifulSoup(request(opener, server.url + "/login").body, "html.parser")
+    token = form.select_one('input[name="csrf_token"]')
+    assert token is not None
+    fields = {"csrf_token": str(token["value"]), "username": username, "password": password}
+    return request(opener, server.url + "/login", data=fields).status
+
+
+def press_stop(browser: Browser, answer_id: int) -> Reply:
+    return request(
+        browser.opener,
+        f"{browser.base_url}/messages/{answer_id}/stop",
+        data={},
+        headers={"HX-Request": "true", "X-CSRFToken": browser.csrf_token},
+    )
+
+
+@pytest.mark.slow
+def test_redis_gone_for_ten_seconds_with_two_workers(tmp_path: Path) -> None:
+    """Two workers (two instances: which one serves what is then known) share the database
+    and reach Redis through the proxy. Every answer is written on A and read on A and on B."""
+    long = [answer_text(n, 20) for n in range(6)]
+    short = [answer_text(10 + n, 5) for n in range(2)]  # they end while Redis is away
+    stopped = answer_text(20, 40)  # Stop is pressed on B while Redis is away
+    texts = [*long, *short, stopped]
+    during = "Written while Redis is away."
+    upstream = FakeUpstream(seed=11)
+    upstream.start()
+    upstream.push(*(scenario(t) for t in texts))
+    proxy = proxy_to(REDIS_URL, 6379)
+    env = server_env(**redis_env(through(proxy, REDIS_URL)))
+    try:
+        with fresh_database(tmp_path) as url:
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            with (
+                app_server(tmp_path / "a", upstream=upstream, database_url=url, env=env) as a,
+                app_server(tmp_path / "b", upstream=upstream, database_url=url, env=env) as b,
+            ):
+                answers = ask(a, [f"Question {n}" for n in range(len(texts))])
+                expected = expected_texts(upstream, texts)
+                on_b = {
+                    answer.prompt: Reading(answer.reading.answer_id, answer.reading.url)
+                    for answer in answers
+                }
+                b_readers = [start_reading(r, b.url, "visitor") for r in on_b.values()]
+                wait_streaming([a_.reading for a_ in answers] + list(on_b.values()))
+                on_b_page = Browser(b.url, "visitor")
+                on_b_page.open_page()
+                to_stop = next(a_ for a_ in answers if expected[a_.prompt] == stopped)
+
+                gevent.sleep(2.0)
+                went = time.monotonic()
+                proxy.cut()
+                gevent.sleep(1.5)
+                # Stop, pressed on the worker that does not write the answer.
+                stop = press_stop(on_b_page, to_stop.reading.answer_id)
+                # Sign-in limits: each worker counts on its own.
+                on_b_tries = [sign_in(b, "mallory", "guess") for _ in range(6)]
+                on_a_try = sign_in(a, "mallory", "guess")
+                health = request(None, a.url + "/healthz")
+                # A page and a new answer work; a reader on B that arrives now follows the
+                # answer from the database.
+                upstream.push(scenario(during))
+                writer = Browser(a.url, "visitor")
+                writer.open_page()
+                new_id, new_url = writer.send("Anything while Redis is away?")
+                new = Reading(new_id, new_url)
+                new.read(a.url, "visitor")
+                late_prompt = next(a_.prompt for a_ in answers if expected[a_.prompt] == long[0])
+                late = Reading(on_b[late_prompt].answer_id, on_b[late_prompt].url)
+                late_reader = start_reading(late, b.url, "visitor")
+                gevent.sleep(max(0.0, went + OUTAGE - time.monotonic()))
+                back = time.monotonic()
+                proxy.restore()
+                join([a_.reader for a_ in answers if a_.reader is not None])
+                join([*b_readers, late_reader])
+
+                assert stop.status == 202 and "Redis is not reachable" in stop.body
+                assert on_b_tries == [401] * 5 + [429]
+                assert on_a_try == 401
+                assert health.status == 503
+                assert health.json()["redis"] != "ok" and health.json()["database"] == "ok"
+
+                rows = stored(url)
+                assert_stored_as_shown(new, rows[new_id], during)
+                assert new.done_at is not None and new.done_at < back
+                for answer in answers:
+                    text_ = expected[answer.prompt]
+                    row = rows[answer.reading.answer_id]
+                    for reading in (answer.reading, on_b[answer.prompt]):
+                        status = assert_stored_as_shown(reading, row, text_)
+                        assert status == ("cancelled" if text_ == stopped else "complete")
+                    if text_ in long:
+                        # Its readers on A were shown it all through the outage.
+                        assert any(
+                            went + 1.0 < t < back - 1.0 for t in answer.reading.frame_times()
+                        )
+                    if text_ in short or text_ == stopped:
+                        # B's reader heard of its end only once Redis was back.
+                        done_at = on_b[answer.prompt].done_at
+                        assert done_at is not None and done_at > back
+                assert_stored_as_shown(late, rows[late.answer_id], long[0])
+                assert len(upstream.requests) == len(texts) + 1
+
+                for server in (a, b):
+                    healthy_again(server)
+                    assert_quiet_log(server, "Redis", 1)
+                fallback = log_lines(b, r"(?i)(sign-in|limit).*(worker|memory)")
+                assert fallback, "the log says sign-in limits are counted per worker"
+    finally:
+        proxy.stop()
+        upstream.stop()
+
+
+# -- 4. a slow database: every query 200 ms late -----------------------------------------------
+
+SLOW_ANSWERS = 30
+QUERY_DELAY = 0.2
+
+
+@pytest.mark.slow
+@postgresql_only
+def test_a_slow_database_does_not_slow_the_streams(tmp_path: Path) -> None:
+    """Every round trip to PostgreSQL takes 200 ms longer; the frames keep their pace, since no
+    stream ever waits on a query (group commits, reads and ends run beside the streams)."""
+    texts = [answer_text(n, 8) for n in range(SLOW_ANSWERS)]
+    upstream = FakeUpstream(seed=13)
+    upstream.start()
+    upstream.push(*(scenario(t) for t in texts))
+    with fresh_database(tmp_path) as direct_url:
+        proxy = proxy_to(direct_url, 5432)
+        env = {
+            "CHATAPP_DATABASE_TIMEOUT": str(DATABASE_TIMEOUT),
+            "WEB_CONCURRENCY": "2",
+            **redis_env(),
+        }
+        try:
+            with app_server(
+                tmp_path, upstream=upstream, database_url=through(proxy, direct_url), env=env
+            ) as server:
+                proxy.delay(QUERY_DELAY)
+                answers = ask(server, [f"Question {n:02d}" for n in range(SLOW_ANSWERS)])
+                join([a.reader for a in answers if a.reader is not None])
+
+                expected = expected_texts(upstream, texts)
+                rows = stored(direct_url)
+                gaps: list[float] = []
+                for answer in answers:
+                    reading = answer.reading
+                    assert_stored_as_shown(
+                        reading, rows[reading.answer_id], expected[answer.prompt]
+                    )
+                    frames = reading.frame_times()
+                    gaps += [
+                        later - earlier for earlier, later in zip(frames, frames[1:], strict=False)
+                    ]
+                gaps.sort()
+                p50, p99 = statistics.median(gaps), gaps[int(len(gaps) * 0.99)]
+                figures = {"frame_gaps": len(gaps), "p50_s": round(p50, 3), "p99_s": round(p99, 3)}
+                print(json.dumps(figures))
+                # A stream that waited on a query would wait at least 200 ms at each.
+                assert p99 < 0.5, f"frame gap p99 {p99:.3f}s, p50 {p50:.3f}s"
+                assert "Traceback" not in server.output()
         finally:
             proxy.stop()
             upstream.stop()

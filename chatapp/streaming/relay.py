@@ -78,10 +78,6 @@ class Relay:
             socket_connect_timeout=COMMAND_TIMEOUT,
             retry=Retry(NoBackoff(), 1),
         )
-        # The pub/sub connection waits for messages as long as none come: no read timeout.
-        self._listening = redis.Redis.from_url(
-            url, socket_connect_timeout=COMMAND_TIMEOUT, retry=Retry(NoBackoff(), 1)
-        )
         self.outage = Outage(
             "Redis",
             consequence="answers stream to listeners on their own worker only until it is back",
@@ -92,7 +88,9 @@ class Relay:
         self._load_state = load_state
         self._pubsub: Any = None
         self._dispatcher: gevent.Greenlet | None = None
-        self._subscribe_failed = Event()  # the dispatcher could not subscribe (Redis is away)
+        self._listening = (
+            False  # the pub/sub connection is subscribed (only then may others add to it)
+        )
         self._channels: dict[str, Channel[Any]] = {}
         self._views: dict[str, _RemoteView] = {}
         self._acks: dict[str, Event] = {}
@@ -365,7 +363,6 @@ class Relay:
             self._pubsub.close()
             self._pubsub = None
         self.redis.close()
-        self._listening.close()
 
     def watching_workers(self, message_id: int) -> int:
         """How many workers (pub/sub connections) follow the answer, this one included; 1
@@ -400,16 +397,27 @@ class Relay:
         with self._lock:
             if self._dispatcher is not None and not self._dispatcher.dead:
                 return
-            self._pubsub = self._listening.pubsub()
+            # The pub/sub connection's own reads wait as long as no message comes: redis-py
+            # lifts the socket timeout for them.
+            self._pubsub = self.redis.pubsub()
             ack = self._acks.setdefault(self._stop_channel, Event())
-            self._subscribe_failed.clear()
-            self._dispatcher = gevent.spawn(self._run)
-        # Listening for Stop before this worker serves, unless Redis is away.
-        gevent.wait([ack, self._subscribe_failed], timeout=ACK_TIMEOUT, count=1)
+            try:
+                # Connected here, holding the lock: a request that subscribes meanwhile waits
+                # for this connection, rather than open a second one nobody reads.
+                self._pubsub.subscribe(self._stop_channel, *self._channels)
+            except redis.RedisError as exc:
+                self._away(exc)  # the dispatcher subscribes once Redis is back
+                subscribed = False
+            else:
+                subscribed = True
+            self._listening = subscribed
+            self._dispatcher = gevent.spawn(self._run, subscribed)
+        if subscribed:
+            ack.wait(ACK_TIMEOUT)  # listening for Stop before this worker serves
 
     def _subscribe(self, name: str) -> tuple[Channel[Any], Subscription[Any]]:
         self.start()
-        if self.outage.down:
+        if self.outage.down or not self._listening:
             raise redis.ConnectionError("Redis is not reachable")
         channel = self._channels.get(name)
         if channel is None:
@@ -438,9 +446,8 @@ class Relay:
                 except redis.RedisError as exc:
                     self._away(exc)
 
-    def _run(self) -> None:
-        lost_at: float | None = None
-        subscribed = False
+    def _run(self, subscribed: bool) -> None:
+        lost_at = None if subscribed else time.monotonic()
         while True:
             try:
                 if not subscribed:
@@ -449,7 +456,7 @@ class Relay:
                     for ack in self._acks.values():
                         ack.clear()
                     self._pubsub.subscribe(self._stop_channel, *self._channels)
-                    subscribed = True
+                    subscribed = self._listening = True
                     if lost_at is not None:
                         lost_at = None
                         self.outage.succeeded()
@@ -460,8 +467,7 @@ class Relay:
             except (redis.RedisError, OSError) as exc:
                 if lost_at is None:
                     lost_at = time.monotonic()
-                subscribed = False
-                self._subscribe_failed.set()
+                subscribed = self._listening = False
                 self._away(exc)
                 gevent.sleep(RETRY_EVERY)
 

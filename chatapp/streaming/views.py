@@ -158,7 +158,16 @@ def _render_final(state: MessageState) -> str:
 
 
 def _conversation_cost(conversation_id: int) -> str:
-    """The swap that brings the page's total up to date; no connection is kept after it."""
-    usages = store.conversation_usage(conversation_id)
-    db.session.close()
+    """The swap that brings the page's total up to date; no connection is kept after it.
+
+    Nothing while the database does not answer: the end of the answer, which is stored, is
+    not held back for it; the next answer or a reload brings the total up to date.
+    """
+    try:
+        usages = store.conversation_usage(conversation_id)
+    except UNREACHABLE as exc:
+        streams().database.failed(exc)
+        return ""
+    finally:
+        db.session.close()
     return render_template("_conversation_cost.html", usages=usages, oob=True)
