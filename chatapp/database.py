@@ -111,7 +111,8 @@ def background_lock_waits(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")
-        except sa_exc.DBAPIError:
-            connection.invalidate()  # never hand a request a connection that waits too little
+        if not connection.invalidated:  # an invalidated one is closed, not handed out again
+            try:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")
+            except sa_exc.SQLAlchemyError:
+                connection.invalidate()  # never hand a request one that waits too little

@@ -33,7 +33,8 @@ _GAUGES = {
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, str | int], int]:
     """200 when the database (and Redis, if configured) answer; 503 naming what does not, with
-    what it said, otherwise. Answers whose text waits for the database are counted."""
+    what it said, otherwise ("writes failing" when the database reads but this worker's last
+    write failed). Answers whose text waits for the database are counted."""
     hub = streams()
     report: dict[str, str | int] = {"status": "ok", "database": "ok"}
     try:
@@ -42,7 +43,12 @@ def healthz() -> tuple[dict[str, str | int], int]:
         report.update(status="unhealthy", database=type(exc).__name__, database_error=describe(exc))
         hub.database.failed(exc)
     else:
-        hub.database.succeeded()
+        if hub.database.down:
+            # It reads, but this worker's last write failed (SQLite locked or its disk full,
+            # say): streamed text is piling up in memory.
+            report.update(
+                status="unhealthy", database="writes failing", database_error=hub.database.error
+            )
     finally:
         db.session.close()
     relay = hub.relay
