@@ -851,6 +851,7 @@ def test_redis_gone_for_ten_seconds_with_two_workers(tmp_path: Path) -> None:
                 app_server(tmp_path / "b", upstream=upstream, database_url=url, env=env) as b,
             ):
                 answers = ask(a, [f"Question {n}" for n in range(len(texts))])
+                wait_streaming([a_.reading for a_ in answers])
                 expected = expected_texts(upstream, texts)
                 on_b = {
                     answer.prompt: Reading(answer.reading.answer_id, answer.reading.url)
