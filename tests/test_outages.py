@@ -929,7 +929,7 @@ def test_redis_gone_for_ten_seconds_with_two_workers(tmp_path: Path) -> None:
 
 # -- 4. a slow database: every query 200 ms late -----------------------------------------------
 
-SLOW_ANSWERS = 30
+SLOW_ANSWERS = 20
 QUERY_DELAY = 0.2
 
 
@@ -973,8 +973,12 @@ def test_a_slow_database_does_not_slow_the_streams(tmp_path: Path) -> None:
                 p50, p99 = statistics.median(gaps), gaps[int(len(gaps) * 0.99)]
                 figures = {"frame_gaps": len(gaps), "p50_s": round(p50, 3), "p99_s": round(p99, 3)}
                 print(json.dumps(figures))
-                # A stream that waited on a query would wait at least 200 ms at each.
-                assert p99 < 0.5, f"frame gap p99 {p99:.3f}s, p50 {p50:.3f}s"
+                # A stream that waited on a query would wait 200 ms more at each: most gaps
+                # would pass the delay (a group commit is 2-3 round trips, every 150 ms). The
+                # bound on the slowest is twice the 500 ms the design promises, for a loaded
+                # machine: p99 was 0.17 s here (20 streams, 2 workers), 0.42 s under load.
+                assert p50 < QUERY_DELAY, f"frame gap p50 {p50:.3f}s, p99 {p99:.3f}s"
+                assert p99 < 1.0, f"frame gap p99 {p99:.3f}s, p50 {p50:.3f}s"
                 assert "Traceback" not in server.output()
         finally:
             proxy.stop()
