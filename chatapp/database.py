@@ -17,6 +17,7 @@ BACKGROUND_LOCK_WAIT_MS and try again later instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -78,11 +79,23 @@ class TimedConnection(psycopg.Connection[Any]):
             timer.close()
 
 
+class _ClosedPipelines(logging.Filter):
+    """psycopg warns when it cannot end a pipeline (a group commit's) on a connection that is
+    closed already, given up on: once a try, while the outage is said once (`Outage`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+_quiet_pipelines = _ClosedPipelines()
+
+
 def limit_round_trips(engine: Engine, seconds: float) -> None:
     """Make `engine`'s PostgreSQL connections give up on a round trip after `seconds`
     (0: never). Other databases are left as they are."""
     if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg" or seconds <= 0:
         return
+    logging.getLogger("psycopg").addFilter(_quiet_pipelines)  # once: filters are a set
 
     @event.listens_for(engine, "do_connect")
     def _connect(
@@ -93,11 +106,19 @@ def limit_round_trips(engine: Engine, seconds: float) -> None:
         return connection
 
 
-def lift_round_trip_limit(connection: Connection) -> None:
-    """Let this connection's statements take as long as they need (migrations)."""
+@contextmanager
+def without_round_trip_limit(connection: Connection) -> Iterator[None]:
+    """Within the block, statements on `connection` take as long as they need (migrations);
+    the limit is back when the connection returns to the pool."""
     raw = connection.connection.dbapi_connection
-    if isinstance(raw, TimedConnection):
-        raw.round_trip_limit = None
+    if not isinstance(raw, TimedConnection):
+        yield
+        return
+    limit, raw.round_trip_limit = raw.round_trip_limit, None
+    try:
+        yield
+    finally:
+        raw.round_trip_limit = limit
 
 
 @contextmanager

@@ -91,12 +91,11 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
-        # A migration may rightly run longer than a query of the app may (an index on a big
-        # table): no round-trip limit here (chatapp/database.py).
-        from chatapp.database import lift_round_trip_limit
+    # A migration may rightly run longer than a query of the app may (an index on a big
+    # table): no round-trip limit for it (chatapp/database.py).
+    from chatapp.database import without_round_trip_limit
 
-        lift_round_trip_limit(connection)
+    with connectable.connect() as connection, without_round_trip_limit(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

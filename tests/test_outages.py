@@ -938,7 +938,7 @@ QUERY_DELAY = 0.2
 def test_a_slow_database_does_not_slow_the_streams(tmp_path: Path) -> None:
     """Every round trip to PostgreSQL takes 200 ms longer; the frames keep their pace, since no
     stream ever waits on a query (group commits, reads and ends run beside the streams)."""
-    texts = [answer_text(n, 8) for n in range(SLOW_ANSWERS)]
+    texts = [answer_text(n, 6) for n in range(SLOW_ANSWERS)]
     upstream = FakeUpstream(seed=13)
     upstream.start()
     upstream.push(*(scenario(t) for t in texts))
