@@ -228,14 +228,18 @@ class Relay:
         is then passed on when it is back (within STOP_PATIENCE), until the answer has ended."""
         if not self.outage.down:
             try:
-                # This worker's pub/sub counts among the receivers: the writer is another.
                 receivers = self.redis.publish(self._stop_channel, str(message_id))
             except redis.RedisError as exc:
                 self._away(exc)
             else:
                 self.outage.succeeded()
-                if receivers >= 2:
-                    return True
+                if receivers < 2:
+                    # No other worker heard it (this one's pub/sub is among the receivers):
+                    # the answer has ended, or its writer is not subscribed again yet after
+                    # Redis was away. Pass it on again until the answer has ended.
+                    self._unsent_stops[message_id] = time.monotonic() + STOP_PATIENCE
+                    self._mend()
+                return True
         self._unsent_stops[message_id] = time.monotonic() + STOP_PATIENCE
         self._mend()
         return False
@@ -456,6 +460,15 @@ class Relay:
                     for ack in self._acks.values():
                         ack.clear()
                     self._pubsub.subscribe(self._stop_channel, *self._channels)
+                    # Channels released while Redis was away came back with the connection.
+                    followed = {self._stop_channel, *self._channels}
+                    released = [
+                        name
+                        for name in map(_decoded, self._pubsub.channels)
+                        if name not in followed
+                    ]
+                    if released:
+                        self._pubsub.unsubscribe(*released)
                     subscribed = self._listening = True
                     if lost_at is not None:
                         lost_at = None
