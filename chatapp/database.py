@@ -52,7 +52,12 @@ def unreachable(error: BaseException) -> bool:
 
 class TimedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every round trip to the server ends after
-    `round_trip_limit` seconds without an answer (None: no limit)."""
+    `round_trip_limit` seconds without an answer (None: no limit).
+
+    psycopg sends every exchange with the server (a query, a commit or rollback, a pipeline's
+    sync, the pool's ping) through `Connection.wait`, which takes a timeout of its own but is
+    never given one: this gives it one. (`interval` is psycopg's default, 0.1 s.)
+    """
 
     round_trip_limit: float | None = None
 
