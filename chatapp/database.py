@@ -55,8 +55,8 @@ class TimedConnection(psycopg.Connection[Any]):
     `round_trip_limit` seconds without an answer (None: no limit).
 
     psycopg sends every exchange with the server (a query, a commit or rollback, a pipeline's
-    sync, the pool's ping) through `Connection.wait`, which takes a timeout of its own but is
-    never given one: this gives it one. (`interval` is psycopg's default, 0.1 s.)
+    sync, the pool's ping) through `Connection.wait`, and gives none of them a timeout: this
+    gives them one. A timeout psycopg does pass is kept. (`interval` is psycopg's default.)
     """
 
     round_trip_limit: float | None = None
