@@ -23,9 +23,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then the environment (or test_config)."""
     from flask import Flask, make_response, render_template, request
     from flask.typing import ResponseReturnValue
-    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+    from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, ServiceUnavailable
 
-    from . import clients, costs, headers, ids
+    from . import clients, costs, database, headers, ids
     from . import config as defaults
 
     app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
@@ -46,6 +46,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .extensions import csrf, db, migrate
 
     db.init_app(app)
+    with app.app_context():
+        database.limit_round_trips(db.engine, float(app.config["DATABASE_TIMEOUT"]))
     migrate.init_app(app, db, directory=_migrations_directory())
     from .attachments.store import limit_request_size
 
@@ -61,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .llm.thinking import Thinking
     from .render import render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
+    from .streaming import streams
 
     app.register_blueprint(conversations_bp)
     app.register_blueprint(attachments.bp)
@@ -109,6 +112,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         message = too_large(exc) if isinstance(exc, RequestEntityTooLarge) else None
         return render_template("error.html", error=exc, message=message), exc.code or 500
 
+    def database_unreachable(exc: Exception) -> ResponseReturnValue:
+        """The database did not answer (or refused the write for now): say so plainly, with a
+        503 and Retry-After, instead of an error page with a traceback behind it."""
+        streams(app).database.failed(exc)  # said once in the log, not once a request
+        error = ServiceUnavailable(_database_notice(request.method))
+        # Rendered without the context processors: the one that offers `current_user` would
+        # ask the database who is signed in, again.
+        if htmx.is_htmx(request):
+            body = app.jinja_env.get_template("_notice.html").render(notice=error.description)
+            response = htmx.retarget(make_response(body), "#notice", "outerHTML")
+        else:
+            response = make_response(app.jinja_env.get_template("error.html").render(error=error))
+        response.status_code = 503
+        response.headers["Retry-After"] = str(database.RETRY_AFTER)
+        return htmx.vary_on_htmx(response)
+
+    for unreachable in database.UNREACHABLE:
+        app.register_error_handler(unreachable, database_unreachable)
+
     return app
 
 
@@ -128,6 +150,19 @@ def instance_path() -> str | None:
     """The instance folder named by CHATAPP_INSTANCE_PATH (made absolute), or None for Flask's."""
     path = os.environ.get(INSTANCE_PATH_VARIABLE, "").strip()
     return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def _database_notice(method: str) -> str:
+    """What to tell the person whose page or action needed the database while it was away."""
+    if method in ("GET", "HEAD"):
+        return (
+            "The database is not reachable right now, so this page cannot be shown. "
+            "Try again in a moment."
+        )
+    return (
+        "The database is not reachable right now, so that could not be done. "
+        "Try again in a moment; what you typed is still here."
+    )
 
 
 def _notice(exc: HTTPException) -> str:

@@ -103,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     # Storage
     "SQLALCHEMY_DATABASE_URI": None,  # set in create_app: SQLite in instance/
     "SQLALCHEMY_ENGINE_OPTIONS": {},
+    # PostgreSQL: seconds to connect, and for each round trip of a query, before the database
+    # counts as not reachable (0: wait for ever). Migrations are not limited.
+    "DATABASE_TIMEOUT": 10.0,
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     # A directory of files the app keeps beside the database: backups copy it, restore puts
     # it back. None: there is none.
@@ -171,6 +174,10 @@ def normalise(config: dict[str, Any], instance_path: str) -> None:
     elif uri.startswith("postgresql://"):
         uri = "postgresql+psycopg://" + uri.removeprefix("postgresql://")
     config["SQLALCHEMY_DATABASE_URI"] = uri
+    if uri.startswith("postgresql"):
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = _postgresql_engine_options(
+            config["SQLALCHEMY_ENGINE_OPTIONS"], float(config["DATABASE_TIMEOUT"])
+        )
 
     for key in ("RETAIN_DAYS", "AUDIT_RETAIN_DAYS"):
         config[key] = _days(key, config[key])
@@ -217,6 +224,20 @@ def _days(key: str, value: Any) -> float:
             f"it is {value!r}."
         )
     return days
+
+
+def _postgresql_engine_options(given: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """`given`, plus what lets the pool live through the database going away: a pooled
+    connection is pinged before use (one left over from before an outage is replaced, not
+    handed to a request), and connecting gives up after `timeout` seconds (libpq takes whole
+    seconds, at least 2). Values set in `given` win."""
+    options = dict(given)
+    options.setdefault("pool_pre_ping", True)
+    if timeout > 0:
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", max(2, round(timeout)))
+        options["connect_args"] = connect_args
+    return options
 
 
 def _instance_secret(instance: Path) -> str:

@@ -22,6 +22,9 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
 
+# How long a write waits for another process's lock on the SQLite file, holding its worker.
+LOCK_WAIT_MS = 2000
+
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
@@ -39,5 +42,5 @@ def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA wal_autocheckpoint=250")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=2000")
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
     cursor.close()

@@ -45,6 +45,8 @@ class Meter:
         self.tokens: Counter[tuple[str, str]] = Counter()  # by model and kind
         self.first_token = Histogram((0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30))
         self.db_flush = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        self.db_flush_failures = 0  # group commits the database did not take (kept, retried)
+        self.final_write_failures = 0  # tries to store an answer's end that failed (retried)
 
     def count_tokens(
         self,
@@ -78,6 +80,19 @@ class Meter:
             "counter",
             "Group commits of streamed text.",
             [f"chatapp_db_flushes_total {sum(self.db_flush.counts)}"],
+        )
+        family(
+            "chatapp_db_flush_failures_total",
+            "counter",
+            "Group commits that failed (the database did not answer); their text is kept and "
+            "written by a later one.",
+            [f"chatapp_db_flush_failures_total {self.db_flush_failures}"],
+        )
+        family(
+            "chatapp_final_write_failures_total",
+            "counter",
+            "Tries to store an answer's end that failed; each is tried again.",
+            [f"chatapp_final_write_failures_total {self.final_write_failures}"],
         )
         family(
             "chatapp_frames_total",

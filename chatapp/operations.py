@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from . import clients
 from .extensions import db
+from .outage import describe
 from .streaming import sse, streams
 from .streaming.views import STREAM_HEADERS
 
@@ -31,26 +32,43 @@ _GAUGES = {
     "answer_subscriptions": "Listeners subscribed to live answers.",
     "conversation_subscriptions": "Open pages subscribed to their conversation.",
     "db_connections_in_use": "Database connections checked out of the pool.",
+    "answers_unstored": "Answers with streamed text the database does not have yet.",
+    "answer_ends_waiting": "Answers that ended and wait for the database to store their end.",
+    "database_reachable": "1 if the database answered this worker's last try, else 0.",
+    "redis_reachable": "1 if Redis answered this worker's last try (or is not used), else 0.",
 }
 
 
 @bp.get("/healthz")
-def healthz() -> tuple[dict[str, str], int]:
-    """200 when the database (and Redis, if configured) answer; 503 with the reason otherwise."""
-    report = {"status": "ok", "database": "ok"}
+def healthz() -> tuple[dict[str, str | int], int]:
+    """200 when the database (and Redis, if configured) answer; 503 naming what does not, with
+    what it said, otherwise ("writes failing" when the database reads but this worker's last
+    write failed). Answers whose text waits for the database are counted."""
+    hub = streams()
+    report: dict[str, str | int] = {"status": "ok", "database": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means unhealthy
-        report.update(status="unhealthy", database=type(exc).__name__)
+        report.update(status="unhealthy", database=type(exc).__name__, database_error=describe(exc))
+        hub.database.failed(exc)
+    else:
+        if hub.database.down:
+            # It reads, but this worker's last write failed (SQLite locked or its disk full,
+            # say): streamed text is piling up in memory.
+            report.update(
+                status="unhealthy", database="writes failing", database_error=hub.database.error
+            )
     finally:
         db.session.close()
-    relay = streams().relay
+    relay = hub.relay
     if relay is not None:
         try:
             relay.ping()
             report["redis"] = "ok"
         except Exception as exc:  # any failure to reach Redis means unhealthy
-            report.update(status="unhealthy", redis=type(exc).__name__)
+            report.update(status="unhealthy", redis=type(exc).__name__, redis_error=describe(exc))
+    if hub.flusher.waiting or hub.ends_waiting:
+        report.update(answers_unstored=hub.flusher.waiting, answer_ends_waiting=hub.ends_waiting)
     return report, 200 if report["status"] == "ok" else 503
 
 
@@ -66,6 +84,8 @@ def metrics() -> Response:
     hub = streams()
     values = dict(hub.counts())
     values["db_connections_in_use"] = int(getattr(db.engine.pool, "checkedout", lambda: 0)())
+    values["database_reachable"] = int(not hub.database.down)
+    values["redis_reachable"] = int(hub.relay is None or not hub.relay.outage.down)
     gauges = {name: (help_text, float(values[name])) for name, help_text in _GAUGES.items()}
     body = hub.meter.render(gauges)
     return Response(body, mimetype="text/plain; version=0.0.4")

@@ -91,7 +91,11 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    # A migration may rightly run longer than a query of the app may (an index on a big
+    # table): no round-trip limit for it (chatapp/database.py).
+    from chatapp.database import without_round_trip_limit
+
+    with connectable.connect() as connection, without_round_trip_limit(connection):
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             # A batch migration rebuilds a table: it copies it, then drops the old one. With

@@ -8,6 +8,12 @@ its next write fail. New connections keep working. `sever_one()` and `sever_clie
 cut a single connection, for tests that choose their victims; `sever_mid_write(port)` cuts one
 in the middle of the next piece the server sends, so the client gets half an event.
 
+It also stands between the app and its database or Redis (`FaultProxy("tcp://127.0.0.1:5432")`)
+for outages: `cut()` resets every connection and refuses new ones, as a stopped server does;
+`black_hole()` keeps every connection open but passes nothing on, and accepts new ones that
+never get an answer, as a hung server or a silent network does; `delay(seconds)` passes what
+the client sends on that much later, as a slow server does; `restore()` ends any of them.
+
 The proxy never prints: a relay that fails because its pair was severed (or because either
 side went away) ends quietly.
 """
@@ -17,13 +23,17 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.parse
 from typing import Any
 
 import gevent
 import gevent.socket
+from gevent.event import Event
 from gevent.pool import Group, Pool
+from gevent.queue import Queue
 from gevent.server import StreamServer
 
 HOST = "127.0.0.1"
@@ -69,7 +79,8 @@ class _Pair:
 
 
 class FaultProxy:
-    """A loopback TCP relay to `target` ("http://127.0.0.1:PORT") that can sever connections."""
+    """A loopback TCP relay to `target` ("http://127.0.0.1:PORT", or any scheme with a host and
+    a port) that can sever connections, refuse them, black-hole them and slow them down."""
 
     def __init__(self, target: str, *, buffer_seconds: float = 0.0) -> None:
         """`buffer_seconds` > 0 makes it a buffering proxy: what the server sends is held back
@@ -87,6 +98,13 @@ class FaultProxy:
         self.severed = 0
         self.severed_mid_write = 0  # of which partway through a piece from the server
         self.url = ""
+        self.port = 0
+        self._refusing = False  # cut(): new connections are reset at once
+        self._passing = Event()  # cleared by black_hole(): nothing is passed on
+        self._passing.set()
+        self._delay = 0.0  # seconds what a client sends is held before it is passed on
+        self.refused = 0  # connections reset on arrival while cut
+        self.held = 0  # connections accepted into the black hole
 
     def start(self) -> str:
         """Listen on a free loopback port; return the URL that reaches the target through us."""
@@ -96,8 +114,36 @@ class FaultProxy:
         server = StreamServer((HOST, 0), self._handle, backlog=2048, spawn=Pool())
         server.start()
         self._server = server
-        self.url = f"http://{HOST}:{server.server_port}"
+        self.port = int(server.server_port)
+        self.url = f"http://{HOST}:{self.port}"
         return self.url
+
+    def cut(self) -> int:
+        """Go away as a stopped server does: reset every open connection, and every new one
+        until `restore()`. Return how many were open."""
+        self._refusing = True
+        return self.sever()
+
+    def black_hole(self) -> None:
+        """Go silent as a hung server or a dead link does: open connections stay open but
+        nothing more is passed on either way, and new connections are accepted but never
+        answered, until `restore()`."""
+        self._passing.clear()
+
+    def delay(self, seconds: float) -> None:
+        """Pass what clients send on `seconds` later (0: at once), each piece on its own
+        clock, as a slow server answers every query late."""
+        self._delay = max(seconds, 0.0)
+
+    def restore(self) -> int:
+        """End a cut or a black hole: new connections are relayed again. Connections that were
+        in the black hole are reset (their clients have given up on them); return how many."""
+        self._refusing = False
+        if self._passing.is_set():
+            return 0
+        held = self.sever()
+        self._passing.set()
+        return held
 
     def sever(self) -> int:
         """Reset every open connection, both sides; return how many pairs were cut."""
@@ -133,6 +179,8 @@ class FaultProxy:
         for pair in list(self._pairs):
             self._pairs.discard(pair)
             pair.close(reset=True)
+        self._refusing = False
+        self._passing.set()  # what waited in a black hole finds its pair closed and ends
         if self._server is not None:
             self._server.stop(timeout=1.0)
             self._server = None
@@ -158,6 +206,16 @@ class FaultProxy:
 
     def _handle(self, client: socket.socket, address: Any) -> None:
         """Serve one accepted connection until both directions end or it is severed."""
+        if self._refusing:
+            self.refused += 1
+            _reset(client)
+            return
+        if not self._passing.is_set():
+            # Accepted, never answered: the client waits until its own timeout gives up.
+            self.held += 1
+            self._passing.wait()
+            _reset(client)
+            return
         try:
             server = gevent.socket.create_connection(self._address, timeout=10.0)
         except OSError:
@@ -188,9 +246,21 @@ class FaultProxy:
     ) -> None:
         """Copy one direction until its end of stream (passed on) or any failure (ends both)."""
         held, released = b"", time.monotonic()
+        late: Queue[tuple[float, bytes]] | None = None
         try:
             while True:
                 data = source.recv(_CHUNK)
+                self._passing.wait()  # a black hole holds everything, an end of stream too
+                if pair.closed:
+                    return
+                if not downward and (self._delay > 0 or late is not None):
+                    if late is None:
+                        late = Queue()
+                        self._relays.spawn(self._pass_late, pair, late, sink)
+                    late.put((time.monotonic() + self._delay, data))
+                    if not data:
+                        return
+                    continue
                 if not data:
                     if held:
                         sink.sendall(held)
@@ -216,6 +286,26 @@ class FaultProxy:
             # that cannot go on takes its pair down, as a real middlebox would.
             pair.close(reset=True)
 
+    def _pass_late(
+        self, pair: _Pair, late: Queue[tuple[float, bytes]], sink: socket.socket
+    ) -> None:
+        """Send each piece a client sent once its time has come, in order."""
+        try:
+            while True:
+                due, data = late.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    gevent.sleep(wait)
+                self._passing.wait()
+                if pair.closed:
+                    return
+                if not data:
+                    pair.end_writing(sink)
+                    return
+                sink.sendall(data)
+        except OSError:
+            pair.close(reset=True)
+
 
 def _reset(sock: socket.socket) -> None:
     try:
@@ -223,3 +313,92 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+class FaultProxyProcess:
+    """A `FaultProxy` in a process of its own, driven from this one.
+
+    For the app's database and Redis connections: their timing must not depend on this
+    process's hub, which the fake upstream and many stream readers keep busy (a proxy that
+    waits its turn here would look like a slow database). `start()` gives the port; the other
+    methods are the proxy's, and answer with the count the proxy's method returned.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> int:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gevent.monkey", __file__, self.target],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.port = int(self._reply())
+        return self.port
+
+    def cut(self) -> int:
+        return int(self._call("cut"))
+
+    def black_hole(self) -> None:
+        self._call("black_hole")
+
+    def delay(self, seconds: float) -> None:
+        self._call(f"delay {seconds}")
+
+    def restore(self) -> int:
+        return int(self._call("restore"))
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        assert process.stdin is not None
+        try:
+            process.stdin.close()  # the proxy stops at the end of its commands
+            process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+
+    def _call(self, command: str) -> str:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(command.encode() + b"\n")
+        self._process.stdin.flush()
+        return self._reply()
+
+    def _reply(self) -> str:
+        assert self._process is not None and self._process.stdout is not None
+        line = self._process.stdout.readline().decode().strip()
+        if not line:
+            raise RuntimeError(f"the proxy to {self.target} ended")
+        return line
+
+
+def _serve_commands(target: str) -> None:
+    """Run a proxy to `target`; print its port, then obey one command a line from stdin."""
+    from gevent.fileobject import FileObjectPosix
+
+    proxy = FaultProxy(target)
+    proxy.start()
+    out = FileObjectPosix(sys.stdout.fileno(), "wb", close=False)
+
+    def say(value: object) -> None:
+        out.write(f"{value}\n".encode())
+        out.flush()
+
+    say(proxy.port)
+    commands = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
+    for line in commands:
+        name, _, argument = line.decode().strip().partition(" ")
+        if name == "delay":
+            proxy.delay(float(argument))
+            say(0)
+        elif name in ("cut", "black_hole", "restore"):
+            say(getattr(proxy, name)() or 0)
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    _serve_commands(sys.argv[1])

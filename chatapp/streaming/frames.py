@@ -76,6 +76,8 @@ class AnswerView:
             return None
         if start > self.position:
             all_thinking, all_text = whole()
+            if len(all_text) < self.text_length or len(all_thinking) < self.thinking_length:
+                return None  # not all of it (Redis lost some): a later frame fills the gap
             return self.add(all_text[self.text_length :], all_thinking[self.thinking_length :])
         skip = self.position - start
         skip_thinking = min(skip, len(thinking))

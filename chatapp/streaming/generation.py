@@ -19,6 +19,7 @@ from gevent import Greenlet, GreenletExit
 from gevent.lock import Semaphore
 
 from .. import tools
+from ..database import unreachable
 from ..llm import errors, server_tools, titles
 from ..llm.files import lost_file
 from ..llm.reply import Piece, Reply, ToolUse
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # The result Claude gets for a tool call made after the last round of tools allowed.
 NOT_RUN = "Not run: this answer has used all its rounds of tools."
+# An answer's end that the database did not take is tried again after this many seconds, then
+# after twice as long each time, up to persistence.MAX_BACKOFF.
+FIRST_RETRY = 0.25
+DATABASE_AWAY = "The database did not answer, so this answer stopped. Try again in a moment."
 
 
 class StopRequested(GreenletExit):
@@ -66,7 +71,6 @@ class Generation:
         self._last_frame_at = 0.0
         self._frame_timer: Greenlet | None = None
         self._publishing = Semaphore()
-        self._relay_failed = False  # said once in the log, not once a frame
         self._greenlet: Greenlet | None = None
         self._finishing = False
         self._model: str | None = None
@@ -141,6 +145,10 @@ class Generation:
     def published_thinking(self) -> str:
         return self.reply.thinking[: self.view.thinking_length]
 
+    def _published(self) -> tuple[str, str]:
+        """(thinking, text): all that listeners have been sent."""
+        return self.published_thinking(), self.published_text()
+
     def unstored(self) -> persistence.Unstored:
         """For the flusher: how much is stored, and what was received since."""
         usage = self.reply.usage
@@ -195,8 +203,12 @@ class Generation:
             self.streams.meter.upstream_errors[errors.kind(exc)] += 1
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
         except Exception as exc:
-            error = errors.describe(exc)
-            log.exception("answer %s failed unexpectedly", self.message_id)
+            if unreachable(exc):  # reading the question (or a tool's query)
+                error = DATABASE_AWAY
+                self.streams.database.failed(exc)
+            else:
+                error = errors.describe(exc)
+                log.exception("answer %s failed unexpectedly", self.message_id)
         finally:
             owed = self.reply.end()  # the markers of a cited text cut short
             if owed:
@@ -302,14 +314,9 @@ class Generation:
         self._last_frame_at = time.monotonic()
         if self.streams.relay is not None:
             # Into Redis first: what any reader has seen is then in Redis, should this worker
-            # die before the next group commit (the sweeper recovers it from there).
-            try:
-                self.streams.relay.frame(self.message_id, frame)
-            except Exception:
-                # Listeners on other workers catch up from the database when they reconnect.
-                if not self._relay_failed:
-                    log.exception("could not relay answer %s to other workers", self.message_id)
-                self._relay_failed = True
+            # die before the next group commit (the sweeper recovers it from there). While
+            # Redis is away this does nothing; listeners here get the frame all the same.
+            self.streams.relay.frame(self.message_id, frame, self._published)
         self.channel.publish(frame)
         self.streams.meter.frames += 1
 
@@ -351,10 +358,20 @@ class Generation:
             transcript=reply.transcript if reply.beyond_text else None,
         )
         self.streams.flusher.forget(self.message_id)
-        try:
-            persistence.store_final(self.streams.app, state)
-        except Exception:
-            log.exception("could not store the end of answer %s", self.message_id)
+        if not self._store_end(state):
+            # The worker is stopping and the database still does not answer. The row stays
+            # `streaming`, with what group commits stored, for a sweeper to end as interrupted
+            # (with the text Redis holds, if any). Its listeners are let go, to reconnect; none
+            # is shown an end the database may never have.
+            self.streams.forget(self)
+            self.channel.close_all()
+            log.warning(
+                "answer %s ended (%s), but the database took nothing before the worker "
+                "stopped; a sweeper will end it as interrupted",
+                self.message_id,
+                state.status,
+            )
+            return
         self.final = state
         self.streams.meter.answers[state.status] += 1
         if started:
@@ -370,13 +387,39 @@ class Generation:
         self.streams.forget(self)
         self.channel.publish(self.view.finish(state))
         if self.streams.relay is not None:
-            try:
-                self.streams.relay.final(self.message_id)
-            except Exception:
-                log.exception("could not tell other workers that answer %s ended", self.message_id)
+            self.streams.relay.final(self.message_id)  # now, or once Redis is back
         log.info("generation finished", extra={"fields": _log_fields(state)})
         if status is Status.COMPLETE and self._first_question is not None:
             gevent.spawn(self._name_conversation, self._first_question, plain_text(state.content))
+
+    def _store_end(self, state: MessageState) -> bool:
+        """Store the answer's end, trying again until the database takes it or the worker
+        stops (then one last try). Meanwhile the answer stays live here: its listeners have
+        all its text, but not yet an end that might never be stored. False if it never was."""
+        streams = self.streams
+        pause, waiting = FIRST_RETRY, False
+        try:
+            while True:
+                try:
+                    persistence.store_final(streams.app, state)
+                except Exception as exc:
+                    if not waiting and not unreachable(exc):
+                        log.exception("could not store the end of answer %s", self.message_id)
+                    streams.database.failed(exc)
+                    streams.meter.final_write_failures += 1
+                    if not waiting:
+                        waiting = True
+                        streams.ends_waiting += 1
+                else:
+                    streams.database.succeeded()
+                    return True
+                if streams.stopping.is_set():
+                    return False
+                streams.stopping.wait(pause)
+                pause = min(pause * 2, persistence.MAX_BACKOFF)
+        finally:
+            if waiting:
+                streams.ends_waiting -= 1
 
     def _name_conversation(self, question: str, answer: str) -> None:
         """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);
@@ -392,11 +435,23 @@ class Generation:
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             log.info("no title for conversation %s: %r", self.conversation_id, exc)
             return
-        persistence.store_naming(self.streams.app, self.conversation_id, model, usage)
         self.streams.meter.count_tokens(
             model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
         )
-        if title and persistence.retitle(self.streams.app, self.conversation_id, question, title):
+        try:
+            persistence.store_naming(self.streams.app, self.conversation_id, model, usage)
+            renamed = title and persistence.retitle(
+                self.streams.app, self.conversation_id, question, title
+            )
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            self.streams.database.failed(exc)
+            log.info(
+                "conversation %s keeps its title: the database did not answer", self.conversation_id
+            )
+            return
+        if renamed:
             self.streams.announce(self.conversation_id, "title", (), None, title)
 
 

@@ -9,11 +9,13 @@ from collections.abc import Callable
 import gevent
 import redis
 from flask import Flask, current_app
+from gevent.event import Event
 
 from ..llm import catalogue
 from ..llm.client import Claude
 from ..llm.files import Files
 from ..metrics import Meter
+from ..outage import Outage
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
 from .persistence import Flusher, load_state
@@ -35,7 +37,13 @@ class Streams:
         self.catalogue = catalogue.install(app, lambda: self.claude.client)
         self.files = Files(app, lambda: self.claude.client, use_files_api=bool(config["FILES_API"]))
         self.meter = Meter()
-        self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter)
+        self.database = Outage(
+            "the database",
+            consequence="streamed text is kept in memory and stored when it answers again",
+        )
+        self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter, self.database)
+        self.stopping = Event()  # the worker is going away: waiting writes give up
+        self.ends_waiting = 0  # answers that ended and wait for the database to store it
         self._frame_interval = float(config["FRAME_INTERVAL"])
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
         self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
@@ -63,6 +71,7 @@ class Streams:
             on_interrupted=self._interrupted,
             delivered=self.relay.delivered if self.relay else lambda _message_id: None,
             count_output=lambda model, text: self.claude.counter.count(model, text),
+            database=self.database,
         )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)
@@ -81,32 +90,26 @@ class Streams:
         self.sweeper.ensure_running()
         self.catalogue.ensure_running()
         if self.relay is not None:
-            try:
-                self.relay.start()  # listen for Stop pressed on other workers
-            except redis.RedisError:
-                log.warning("Redis is unreachable; streams stay within this worker for now")
+            self.relay.start()  # listen for Stop pressed on other workers
 
     def start(self, message_id: int, conversation_id: int) -> Generation:
         """Start writing the answer `message_id` (stored with status `streaming`)."""
         generation = Generation(self, message_id, conversation_id)
         if self.relay is not None:
-            try:
-                self.relay.begin(message_id)
-            except redis.RedisError:
-                log.warning(
-                    "Redis is unreachable; answer %s streams in this worker only", message_id
-                )
+            self.relay.begin(message_id)
         self.live[message_id] = generation
         generation.start()
         return generation
 
-    def stop(self, message_id: int) -> None:
-        """Stop the answer, whichever worker writes it. Harmless if it has ended."""
-        if not self._stop_here(message_id) and self.relay is not None:
-            try:
-                self.relay.request_stop(message_id)
-            except redis.RedisError:
-                log.warning("Redis is unreachable; could not pass on Stop for %s", message_id)
+    def stop(self, message_id: int) -> bool:
+        """Stop the answer, whichever worker writes it. Harmless if it has ended.
+
+        False when another worker may be writing it and Redis is away: the Stop is passed on
+        once Redis is back.
+        """
+        if self._stop_here(message_id) or self.relay is None:
+            return True
+        return self.relay.request_stop(message_id)
 
     def _stop_here(self, message_id: int) -> bool:
         generation = self.live.get(message_id)
@@ -129,9 +132,9 @@ class Streams:
         if self.relay is not None:
             try:
                 self.relay.announce(conversation_id, news)  # comes back to this worker's pages too
+                return
             except redis.RedisError:
-                log.warning("Redis is unreachable; other tabs see the news on reload")
-            return
+                pass  # pages elsewhere see the news when they reconnect or reload
         channel = self._conversations.get(conversation_id)
         if channel is not None:
             channel.publish(news)
@@ -142,7 +145,7 @@ class Streams:
             try:
                 return self.relay.watch(conversation_id)
             except redis.RedisError:
-                log.warning("Redis is unreachable; this page hears only this worker's news")
+                pass  # Redis is away: this page hears this worker's news only
         channel = self._conversations.setdefault(conversation_id, Channel(self.listener_capacity))
         subscription = channel.subscribe()
 
@@ -175,6 +178,8 @@ class Streams:
             + (self.relay.listeners("answer") if self.relay else 0),
             "conversation_subscriptions": sum(c.listeners for c in self._conversations.values())
             + (self.relay.listeners("conversation") if self.relay else 0),
+            "answers_unstored": self.flusher.waiting,
+            "answer_ends_waiting": self.ends_waiting,
         }
 
     def _close_watchers(self) -> None:
@@ -210,6 +215,7 @@ class Streams:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Interrupt every live answer, store what it has, and release the client."""
+        self.stopping.set()
         self._close_watchers()
         for generation in list(self.live.values()):
             generation.interrupt()

@@ -8,6 +8,11 @@ lengths so far: about 50 µs for an answer of 4,000 characters on SQLite, which 
 2,000 of them. SQLite's write holds every greenlet of the worker, so a tick's rows are cut
 into transactions of at most BATCH_CHARACTERS characters rewritten (and BATCH_ROWS rows), and
 the other greenlets run between them. No session or connection is held between transactions.
+
+When the database does not answer, nothing is dropped: a failed group commit keeps its text in
+memory, and the ticker tries again later and later (up to MAX_BACKOFF apart), in its own
+greenlet, so the streams go on meanwhile. The log says so once per outage (`Outage`), not
+once a tick. An answer's end is retried the same way, by its generation.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from sqlalchemy.orm import selectinload, undefer
 
 from ..conversations.store import thinking_of, title_from
 from ..cooperate import let_streams_run
+from ..database import background_lock_waits, unreachable
 from ..extensions import db
 from ..llm.thinking import Thinking
 from ..metrics import Meter
 from ..models import Conversation, Message, MessageState, Status, utcnow
+from ..outage import Outage
 
 if TYPE_CHECKING:
     from gevent import Greenlet
@@ -71,19 +78,30 @@ class Progress(Protocol):
 # here) and this many rows; a tick with more writes several, one after the other.
 BATCH_CHARACTERS = 1_000_000
 BATCH_ROWS = 500
+# While the database does not answer, tries come further and further apart, up to this many
+# seconds.
+MAX_BACKOFF = 5.0
 
 
 class Flusher:
     """Writes the text of every answer that changed since the last tick, in few short
     transactions."""
 
-    def __init__(self, app: Flask, interval: float, meter: Meter) -> None:
+    def __init__(
+        self, app: Flask, interval: float, meter: Meter, database: Outage | None = None
+    ) -> None:
         self._app = app
         self._meter = meter
         self._interval = interval
+        self._database = database or Outage("the database")
         self._dirty: dict[int, Progress] = {}
         self._ticker: Greenlet | None = None
         self.writes = 0  # statements executed, for metrics and benchmarks
+
+    @property
+    def waiting(self) -> int:
+        """Answers whose newest text is not stored yet."""
+        return len(self._dirty)
 
     def mark(self, progress: Progress) -> None:
         """Note that `progress` has text the database does not have yet."""
@@ -95,23 +113,31 @@ class Flusher:
         """Drop a pending write; the final write supersedes it."""
         self._dirty.pop(message_id, None)
 
-    def flush(self) -> None:
-        """Write everything pending now."""
+    def flush(self) -> bool:
+        """Write everything pending now; False if the database did not take it all (what it
+        did not take is pending again)."""
         if not self._dirty:
-            return
+            return True
         batch, self._dirty = self._dirty, {}
         pending = []
         for _mid, progress in sorted(batch.items()):  # lock order: see Sweeper.sweep
             new = progress.unstored()
             if new.text or new.thinking:
                 pending.append((progress, new))
-        for count, part in enumerate(_transactions(pending)):
+        parts = list(_transactions(pending))
+        for count, part in enumerate(parts):
             if count:
                 let_streams_run()  # between two writes
-            self._write(part)
+            if not self._write(part):
+                for rest in parts[count + 1 :]:  # no use trying them now
+                    for progress, _new in rest:
+                        self._dirty.setdefault(progress.message_id, progress)
+                return False
+        return True
 
-    def _write(self, part: list[tuple[Progress, Unstored]]) -> None:
-        """Append the new text of `part`'s answers in one statement and one transaction."""
+    def _write(self, part: list[tuple[Progress, Unstored]]) -> bool:
+        """Append the new text of `part`'s answers in one statement and one transaction;
+        False (and the answers pending again) if the database did not take it."""
         rows = [
             {
                 "answer_id": progress.message_id,
@@ -128,36 +154,45 @@ class Flusher:
         ]
         started = time.monotonic()
         try:
-            with self._app.app_context():
+            with self._app.app_context(), db.engine.connect() as connection:
                 # Core executemany: one statement, one round of the driver, for all answers.
-                # Only the new text is sent; the length check makes a repeated append harmless.
+                # Only the new text is sent; the length check makes a repeated append harmless
+                # (a retry of a commit whose answer was lost, too).
                 table = Message.__table__
-                db.session.execute(
-                    update(table)
-                    .where(table.c.id == bindparam("answer_id"))
-                    .where(table.c.status == Status.STREAMING.value)
-                    .where(func.length(table.c.content) == bindparam("stored_text"))
-                    .where(func.length(table.c.thinking) == bindparam("stored_thinking"))
-                    .values(
-                        content=table.c.content + bindparam("text"),
-                        thinking=table.c.thinking + bindparam("thinking"),
-                        input_tokens=bindparam("prompt_input"),
-                        cache_read_tokens=bindparam("prompt_cache_read"),
-                        cache_creation_tokens=bindparam("prompt_cache_creation"),
-                        web_search_requests=bindparam("searches"),
-                        updated_at=utcnow(),
-                    ),
-                    rows,
-                )
-                db.session.commit()
-            self.writes += 1
-            for progress, new in part:
-                progress.mark_stored(new)
-        except Exception:
-            log.exception("could not store streamed text of %d answers; retrying", len(rows))
+                with background_lock_waits(connection):
+                    connection.execute(
+                        update(table)
+                        .where(table.c.id == bindparam("answer_id"))
+                        .where(table.c.status == Status.STREAMING.value)
+                        .where(func.length(table.c.content) == bindparam("stored_text"))
+                        .where(func.length(table.c.thinking) == bindparam("stored_thinking"))
+                        .values(
+                            content=table.c.content + bindparam("text"),
+                            thinking=table.c.thinking + bindparam("thinking"),
+                            input_tokens=bindparam("prompt_input"),
+                            cache_read_tokens=bindparam("prompt_cache_read"),
+                            cache_creation_tokens=bindparam("prompt_cache_creation"),
+                            web_search_requests=bindparam("searches"),
+                            updated_at=utcnow(),
+                        ),
+                        rows,
+                    )
+                    connection.commit()
+        except Exception as exc:
+            if not unreachable(exc):
+                log.exception("could not store the streamed text of %d answers", len(rows))
+            self._database.failed(exc)
+            self._meter.db_flush_failures += 1
             for progress, _new in part:
                 self._dirty.setdefault(progress.message_id, progress)
-        self._meter.db_flush.observe(time.monotonic() - started)
+            return False
+        finally:
+            self._meter.db_flush.observe(time.monotonic() - started)
+        self._database.succeeded()
+        self.writes += 1
+        for progress, new in part:
+            progress.mark_stored(new)
+        return True
 
     def stop(self) -> None:
         """Write what is pending and end the ticker."""
@@ -167,9 +202,10 @@ class Flusher:
         self.flush()
 
     def _run(self) -> None:
+        pause = self._interval
         while self._dirty:
-            gevent.sleep(self._interval)
-            self.flush()
+            gevent.sleep(pause)
+            pause = self._interval if self.flush() else min(pause * 2, MAX_BACKOFF)
 
 
 def _transactions(
@@ -191,16 +227,20 @@ def _transactions(
 
 
 def store_final(app: Flask, state: MessageState) -> None:
-    """Write the finished answer with its status, usage and timing."""
+    """Write the finished answer with its status, usage and timing.
+
+    It replaces the whole row, so writing it again after a failure stores it once.
+    """
     values = asdict(state)
     for key in ("id", "conversation_id", "role", "attachments"):
         values.pop(key)
     table = Message.__table__  # Core: the ORM's update would also look for the row in the session
-    with app.app_context():
-        db.session.execute(
-            update(table).where(table.c.id == state.id).values(**values, updated_at=utcnow())
-        )
-        db.session.commit()
+    with app.app_context(), db.engine.connect() as connection:
+        with background_lock_waits(connection):
+            connection.execute(
+                update(table).where(table.c.id == state.id).values(**values, updated_at=utcnow())
+            )
+            connection.commit()
 
 
 def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:

@@ -8,22 +8,30 @@ short (`chatapp.llm.tokens`).
 
 Each round also deletes what has outlived CHATAPP_RETAIN_DAYS and CHATAPP_AUDIT_RETAIN_DAYS
 (`chatapp.retention`), a few small batches at a time.
+
+While the database is away nobody can touch their answers, so after an outage a sweeper judges
+nothing stale for STALE_AFTER seconds: the workers that live through it touch their answers
+again first, and only the answers of a worker that died stay untouched.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 import gevent
+import redis
 from flask import Flask
 from gevent.pool import Pool
 from sqlalchemy import select, update
 
 from .. import retention
+from ..database import background_lock_waits, unreachable
 from ..extensions import db
 from ..models import Message, Status, utcnow
+from ..outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class Sweeper:
         on_interrupted: Callable[[list[int]], None],
         count_output: Callable[[str, str], int],
         delivered: Callable[[int], tuple[str, str] | None] = lambda _message_id: None,
+        database: Outage | None = None,
     ) -> None:
         self._app = app
         self._live_ids = live_ids
@@ -49,6 +58,8 @@ class Sweeper:
         self._count_output = count_output  # (model, text) -> output tokens
         self._interval = float(app.config["SWEEP_INTERVAL"])
         self._stale_after = float(app.config["STALE_AFTER"])
+        self._database = database or Outage("the database")
+        self._judge_after = 0.0  # (monotonic) no answer is judged stale before this
         self._greenlet: gevent.Greenlet | None = None
 
     def ensure_running(self) -> None:
@@ -64,29 +75,33 @@ class Sweeper:
         """Touch this worker's live answers; interrupt stale ones. Returns how many ended."""
         live = list(self._live_ids())
         now = utcnow()
+        judging = time.monotonic() >= self._judge_after
         with self._app.app_context():
-            if live:
-                # Rows are locked in id order, as the group commit writes them: two writers
-                # that lock in the same order never deadlock.
-                locked = (
-                    select(Message.id)
-                    .where(Message.id.in_(live))
-                    .order_by(Message.id)
-                    .with_for_update()
-                )
-                db.session.execute(
-                    update(Message)
-                    .where(Message.id.in_(list(db.session.scalars(locked))))
-                    .values(updated_at=now)
-                )
-            stale = (
-                select(Message.id)
-                .where(Message.status == Status.STREAMING.value)
-                .where(Message.updated_at < now - timedelta(seconds=self._stale_after))
-            )
-            if live:
-                stale = stale.where(Message.id.not_in(live))
-            ended = list(db.session.scalars(stale))
+            with background_lock_waits(db.session.connection()):
+                if live:
+                    # Rows are locked in id order, as the group commit writes them: two writers
+                    # that lock in the same order never deadlock.
+                    locked = (
+                        select(Message.id)
+                        .where(Message.id.in_(live))
+                        .order_by(Message.id)
+                        .with_for_update()
+                    )
+                    db.session.execute(
+                        update(Message)
+                        .where(Message.id.in_(list(db.session.scalars(locked))))
+                        .values(updated_at=now)
+                    )
+                ended = []
+                if judging:
+                    stale = (
+                        select(Message.id)
+                        .where(Message.status == Status.STREAMING.value)
+                        .where(Message.updated_at < now - timedelta(seconds=self._stale_after))
+                    )
+                    if live:
+                        stale = stale.where(Message.id.not_in(live))
+                    ended = list(db.session.scalars(stale))
             db.session.commit()
         uncounted = {}
         for message_id in ended:
@@ -121,6 +136,8 @@ class Sweeper:
             message.updated_at = now
             unreported = message.input_tokens is not None and message.output_tokens is None
             model = message.model or ""
+            with background_lock_waits(db.session.connection()):
+                db.session.flush()
             db.session.commit()
         return (model, thinking + text) if unreported and (thinking or text) else None
 
@@ -147,13 +164,30 @@ class Sweeper:
         pool.join()
 
     def _run(self) -> None:
+        failing = False
         while True:
             try:
                 self.sweep()
-            except Exception:
-                log.exception("sweep failed; trying again in %gs", self._interval)
+            except Exception as exc:
+                if unreachable(exc):
+                    self._database.failed(exc)
+                    self._judge_after = float("inf")  # until a sweep works again
+                elif isinstance(exc, redis.RedisError):
+                    pass  # Redis holds an orphan's text; the relay says it is away
+                else:
+                    if not failing:
+                        log.exception("sweep failed; trying again every %gs", self._interval)
+                    failing = True
+            else:
+                if failing:
+                    log.info("sweeping works again")
+                failing = False
+                if self._judge_after == float("inf"):
+                    self._judge_after = time.monotonic() + self._stale_after
+                self._database.succeeded()
             try:
                 retention.sweep(self._app)  # CHATAPP_RETAIN_DAYS, CHATAPP_AUDIT_RETAIN_DAYS
-            except Exception:
-                log.exception("retention failed; trying again in %gs", self._interval)
+            except Exception as exc:
+                if not unreachable(exc):
+                    log.exception("retention failed; trying again in %gs", self._interval)
             gevent.sleep(self._interval)

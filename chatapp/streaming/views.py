@@ -11,15 +11,17 @@ from flask import (
     Response,
     abort,
     current_app,
+    make_response,
     render_template,
     request,
     stream_with_context,
 )
 from gevent.event import Event
 
-from .. import ids
+from .. import htmx, ids
 from ..auth import session_watch, signed_in_user
 from ..conversations import context, store
+from ..database import UNREACHABLE
 from ..extensions import db
 from ..llm.catalogue import catalogue
 from ..models import MessageState
@@ -69,8 +71,17 @@ def conversation_events(conversation_id: int) -> Response:
 def stop(message_id: int) -> Response:
     """Stop writing the answer; its text so far stays. Harmless once it has ended."""
     store.get_message(message_id, signed_in_user())
-    streams().stop(message_id)
-    return Response(status=204)
+    if streams().stop(message_id):
+        return Response(status=204)
+    # Another worker writes it, and Redis, which would tell it, is away.
+    notice = (
+        "Stop could not reach the server writing this answer yet, because Redis is not "
+        "reachable. It will be passed on as soon as Redis is back."
+    )
+    if not htmx.is_htmx(request):
+        return Response(notice, status=202, mimetype="text/plain")
+    response = make_response(render_template("_notice.html", notice=notice), 202)
+    return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
 
 
 def _event_stream(body: Iterator[str], connection: Connection) -> Response:
@@ -95,6 +106,10 @@ def _counted(body: Iterator[str], session: tuple[int, int], gone: Event) -> Iter
     release = session_watch().watch(*session, gone)
     try:
         yield from body
+    except UNREACHABLE as exc:
+        # The database went away while this stream needed it: end the stream. The browser
+        # reconnects with its last event id, and catches up once the database answers.
+        hub.database.failed(exc)
     finally:
         release()
         hub.open_streams -= 1
@@ -181,7 +196,16 @@ def _render_final(state: MessageState) -> str:
 
 
 def _conversation_cost(conversation_id: int) -> str:
-    """The swap that brings the page's total up to date; no connection is kept after it."""
-    usages = store.conversation_usage(conversation_id)
-    db.session.close()
+    """The swap that brings the page's total up to date; no connection is kept after it.
+
+    Nothing while the database does not answer: the end of the answer, which is stored, is
+    not held back for it; the next answer or a reload brings the total up to date.
+    """
+    try:
+        usages = store.conversation_usage(conversation_id)
+    except UNREACHABLE as exc:
+        streams().database.failed(exc)
+        return ""
+    finally:
+        db.session.close()
     return render_template("_conversation_cost.html", usages=usages, oob=True)
