@@ -62,7 +62,7 @@ LAYOUT = """
     header: all(".chat__header :is(a, button, summary, h1, .chat__cost)"),
     menu: all("#chat-actions > :is(a, button)"),
     composer: composer ? box(composer) : null,
-    composer_parts: all("#composer > :is(textarea, button)"),
+    composer_parts: all("#composer :is(#message-input, .composer__attach, .composer__send)"),
     title: document.getElementById("chat-title").textContent,
     sidebar: shown(sidebar) ? box(sidebar) : null,
     sidebar_links: all("#sidebar .sidebar__list a").length,
@@ -82,7 +82,7 @@ FITTED = "() => getComputedStyle(document.body).height === window.innerHeight + 
 SETTLED = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 # Controls that other parts of chatapp will add: Share in the header's actions and beside the
-# total, a file button in the composer.
+# total. (The composer has its Attach button already.)
 MORE_CONTROLS = """
 () => {
   const button = (text, cls) => {
@@ -96,8 +96,6 @@ MORE_CONTROLS = """
   const header = document.querySelector(".chat__header");
   const cost = document.getElementById("conversation-cost");
   header.insertBefore(button("Share this", "chat__share"), cost);
-  const composer = document.getElementById("composer");
-  composer.insertBefore(button("Attach files"), composer.querySelector(".composer__send"));
 }
 """
 
@@ -359,7 +357,7 @@ def test_more_controls_still_fit(
     shot(browser, "more", f"more-controls-{size[0]}")
     assert_tidy(layout)
     assert any(c["name"] == "Share this" for c in layout["header"]), layout["header"]
-    assert [p["name"] for p in layout["composer_parts"]][-2:] == ["Attach files", "Send"]
+    assert [p["name"] for p in layout["composer_parts"]][-2:] == ["Attach", "Send"]
     if layout["menu"] == []:  # folded: open it
         browser.click("more", ".chat__more-button")
         layout = browser.evaluate("more", LAYOUT)
