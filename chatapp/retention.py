@@ -3,7 +3,8 @@
 With CHATAPP_RETAIN_DAYS set, conversations nobody has touched (sent to, retried, edited)
 for longer are deleted with everything in them, and each deletion is recorded in the audit
 log; a conversation with an answer streaming is never deleted. With CHATAPP_AUDIT_RETAIN_DAYS
-set, older audit events go too. Both are off (0) by default.
+set, older audit events go too. Both are off (0) by default. Files uploaded for a question
+that was never sent go after a day, always.
 
 Each worker's sweeper (chatapp.streaming.sweeper) calls `sweep` every CHATAPP_SWEEP_INTERVAL
 seconds. A sweep deletes a few small batches, one short transaction each, with the worker's
@@ -22,6 +23,7 @@ from datetime import timedelta
 from flask import Flask
 
 from . import audit
+from .attachments import store as attachments
 from .conversations import store
 from .cooperate import let_streams_run
 from .extensions import db
@@ -37,6 +39,7 @@ CONVERSATIONS_PER_BATCH = 20
 MESSAGES_PER_BATCH = 250
 BATCHES_PER_SWEEP = 5
 AUDIT_EVENTS_PER_BATCH = 500
+PENDING_PER_BATCH = 50
 
 
 def sweep(app: Flask) -> tuple[int, int]:
@@ -51,6 +54,10 @@ def sweep(app: Flask) -> tuple[int, int]:
         events = _batches(
             app, lambda: audit.purge_older_than(audit_days, batch=AUDIT_EVENTS_PER_BATCH)
         )
+    # Files uploaded for a question nobody sent (the page was closed, the chip forgotten).
+    unsent = _batches(app, lambda: attachments.delete_stale_pending(limit=PENDING_PER_BATCH))
+    if unsent:
+        log.info("deleted %d files that were attached but never sent", unsent)
     if conversations or events:
         log.info(
             "retention deleted %d conversations (untouched for %g days) and %d audit events "

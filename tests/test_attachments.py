@@ -382,3 +382,23 @@ def test_attachments_count_in_the_answers_tokens(
     with_file = wait_finished(app, answer_id(html(ask(client, "Short", ids).data)))
     tokens = lambda m: m.input_tokens + m.cache_read_tokens + m.cache_creation_tokens  # noqa: E731
     assert tokens(with_file) >= tokens(plain) + 8000
+
+
+def test_files_attached_but_never_sent_go_after_a_day(app: Flask, client: FlaskClient) -> None:
+    from datetime import timedelta
+
+    from chatapp import retention
+    from chatapp.models import utcnow
+
+    sent = uploaded(client, "sent.txt", b"kept")
+    ask(client, "With it", [sent])
+    forgotten = uploaded(client, "forgotten.txt", b"never sent")
+    fresh = uploaded(client, "fresh.txt", b"still being written")
+    with app.app_context():
+        db.session.get(Attachment, int(forgotten)).created_at = utcnow() - timedelta(days=2)
+        db.session.get(Attachment, int(sent)).created_at = utcnow() - timedelta(days=2)
+        db.session.commit()
+    retention.sweep(app)
+    with app.app_context():
+        left = {a.name for a in db.session.scalars(select(Attachment))}
+    assert left == {"sent.txt", "fresh.txt"}

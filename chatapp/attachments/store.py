@@ -165,15 +165,16 @@ def set_file_id(attachment_id: int, file_id: str | None) -> None:
     db.session.commit()
 
 
-def delete_stale_pending() -> int:
-    """Delete pending files older than PENDING_FOR; how many went."""
-    done = db.session.execute(
-        delete(Attachment)
-        .where(Attachment.message_id.is_(None))
-        .where(Attachment.created_at < utcnow() - PENDING_FOR)
-    )
+def delete_stale_pending(*, limit: int) -> int:
+    """Delete up to `limit` files uploaded but never sent, older than PENDING_FOR; how many
+    went."""
+    stale = select(Attachment.id).where(Attachment.message_id.is_(None))
+    stale = stale.where(Attachment.created_at < utcnow() - PENDING_FOR).limit(limit)
+    ids = list(db.session.scalars(stale))
+    if ids:
+        db.session.execute(delete(Attachment).where(Attachment.id.in_(ids)))
     db.session.commit()
-    return int(getattr(done, "rowcount", 0) or 0)
+    return len(ids)
 
 
 def clean_name(name: str) -> str:
