@@ -1,4 +1,4 @@
-"""`make bench`: the streaming budgets of DESIGN.md, measured in one run on this machine.
+"""`make bench`: the streaming budgets of docs/architecture.md, measured in one run here.
 
 For each N it runs, one after the other and each on fresh processes:
 
@@ -1044,7 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(runs))
     print()
-    print("Budgets (DESIGN.md):")
+    print("Budgets (docs/architecture.md):")
     for what, passed, numbers in budgets(runs):
         mark = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         print(f"  [{mark}] {what}: {numbers}")

@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask.typing import ResponseReturnValue
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, ServiceUnavailable
 
-    from . import clients, costs, database, headers, ids
+    from . import clients, costs, database, headers, htmx, ids
     from . import config as defaults
 
     app = Flask(__name__, instance_path=instance_path(), instance_relative_config=True)
@@ -42,6 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _configure_logging(app)
     clients.trust_forwarded(app)
     headers.init_app(app)
+    app.after_request(htmx.vary_on_htmx)
 
     from .extensions import csrf, db, migrate
 
@@ -108,7 +109,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             response = make_response(
                 render_template("_notice.html", notice=_notice(exc)), exc.code or 500
             )
-            return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
+            return htmx.retarget(response, "#notice", "outerHTML")
         message = too_large(exc) if isinstance(exc, RequestEntityTooLarge) else None
         return render_template("error.html", error=exc, message=message), exc.code or 500
 
@@ -126,7 +127,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             response = make_response(app.jinja_env.get_template("error.html").render(error=error))
         response.status_code = 503
         response.headers["Retry-After"] = str(database.RETRY_AFTER)
-        return htmx.vary_on_htmx(response)
+        return response
 
     for unreachable in database.UNREACHABLE:
         app.register_error_handler(unreachable, database_unreachable)

@@ -11,8 +11,11 @@ def is_htmx(request: Request) -> bool:
 
 
 def vary_on_htmx(response: Response) -> Response:
-    """Mark a response that differs for HTMX and plain requests, for caches."""
-    response.vary.add("HX-Request")
+    """The one rule for caches: every HTML response may differ for HTMX and plain requests
+    (a fragment or a page, a notice or an error page), so every one says `Vary: HX-Request`.
+    An `after_request` hook of the app; no view sets it itself."""
+    if response.mimetype == "text/html":
+        response.vary.add("HX-Request")
     return response
 
 

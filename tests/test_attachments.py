@@ -393,7 +393,7 @@ def test_files_attached_but_never_sent_go_after_a_day(app: Flask, client: FlaskC
     sent = uploaded(client, "sent.txt", b"kept")
     ask(client, "With it", [sent])
     forgotten = uploaded(client, "forgotten.txt", b"never sent")
-    fresh = uploaded(client, "fresh.txt", b"still being written")
+    uploaded(client, "fresh.txt", b"still being written")
     with app.app_context():
         db.session.get(Attachment, int(forgotten)).created_at = utcnow() - timedelta(days=2)
         db.session.get(Attachment, int(sent)).created_at = utcnow() - timedelta(days=2)

@@ -38,7 +38,7 @@ def upload() -> ResponseReturnValue:
     attachment = store.add(signed_in_user(), upload.filename, data, inspected)
     db.session.commit()
     body = render_template("_attachment_chip.html", file=AttachedFile.of(attachment), pending=True)
-    return htmx.vary_on_htmx(make_response(body))
+    return make_response(body)
 
 
 @bp.post("/attachments/<id:attachment_id>/remove")
@@ -91,4 +91,4 @@ def _model_asked() -> str:
 def _refused(sentence: str) -> Response:
     """Say next to the composer why the file was not attached; nothing was stored."""
     response = make_response(render_template("_composer_error.html", error=sentence), 422)
-    return htmx.vary_on_htmx(htmx.retarget(response, "#composer-error", "outerHTML"))
+    return htmx.retarget(response, "#composer-error", "outerHTML")

@@ -51,7 +51,7 @@ def search() -> ResponseReturnValue:
     shown = {"query": query, "results": found, "search_error": error}
     if htmx.is_htmx(request):
         body = render_template("_sidebar_results.html", conversation=None, **shown, **_sidebar())
-        return htmx.vary_on_htmx(make_response(body))
+        return make_response(body)
     return _page(None, **shown)
 
 
@@ -113,7 +113,7 @@ def send() -> ResponseReturnValue:
         newest_message_id=answer.id,
         **(_sidebar() if created else {}),
     )
-    response = htmx.vary_on_htmx(make_response(body))
+    response = make_response(body)
     if created:
         htmx.push_url(response, page_url)
     return response
@@ -134,7 +134,7 @@ def retry(message_id: int) -> ResponseReturnValue:
     streams().start(message.id, message.conversation_id)
     _announce(message.conversation_id, "restart", message.id)
     body = render_template("_message.html", message=live_view(MessageState.of(message)), last=True)
-    return htmx.vary_on_htmx(make_response(body)) if htmx.is_htmx(request) else _back_to(message)
+    return make_response(body) if htmx.is_htmx(request) else _back_to(message)
 
 
 @bp.route("/messages/<id:message_id>/edit", methods=["GET", "POST"])
@@ -146,6 +146,8 @@ def edit(message_id: int) -> ResponseReturnValue:
     question = store.get_message(message_id, signed_in_user())
     shown = MessageState.of(question)
     if request.method == "GET":
+        if not htmx.is_htmx(request):
+            return _back_to(question)  # the form is a fragment of the page, for htmx
         if request.args.get("cancel"):
             return render_template("_message.html", message=shown, editable=True)
         return render_template("_edit_question.html", message=shown)
@@ -196,7 +198,7 @@ def continue_(message_id: int) -> ResponseReturnValue:
         conversation=message.conversation,
         created=False,
     )
-    return htmx.vary_on_htmx(make_response(body))
+    return make_response(body)
 
 
 @bp.post("/conversations/<id:conversation_id>/settings")
@@ -246,7 +248,7 @@ def thinking_fields() -> ResponseReturnValue:
         chosen=request.args.getlist("server_tools"),
         server_oob=True,
     )
-    return htmx.vary_on_htmx(make_response(body))
+    return make_response(body)
 
 
 @bp.post("/conversations/<id:conversation_id>/model")
@@ -259,7 +261,7 @@ def switch_model(conversation_id: int) -> ResponseReturnValue:
         body = _model_notice(conversation) + render_template(
             "_settings.html", conversation=conversation, saved=True, oob=True
         )
-        return htmx.vary_on_htmx(make_response(body))
+        return make_response(body)
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
 
 
@@ -294,6 +296,8 @@ def title(conversation_id: int) -> ResponseReturnValue:
     """Rename in place: GET gives the field (htmx), POST saves it and shows the new title."""
     conversation = store.get_conversation(conversation_id, signed_in_user())
     if request.method == "GET":
+        if not htmx.is_htmx(request):  # the field is a fragment of the page, for htmx
+            return redirect(url_for(".show", conversation_id=conversation.id), code=303)
         return render_template("_title.html", conversation=conversation, editing=True)
     try:
         store.rename(conversation, request.form.get("title", ""))
@@ -444,9 +448,9 @@ def _composer_error(text: str, conversation: Conversation | None, status: int = 
     """Say what is wrong next to the composer; the typed text stays where it is."""
     if htmx.is_htmx(request):
         response = make_response(render_template("_composer_error.html", error=text), status)
-        return htmx.vary_on_htmx(htmx.retarget(response, "#composer-error", "outerHTML"))
+        return htmx.retarget(response, "#composer-error", "outerHTML")
     body = _page(conversation, composer_error=text, draft=request.form.get("content", ""))
-    return htmx.vary_on_htmx(make_response(body, status))
+    return make_response(body, status)
 
 
 def _page(conversation: Conversation | None, **extra: object) -> str:

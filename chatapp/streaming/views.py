@@ -81,7 +81,7 @@ def stop(message_id: int) -> Response:
     if not htmx.is_htmx(request):
         return Response(notice, status=202, mimetype="text/plain")
     response = make_response(render_template("_notice.html", notice=notice), 202)
-    return htmx.vary_on_htmx(htmx.retarget(response, "#notice", "outerHTML"))
+    return htmx.retarget(response, "#notice", "outerHTML")
 
 
 def _event_stream(body: Iterator[str], connection: Connection) -> Response:
