@@ -20,7 +20,7 @@ from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Attachment
 
 from .conftest import Configure, html, send
-from .test_chat import answer_id, wait_finished
+from .helpers import answer_id, wait_finished
 
 HX = {"HX-Request": "true"}
 

@@ -19,7 +19,7 @@ from chatapp.tools import record
 
 from .conftest import html, read_events, stream_url
 from .dom import Document, Screen, normalized, rendered
-from .test_chat import answer_id, wait_finished
+from .helpers import answer_id, wait_finished
 
 MESSAGE = 9
 WEB = {"type": "web_search_result_location", "encrypted_index": "x"}

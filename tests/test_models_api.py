@@ -17,7 +17,7 @@ from chatapp.models import Conversation
 from chatapp.streaming import streams
 
 from .conftest import Configure, html, send, user_id
-from .test_chat import answer_id, stored, wait_finished
+from .helpers import answer_id, stored, wait_finished
 
 HX = {"HX-Request": "true"}
 

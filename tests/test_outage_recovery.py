@@ -41,13 +41,10 @@ from .conftest import (
     stream_url,
 )
 from .dom import Screen, rendered
+from .helpers import answer_id
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STEADY = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(100.0, 100.0))
-
-
-def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
-    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
 
 
 def stored(app: Flask, message_id: int) -> tuple[str, str]:

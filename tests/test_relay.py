@@ -34,6 +34,7 @@ from .conftest import (
     stream_url,
 )
 from .dom import Screen, rendered, streamed_html
+from .helpers import answer_id, stored
 
 pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
 
@@ -55,18 +56,6 @@ def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Fla
         streams(app).shutdown()
         with app.app_context():
             db.engine.dispose()
-
-
-def stored(app: Flask, message_id: int) -> Message:
-    with app.app_context():
-        message = db.session.get(Message, message_id)
-        assert message is not None
-        db.session.expunge(message)
-        return message
-
-
-def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
-    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
 
 
 def test_an_answer_written_on_one_worker_streams_from_another(

@@ -11,19 +11,15 @@ import gevent
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import undefer
 
 from chatapp import tools
-from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
-from chatapp.models import Message
 from chatapp.streaming import streams
 from chatapp.tools.record import CLOSE, OPEN, calls, plain_text
 
 from .conftest import Configure, html, parse_events, read_events, send, stream_url
 from .dom import Screen, rendered
-from .test_chat import answer_id
-from .test_chat import wait_finished as finished
+from .helpers import answer_id, wait_finished
 
 SLOW_TEXT = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(200.0, 200.0))
 
@@ -426,13 +422,3 @@ def test_model_text_cannot_forge_a_tool_call(
     assert calls(message.content) == []
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
     assert page.select(".tool") == []
-
-
-def wait_finished(app: Flask, message_id: int) -> Message:
-    """The answer once it has ended, its transcript loaded."""
-    finished(app, message_id)
-    with app.app_context():
-        message = db.session.get(Message, message_id, options=[undefer(Message.transcript)])
-        assert message is not None
-        db.session.expunge(message)
-        return message

@@ -7,7 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from .conftest import send
-from .test_chat import answer_id, wait_finished
+from .helpers import answer_id, wait_finished
 
 
 def test_every_html_response_varies_on_htmx(app: Flask, client: FlaskClient) -> None:

@@ -45,7 +45,7 @@ from .conftest import (
     stream_url,
 )
 from .dom import Screen, rendered
-from .test_chat import answer_id, wait_finished
+from .helpers import answer_id, wait_finished
 from .test_relay import REDIS_URL
 
 SLOW_TEXT = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
