@@ -62,7 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .llm import errors, server_tools
     from .llm.catalogue import catalogue
     from .llm.thinking import Thinking
-    from .render import render_answer, render_streaming, render_text
+    from .render import anchors, render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
     from .streaming import streams
 
@@ -83,6 +83,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["render_answer"] = render_answer
     app.jinja_env.globals["render_streaming"] = render_streaming
     app.jinja_env.globals["thinking_section"] = thinking_section
+    app.jinja_env.globals["anchors"] = anchors
     app.jinja_env.globals["registered_tools"] = tools.registered
     app.jinja_env.globals.update(
         server_tools_offered=lambda model: server_tools.offered(model, app.config),

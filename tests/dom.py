@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from bs4 import BeautifulSoup, Tag
 
+from chatapp.render import anchors
+
 
 def fragment(html: str) -> BeautifulSoup:
     return BeautifulSoup(html, "html.parser")
@@ -82,11 +84,11 @@ class Screen:
 
     def __init__(self, message_id: int, page: str | None = None) -> None:
         self.message_id = message_id
-        self.content_id = f"m-{message_id}-content"
+        self.content_id = anchors.content(message_id)
         self.document = Document(
             page
-            or f'<article id="m-{message_id}"><div id="{self.content_id}">'
-            f'<div class="tail" id="m-{message_id}-tail"></div></div></article>'
+            or f'<article id="{anchors.article(message_id)}"><div id="{self.content_id}">'
+            f'<div class="tail" id="{anchors.tail(message_id)}"></div></div></article>'
         )
         self.last_id: str | None = None
         self.finished = False

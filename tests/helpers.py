@@ -14,6 +14,7 @@ from sqlalchemy.orm import undefer
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Message
+from chatapp.render import anchors
 from chatapp.streaming import streams
 from chatapp.streaming.generation import Generation
 
@@ -27,7 +28,7 @@ TRICKY = (
 
 def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
     """The id of the answer in a send's (or a page's) fragment."""
-    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
+    return anchors.message_of(fragment.select_one('article[data-role="assistant"]')["id"])
 
 
 def stored(app: Flask, message_id: int) -> Message:

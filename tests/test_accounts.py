@@ -20,6 +20,7 @@ from chatapp.conversations import store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
+from chatapp.render import anchors
 
 from .conftest import Configure, html, read_events, send, stream_url, user_id
 
@@ -226,7 +227,7 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
         headers={"HX-Request": "true"},
     )
     fragment = html(response.data)
-    answer = int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
+    answer = anchors.message_of(fragment.select_one('article[data-role="assistant"]')["id"])
     conversation = int(fragment.select_one("#conversation-id")["value"])
     read_events(client, f"/messages/{answer}/stream")  # ended
     ids = {

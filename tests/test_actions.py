@@ -8,6 +8,7 @@ from flask.testing import FlaskClient
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation, Message
+from chatapp.render import anchors
 
 from .conftest import asked, html, send
 from .helpers import answer_id, stored, wait_finished
@@ -21,12 +22,15 @@ def test_retry_replaces_a_failed_answer_in_place(
     message_id = answer_id(fragment)
     assert wait_finished(app, message_id).status == "failed"
     page = html(client.get(f"/conversations/{stored(app, message_id).conversation_id}").data)
-    assert page.select_one(f"#m-{message_id}").find("button", string="Retry") is not None
+    assert (
+        page.select_one(f"#{anchors.article(message_id)}").find("button", string="Retry")
+        is not None
+    )
 
     response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
     assert response.status_code == 200
     article = html(response.data).find("article")
-    assert article["id"] == f"m-{message_id}" and article["data-status"] == "streaming"
+    assert article["id"] == anchors.article(message_id) and article["data-status"] == "streaming"
     message = wait_finished(app, message_id)
     assert (
         message.status == "complete" and message.content == "Better now." and message.error is None
@@ -63,7 +67,10 @@ def test_regenerate_writes_the_last_complete_answer_again(
     wait_finished(app, message_id)
     conversation_id = stored(app, message_id).conversation_id
     page = html(client.get(f"/conversations/{conversation_id}").data)
-    assert page.select_one(f"#m-{message_id}").find("button", string="Regenerate") is not None
+    assert (
+        page.select_one(f"#{anchors.article(message_id)}").find("button", string="Regenerate")
+        is not None
+    )
     response = client.post(f"/messages/{message_id}/retry", headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert wait_finished(app, message_id).content == "Second try."
@@ -75,9 +82,12 @@ def test_edit_the_last_question_and_send_it_again(
 ) -> None:
     upstream.push(Scenario(text="About cats."), Scenario(text="About dogs."))
     fragment = send(client, "Tell me about cats")
-    question = int(fragment.select_one('article[data-role="user"]')["id"].removeprefix("m-"))
+    question = anchors.message_of(fragment.select_one('article[data-role="user"]')["id"])
     answer = answer_id(fragment)
-    assert fragment.select_one(f"#m-{question}").find("button", string="Edit") is not None
+    assert (
+        fragment.select_one(f"#{anchors.article(question)}").find("button", string="Edit")
+        is not None
+    )
     wait_finished(app, answer)
 
     form = html(client.get(f"/messages/{question}/edit", headers={"HX-Request": "true"}).data)
@@ -92,8 +102,11 @@ def test_edit_the_last_question_and_send_it_again(
     )
     assert response.status_code == 200
     page = html(response.data)
-    assert page.select_one(f"#m-{question} [data-content]").get_text() == "Tell me about dogs"
-    assert page.select_one(f"#m-{answer}")["data-status"] == "streaming"
+    assert (
+        page.select_one(f"#{anchors.article(question)} [data-content]").get_text()
+        == "Tell me about dogs"
+    )
+    assert page.select_one(f"#{anchors.article(answer)}")["data-status"] == "streaming"
     assert wait_finished(app, answer).content == "About dogs."
     assert stored(app, question).content == "Tell me about dogs"
     assert asked(upstream.requests[-1]) == "Tell me about dogs"

@@ -18,6 +18,7 @@ from chatapp.extensions import db
 from chatapp.llm.catalogue import catalogue
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Attachment
+from chatapp.render import anchors
 
 from .conftest import Configure, html, send
 from .helpers import answer_id, wait_finished
@@ -241,7 +242,7 @@ def test_the_question_shows_its_files_served_with_safe_headers(
     ]
     answer = wait_finished(app, answer_id(html(ask(client, "Look", ids).data)))
     page = html(client.get(f"/conversations/{answer.conversation_id}").data)
-    question = page.select_one(f"#m-{answer.id - 1}")
+    question = page.select_one(f"#{anchors.article(answer.id - 1)}")
     thumbnail = question.select_one(".attachments__image a")
     assert thumbnail["href"] == f"/attachments/{ids[0]}"
     assert thumbnail.img["alt"] == "shot.png"

@@ -22,6 +22,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 
 from .browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, CSP_WATCH, missing_browser
 from .conftest import USER_HEADER, asked
@@ -377,7 +378,7 @@ def _use_the_page(page: Any, base_url: str, prompt: str, artifacts: Path) -> dic
         "button": button.is_disabled(),
         "value": box.input_value(),
     }
-    result["answer_id"] = int(assistant.get_attribute("id").removeprefix("m-"))
+    result["answer_id"] = anchors.message_of(assistant.get_attribute("id"))
     result["final_status"] = assistant.get_attribute("data-status")
     result["final_html"] = assistant.locator("[data-content]").inner_html()
     result["thinking_html"] = assistant.locator("details.thinking").evaluate("e => e.outerHTML")
@@ -491,7 +492,7 @@ def _show_hostile_answer(page: Any, base_url: str, prompt: str, artifacts: Path)
     page.wait_for_timeout(500)  # time for anything that would load or run late
     page.screenshot(path=str(artifacts / "browser-hostile.png"), full_page=True)
     return {
-        "answer_id": int(assistant.get_attribute("id").removeprefix("m-")),
+        "answer_id": anchors.message_of(assistant.get_attribute("id")),
         "status": assistant.get_attribute("data-status"),
         "dialogs": dialogs,
         "pwned": page.evaluate("() => window.__pwned"),

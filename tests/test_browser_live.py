@@ -22,7 +22,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
-from chatapp.render import render_answer
+from chatapp.render import anchors, render_answer
 
 from .browser import RemoteBrowser, missing_browser
 from .fault_proxy import FaultProxy
@@ -197,7 +197,7 @@ def page_failures(browser: RemoteBrowser, page: str, *, cuts_expected: bool = Fa
 
 
 def message_number(dom_id: str) -> int:
-    return int(dom_id.removeprefix("m-"))
+    return anchors.message_of(dom_id)
 
 
 def stored(server: AppServer, message_id: int) -> tuple[str, str, str | None]:
@@ -215,7 +215,7 @@ def stored_conversation(server: AppServer, conversation_id: int) -> list[dict[st
     )
     return [
         {
-            "id": f"m-{r[0]}",
+            "id": anchors.article(r[0]),
             "role": r[1],
             "status": r[2],
             "text": shown(r[3]) if r[1] == "assistant" else r[3],

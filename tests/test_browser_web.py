@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from chatapp.render import anchors
+
 from .browser import ARTIFACTS, RemoteBrowser, missing_browser
 from .server import app_server
 
@@ -126,11 +128,11 @@ def test_search_stream_cite_follow_and_reload(tmp_path: Path, browser: RemoteBro
         assert searching["said"].startswith("Searching the web for “What changed in")
         done = browser.wait_for("chat", FINISHED, searching["id"])
         browser.screenshot("chat", str(ARTIFACTS / "web-answer.png"))
-        answer_id = searching["id"].removeprefix("m-")
+        answer_id = anchors.message_of(searching["id"])
         assert len(done["results"]) == 3
         assert all("example.com/demo/" in url for url in done["results"])
-        assert done["sources"] == [f"m-{answer_id}-source-{n}" for n in (1, 2, 3)]
-        assert done["markers"][:3] == [f"#m-{answer_id}-source-{n}" for n in (1, 2, 3)]
+        assert done["sources"] == [anchors.source(answer_id, n) for n in (1, 2, 3)]
+        assert done["markers"][:3] == [f"#{anchors.source(answer_id, n)}" for n in (1, 2, 3)]
 
         # The cited answer streamed in after the search, in several steps.
         seen = browser.evaluate("chat", SEEN, searching["id"])
@@ -140,8 +142,8 @@ def test_search_stream_cite_follow_and_reload(tmp_path: Path, browser: RemoteBro
         # A marker leads to its source in the list, and the source to its page.
         browser.click("chat", f"#{searching['id']} sup.cite a >> nth=1")
         followed = browser.wait_for("chat", FOLLOWED)
-        assert followed["hash"] == f"#m-{answer_id}-source-2"
-        assert followed["id"] == f"m-{answer_id}-source-2"
+        assert followed["hash"] == f"#{anchors.source(answer_id, 2)}"
+        assert followed["id"] == anchors.source(answer_id, 2)
         assert followed["href"] == done["results"][1]
         assert followed["rel"] == "noopener noreferrer nofollow"
         browser.screenshot("chat", str(ARTIFACTS / "web-source.png"))

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.llm.demo.scenario import Cited, FetchedPage, Found, SearchResults, ServerToolUse
 from chatapp.llm.reply import Reply
+from chatapp.render import anchors
 from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
 from chatapp.tools import record
 
@@ -158,20 +159,20 @@ def test_the_list_of_sources_grows_at_its_end_as_the_answer_streams() -> None:
     second = record.citation(2, {"url": "https://example.com/2", "title": "Two"}, "")
     renderer = LiveMarkdown(MESSAGE)
     swaps = renderer.feed("Alpha" + first)
-    assert f'hx-swap-oob="beforeend:#m-{MESSAGE}-content"' in swaps
-    assert f'id="m-{MESSAGE}-sources"' in swaps and "One" in swaps
+    assert f'hx-swap-oob="beforeend:#{anchors.content(MESSAGE)}"' in swaps
+    assert f'id="{anchors.sources(MESSAGE)}"' in swaps and "One" in swaps
     swaps = renderer.feed(" beta" + first)
     assert "sources" not in swaps  # a source cited again adds nothing to the list
     swaps = renderer.feed(" gamma" + second)
-    assert f'hx-swap-oob="beforeend:#m-{MESSAGE}-sources-list"' in swaps
-    assert f'<li id="m-{MESSAGE}-source-2">' in swaps
+    assert f'hx-swap-oob="beforeend:#{anchors.sources_list(MESSAGE)}"' in swaps
+    assert f'<li id="{anchors.source(MESSAGE, 2)}">' in swaps
     assert renderer.html().endswith("</ol></div>")  # after the tail, while it streams
     renderer.finish()
     whole = BeautifulSoup(renderer.finished_html(), "html.parser")
     assert [a["href"] for a in whole.select("sup.cite a")] == [
-        f"#m-{MESSAGE}-source-1",
-        f"#m-{MESSAGE}-source-1",
-        f"#m-{MESSAGE}-source-2",
+        f"#{anchors.source(MESSAGE, 1)}",
+        f"#{anchors.source(MESSAGE, 1)}",
+        f"#{anchors.source(MESSAGE, 2)}",
     ]
     assert whole.p.get_text() == "Alpha1 beta1 gamma2"
 
@@ -258,7 +259,7 @@ def test_hostile_titles_addresses_and_cited_text_stay_text(
     )
     fragment = html(response.data)
     message_id = answer_id(fragment)
-    page_html = str(fragment.find("article", id=f"m-{message_id}"))
+    page_html = str(fragment.find("article", id=anchors.article(message_id)))
     screen = Screen(message_id, page_html).take(read_events(client, stream_url(fragment)))
     message = wait_finished(app, message_id)
     assert screen.html == rendered(message.content, message_id)
@@ -279,7 +280,7 @@ def test_hostile_titles_addresses_and_cited_text_stay_text(
     fetched = soup.select(".tool--server")[1]
     assert not fetched.select("a") and "javascript:alert(2)" in fetched.get_text()
     reloaded = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert_inert(reloaded.find(id=f"m-{message_id}-content"))
+    assert_inert(reloaded.find(id=anchors.content(message_id)))
 
 
 def test_model_text_cannot_forge_a_citation_or_a_marker(upstream: FakeUpstream) -> None:
@@ -313,11 +314,11 @@ def test_a_record_closed_before_its_outcome_reads_as_one_without_it() -> None:
         + record.citation(1, {"url": "https://example.com/a", "title": ""}, "cited")
         + "\n"
     )
-    page = Document(f'<div id="m-{MESSAGE}-content">{render_streaming(MESSAGE, "")}</div>')
+    page = Document(f'<div id="{anchors.content(MESSAGE)}">{render_streaming(MESSAGE, "")}</div>')
     live = LiveMarkdown(MESSAGE)
     for piece in (text[:20], text[20:]):
         page.apply(live.feed(piece))
     page.apply(live.finish())
-    assert page.inner_html(f"m-{MESSAGE}-content") == normalized(render_answer(text, MESSAGE))
+    assert page.inner_html(anchors.content(MESSAGE)) == normalized(render_answer(text, MESSAGE))
     [call] = record.calls(text)
     assert call.closed and call.result == "" and not call.is_error

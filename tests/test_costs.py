@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Conversation
+from chatapp.render import anchors
 
 from .conftest import Configure, html, read_events, send, stream_url
 from .helpers import answer_id, stored, wait_finished
@@ -28,7 +29,9 @@ def test_the_second_turn_reads_the_prompt_cache_and_says_so(
     assert stored(app, answer_id(first)).cache_creation_tokens
     assert message.cache_read_tokens and message.cache_read_tokens > 0
     page = html(client.get(f"/conversations/{conversation_id}").data)
-    usage = page.select_one(f"#m-{answer_id(second)} .usage").get_text(" ", strip=True)
+    usage = page.select_one(f"#{anchors.article(answer_id(second))} .usage").get_text(
+        " ", strip=True
+    )
     assert f"cache {message.cache_read_tokens:,} read" in usage
 
 
@@ -64,7 +67,7 @@ def test_each_answer_shows_its_cost_and_the_conversation_its_total(
         )
     page = html(client.get(f"/conversations/{conversation_id}").data)
     for fragment, cost in zip((first, second), costs, strict=True):
-        usage = page.select_one(f"#m-{answer_id(fragment)} .usage")
+        usage = page.select_one(f"#{anchors.article(answer_id(fragment))} .usage")
         assert usage.select_one(".usage__cost").get_text() == costs_module.dollars(cost)
         assert "tokens/s" in usage.get_text()
     total = costs_module.dollars(sum(costs))

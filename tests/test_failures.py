@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from chatapp.llm.demo import FakeUpstream, Scenario
+from chatapp.render import anchors
 
 from .conftest import Configure, html, read_events, send, stream_url
 from .dom import rendered, streamed_html
@@ -89,7 +90,7 @@ def test_an_answer_the_api_never_took_shows_no_token_counts(
     message = wait_finished(app, answer_id(send(client, "Busy?")))
     assert message.status == "failed" and message.input_tokens is None
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert " in " not in page.select_one(f"#m-{message.id} .usage").get_text()
+    assert " in " not in page.select_one(f"#{anchors.article(message.id)} .usage").get_text()
 
 
 def test_with_redis_down_answers_still_stream_within_the_worker(

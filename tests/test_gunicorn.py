@@ -26,6 +26,7 @@ from bs4 import BeautifulSoup
 from gevent.event import Event
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 
 from .conftest import USER_HEADER, asked, parse_events
 from .dom import Screen, fragment, rendered
@@ -91,7 +92,7 @@ class Browser:
             sent = BeautifulSoup(response.read(), "html.parser")
         assistant = sent.select_one('article[data-role="assistant"]')
         assert assistant is not None and assistant["data-status"] == "streaming"
-        answer_id = int(str(assistant["id"]).removeprefix("m-"))
+        answer_id = anchors.message_of(str(assistant["id"]))
         return answer_id, str(assistant["sse-connect"])
 
     def read_stream(self, url: str) -> str:
@@ -137,7 +138,9 @@ def event_problems(answer_id: int, event: dict[str, str], shown: int) -> list[st
     for element in swaps.find_all(recursive=False):
         spec = str(element.get("hx-swap-oob", ""))
         target = str(element.get("id")) if spec == "true" else spec.partition(":#")[2]
-        mine = target == f"m-{answer_id}" or target.startswith(f"m-{answer_id}-")
+        mine = target == anchors.article(answer_id) or target.startswith(
+            anchors.article(answer_id) + "-"
+        )
         shared = target == "announcer" or (
             event.get("event") == "done" and target in ("conversation-cost", "context-meter")
         )
@@ -272,7 +275,7 @@ def test_fifty_concurrent_streams_each_deliver_every_character(
             _, screen, events = read_answer(outcome.answer_id, outcome.raw)
             assert screen.finished and screen.html == rendered(text), outcome.prompt
             assert events[-1]["id"] == f"{outcome.answer_id}:{len(text)}", outcome.prompt
-            final = screen.document.element(f"m-{outcome.answer_id}")
+            final = screen.document.element(anchors.article(outcome.answer_id))
             assert final["data-status"] == "complete", outcome.prompt
 
         stored = stored_messages(server)

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from chatapp.llm.catalogue import BUILT_IN, Catalogue, catalogue, model_info
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
+from chatapp.render import anchors
 from chatapp.streaming import streams
 
 from .conftest import Configure, html, send, user_id
@@ -387,11 +388,11 @@ def test_a_refusal_keeps_its_text_says_why_and_is_left_out_of_later_turns(
     assert refused.input_tokens and refused.output_tokens  # billed like any answer
 
     page = html(client.get(f"/conversations/{refused.conversation_id}").data)
-    article = page.select_one(f"#m-{refused.id}")
+    article = page.select_one(f"#{anchors.article(refused.id)}")
     assert article["data-status"] == "refused"
     assert "Malware." in article.select_one(".message__error").get_text()
     assert article.find("button", string="Continue") is None
-    question = page.select_one(f"#m-{refused.id - 1}")
+    question = page.select_one(f"#{anchors.article(refused.id - 1)}")
     assert question.find("button", string="Edit") is not None
 
     send(client, "Something else, then", refused.conversation_id)
@@ -427,7 +428,7 @@ def test_an_answer_cut_short_says_why_and_offers_continue(
     message = wait_finished(fresh, answer_id(fragment))
     assert (message.status, message.stop_reason) == ("complete", stop_reason)
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    article = page.select_one(f"#m-{message.id}")
+    article = page.select_one(f"#{anchors.article(message.id)}")
     assert words in article.select_one(".message__note").get_text()
     assert article.find("button", string="Continue") is not None
     continued = client.post(f"/messages/{message.id}/continue", headers=HX)

@@ -44,6 +44,7 @@ from gevent.pool import Pool
 from sqlalchemy import create_engine, text
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 
 from .conftest import USER_HEADER, asked
 from .dom import Screen, rendered
@@ -180,7 +181,7 @@ class Reading:
 
 def shown_status(screen: Screen) -> str:
     """The status the page shows."""
-    return str(screen.document.element(f"m-{screen.message_id}")["data-status"])
+    return str(screen.document.element(anchors.article(screen.message_id))["data-status"])
 
 
 def start_reading(reading: Reading, base_url: str, user: str) -> gevent.Greenlet:

@@ -20,6 +20,7 @@ from chatapp.auth import accounts
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
 from chatapp.models import Message
+from chatapp.render import anchors
 from chatapp.streaming import streams
 from chatapp.tools.record import calls
 
@@ -88,8 +89,10 @@ def test_thinking_streams_from_another_worker_too(
     gevent.sleep(0.3)  # B's listener arrives mid-thought
 
     events = read_events(b.test_client(), stream_url(fragment))
-    screen = Screen(message_id, str(fragment.find("article", id=f"m-{message_id}"))).take(events)
-    section = screen.document.soup.find(id=f"m-{message_id}-thinking")
+    screen = Screen(message_id, str(fragment.find("article", id=anchors.article(message_id)))).take(
+        events
+    )
+    section = screen.document.soup.find(id=anchors.thinking(message_id))
     assert section.get_text() == "Thinking…" + thought and not section.has_attr("open")
     assert screen.html == rendered("The answer.")
     assert stored(b, message_id).thinking == thought

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it.common.utils import escapeHtml
 
-from chatapp.render import live, markdown
+from chatapp.render import anchors, markdown
 from chatapp.render.live import LiveMarkdown, render_answer, render_streaming
 from chatapp.tools import record
 
@@ -17,7 +17,7 @@ MESSAGE = 7
 
 def stream(text: str, cuts: list[int]) -> Document:
     """Apply what streaming `text` in pieces ending at `cuts` sends, to a fresh page."""
-    page = Document(f'<div id="{live.content_id(MESSAGE)}">{render_streaming(MESSAGE, "")}</div>')
+    page = Document(f'<div id="{anchors.content(MESSAGE)}">{render_streaming(MESSAGE, "")}</div>')
     renderer = LiveMarkdown(MESSAGE)
     start = 0
     for end in sorted(set(cuts)) + [len(text)]:
@@ -29,7 +29,7 @@ def stream(text: str, cuts: list[int]) -> Document:
 
 
 def shown(page: Document) -> str:
-    return page.inner_html(live.content_id(MESSAGE))
+    return page.inner_html(anchors.content(MESSAGE))
 
 
 # -- what it makes ---------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_a_listener_that_joins_midway_converges_too(
     text, cuts = answer
     middle = data.draw(st.integers(min_value=0, max_value=len(text)))
     page = Document(
-        f'<div id="{live.content_id(MESSAGE)}">{render_streaming(MESSAGE, text[:middle])}</div>'
+        f'<div id="{anchors.content(MESSAGE)}">{render_streaming(MESSAGE, text[:middle])}</div>'
     )
     renderer = LiveMarkdown(MESSAGE)
     start = 0

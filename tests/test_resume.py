@@ -33,6 +33,7 @@ import pytest
 from gevent.event import Event
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 
 from .conftest import USER_HEADER, asked
 from .dom import Screen, rendered
@@ -283,7 +284,7 @@ class Listener:
     @property
     def reset(self) -> str:
         """The swap that begins a stream for a page that shows some of the answer."""
-        return f'hx-swap-oob="innerHTML:#m-{self.answer_id}-content"'
+        return f'hx-swap-oob="innerHTML:#{anchors.content(self.answer_id)}"'
 
     def page(self) -> tuple[Screen, list[str]]:
         """What the page shows after every event it took, and what was wrong with them."""
@@ -474,7 +475,7 @@ def test_severed_streams_resume_without_gap_duplicate_or_second_call(
                 problems.append(f"{label}: {listener.problems + page_problems}")
             if len(listener.done) != 1 or listener.after_done:
                 problems.append(f"{label}: {len(listener.done)} done, then {listener.after_done}")
-            status = screen.document.element(f"m-{outcome.answer_id}").get("data-status")
+            status = screen.document.element(anchors.article(outcome.answer_id)).get("data-status")
             if status != "complete":
                 problems.append(f"{label}: final status {status!r}")
             if screen.offset != len(want):

@@ -21,6 +21,7 @@ from chatapp.conversations import views as conversation_views
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import AuditEvent, Conversation, Message, utcnow
+from chatapp.render import anchors
 from chatapp.streaming import streams
 
 from .conftest import Configure, html, read_events, send, stream_url
@@ -98,7 +99,7 @@ def conversation_of(fragment: Any) -> int:
 
 
 def answer_of(fragment: Any) -> int:
-    return int(fragment.select_one('article[data-role="assistant"]')["id"].removeprefix("m-"))
+    return anchors.message_of(fragment.select_one('article[data-role="assistant"]')["id"])
 
 
 def wait_ended(app: Flask, message_id: int, timeout: float = 10.0) -> None:

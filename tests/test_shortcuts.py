@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 
 from .browser import ARTIFACTS, RemoteBrowser, missing_browser
 from .conftest import asked
@@ -165,7 +166,7 @@ def test_escape_stops_the_answer_being_written(
         answer,
         timeout=15.0,
     )
-    answer_id = int(answer.removeprefix("m-"))
+    answer_id = anchors.message_of(answer)
     rows = server.rows("SELECT status, content FROM message WHERE id = :id", id=answer_id)
     assert rows[0][0] == "cancelled" and 0 < len(rows[0][1]) < len(LONG)
     assert [asked(request) for request in fake.requests][-1] == "Write at length"

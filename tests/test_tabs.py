@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from chatapp.llm.demo import FakeUpstream, Scenario
+from chatapp.render import anchors
 from chatapp.streaming import streams
 
 from .conftest import html, parse_events, send
@@ -51,7 +52,7 @@ def test_other_open_pages_of_the_conversation_see_a_new_exchange(
     assert wrapper["hx-swap-oob"] == "beforeend:#messages"
     articles = wrapper.find_all("article")
     assert [a["data-role"] for a in articles] == ["user", "assistant"]
-    assert articles[1]["id"] == f"m-{second_id}" and articles[1].has_attr("sse-connect")
+    assert articles[1]["id"] == anchors.article(second_id) and articles[1].has_attr("sse-connect")
     assert news[0]["id"] == str(second_id)
     # The tab that sent it shows it already and is not told again.
     assert not [e for e in same.get() if e.get("event") == "exchange"]

@@ -7,6 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
+from chatapp.render import anchors
 from chatapp.streaming import streams
 
 from .conftest import html, read_events, send, stream_url
@@ -29,21 +30,21 @@ def test_thinking_streams_in_its_own_section_then_folds_away(
     )
     fragment = send(client, "Think first")
     message_id = answer_id(fragment)
-    section = fragment.select_one(f"#m-{message_id}-thinking")
+    section = fragment.select_one(f"#{anchors.thinking(message_id)}")
     assert section is not None and section.has_attr("hidden")  # nothing to show yet
     events = read_events(client, stream_url(fragment))
 
-    screen = Screen(message_id, str(fragment.find("article", id=f"m-{message_id}")))
+    screen = Screen(message_id, str(fragment.find("article", id=anchors.article(message_id))))
     opened = []
     for event in events:
         screen.take([event])
-        shown = screen.document.soup.find(id=f"m-{message_id}-thinking")
+        shown = screen.document.soup.find(id=anchors.thinking(message_id))
         if shown is not None and not shown.has_attr("hidden"):
             opened.append(shown.has_attr("open"))
     # Open while the model thinks, folded once the answer begins, and so it stays.
     assert opened[0] is True and opened[-1] is False
     assert opened == sorted(opened, reverse=True)
-    final = screen.document.soup.find(id=f"m-{message_id}-thinking")
+    final = screen.document.soup.find(id=anchors.thinking(message_id))
     assert final.get_text() == "Thinking…" + THOUGHT
     assert screen.html == rendered(text)
     assert events[-1]["id"] == f"{message_id}:{len(THOUGHT) + len(text)}"
@@ -51,7 +52,7 @@ def test_thinking_streams_in_its_own_section_then_folds_away(
     message = stored(app, message_id)
     assert (message.thinking, message.content) == (THOUGHT, text)
     reloaded = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert str(reloaded.find(id=f"m-{message_id}-thinking")) == str(final)
+    assert str(reloaded.find(id=anchors.thinking(message_id))) == str(final)
 
 
 def test_a_listener_joining_mid_thought_sees_the_thinking_so_far(
@@ -71,11 +72,13 @@ def test_a_listener_joining_mid_thought_sees_the_thinking_so_far(
     while generation.published < 40:
         gevent.sleep(0.02)
     page = html(client.get(f"/conversations/{generation.conversation_id}").data)
-    section = page.find(id=f"m-{message_id}-thinking")
+    section = page.find(id=anchors.thinking(message_id))
     assert section.has_attr("open") and section.get_text().startswith("Thinking…Step 0")
     events = read_events(client, stream_url(page))
-    screen = Screen(message_id, str(page.find("article", id=f"m-{message_id}"))).take(events)
-    final = screen.document.soup.find(id=f"m-{message_id}-thinking")
+    screen = Screen(message_id, str(page.find("article", id=anchors.article(message_id)))).take(
+        events
+    )
+    final = screen.document.soup.find(id=anchors.thinking(message_id))
     assert final.get_text() == "Thinking…" + thought and not final.has_attr("open")
     assert screen.html == rendered("Done.")
     assert stored(app, message_id).thinking == thought

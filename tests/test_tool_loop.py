@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from chatapp import tools
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
+from chatapp.render import anchors
 from chatapp.streaming import streams
 from chatapp.tools.record import CLOSE, OPEN, calls, plain_text
 
@@ -68,7 +69,7 @@ def start(
 
 def follow(client: FlaskClient, fragment: Any) -> Screen:
     message_id = answer_id(fragment)
-    page = str(fragment.find("article", id=f"m-{message_id}"))
+    page = str(fragment.find("article", id=anchors.article(message_id)))
     return Screen(message_id, page).take(read_events(client, stream_url(fragment)))
 
 
@@ -99,12 +100,12 @@ def test_a_tool_call_split_across_deltas_runs_and_its_result_goes_back(
     )
     # The page streamed exactly what a reload shows: prose, the tool's block, prose.
     assert screen.finished and screen.html == rendered(message.content, message_id)
-    block = screen.document.soup.find(id=f"m-{message_id}-tool-0")
+    block = screen.document.soup.find(id=anchors.tool(message_id, 0))
     assert block["class"] == ["tool", "tool--done"]
     assert block.select_one(".tool__name").get_text() == "calculator"
     assert block.select_one(".tool__result").get_text() == "42"
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert page.find(id=f"m-{message_id}-tool-0") == block
+    assert page.find(id=anchors.tool(message_id, 0)) == block
 
     # The first request offered the tool; the second carried the call and its result.
     first, second = upstream.requests
@@ -159,7 +160,7 @@ def test_tool_errors_bad_input_and_tools_not_switched_on_are_told_to_claude(
         ("current_time", True, True),
     ]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    status = page.find(id=f"m-{message.id}-tool-0").select_one(".tool__status").get_text()
+    status = page.find(id=anchors.tool(message.id, 0)).select_one(".tool__status").get_text()
     assert status.startswith("Failed")
 
 
@@ -224,7 +225,7 @@ def test_stop_while_a_tool_runs(
     [call] = calls(message.content)
     assert call.input_done and not call.closed
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    block = page.find(id=f"m-{message_id}-tool-0")
+    block = page.find(id=anchors.tool(message_id, 0))
     assert block.select_one(".tool__status").get_text() == "Did not finish"
     # The unanswered call is not kept for Claude: only the text before it, which the
     # answer's text already holds.
@@ -246,7 +247,7 @@ def test_resume_and_heartbeats_in_the_middle_of_a_tool(
     url = stream_url(fragment)
 
     # Read until the tool is running, then drop the connection.
-    screen = Screen(message_id, str(fragment.find("article", id=f"m-{message_id}")))
+    screen = Screen(message_id, str(fragment.find("article", id=anchors.article(message_id))))
     response = client.get(url, buffered=False)
     buffer, running = "", False
     for chunk in response.response:
@@ -254,7 +255,7 @@ def test_resume_and_heartbeats_in_the_middle_of_a_tool(
         while "\n\n" in buffer and not running:
             block, buffer = buffer.split("\n\n", 1)
             screen.take(parse_events(block + "\n\n"))
-            tool = screen.document.soup.find(id=f"m-{message_id}-tool-0")
+            tool = screen.document.soup.find(id=anchors.tool(message_id, 0))
             running = tool is not None and "tool--running" in tool["class"]
         if running:
             break
@@ -300,7 +301,7 @@ def test_thinking_with_a_budget_and_its_signature_go_back_to_claude(
     assert second.transcript[0]["content"][0]["type"] == "thinking"
     assert second.transcript[0]["content"][0]["signature"]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert page.find(id=f"m-{second.id}-thinking").has_attr("hidden")
+    assert page.find(id=anchors.thinking(second.id)).has_attr("hidden")
 
     # Thinking switched off: earlier thinking is not sent.
     client.post(

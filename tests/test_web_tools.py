@@ -30,6 +30,7 @@ from chatapp.llm.demo.scenario import (
     page_citation,
 )
 from chatapp.models import Conversation, Message
+from chatapp.render import anchors
 from chatapp.streaming import streams
 from chatapp.tools import record
 
@@ -89,7 +90,7 @@ def start(
 
 def follow(client: FlaskClient, fragment: BeautifulSoup) -> Screen:
     message_id = answer_id(fragment)
-    page = str(fragment.find("article", id=f"m-{message_id}"))
+    page = str(fragment.find("article", id=anchors.article(message_id)))
     return Screen(message_id, page).take(read_events(client, stream_url(fragment)))
 
 
@@ -120,7 +121,7 @@ def test_a_search_streams_its_block_then_the_cited_answer(
     assert message.status == "complete" and message.web_search_requests == 1
     assert screen.finished and screen.html == rendered(message.content, message_id)
     shown = screen.document.soup
-    block = shown.find(id=f"m-{message_id}-tool-0")
+    block = shown.find(id=anchors.tool(message_id, 0))
     assert block["class"] == ["tool", "tool--server", "tool--done"]
     assert block.select_one(".tool__what").get_text() == (
         "Searched the web for “python 3.14 release”"
@@ -138,19 +139,22 @@ def test_a_search_streams_its_block_then_the_cited_answer(
         "docs.example.com",
     ]
     # The cited text reads on, with a numbered marker after each cited span.
-    paragraph = shown.find(id=f"m-{message_id}-content").find_all("p")[1]
+    paragraph = shown.find(id=anchors.content(message_id)).find_all("p")[1]
     assert paragraph.get_text() == (
         "According to the release notes, Python 3.14 came out in October 20251 and it brings "
         "template strings21."
     )
     markers = [(a.get_text(), a["href"]) for a in paragraph.select("sup.cite a")]
     assert markers == [
-        ("1", f"#m-{message_id}-source-1"),
-        ("2", f"#m-{message_id}-source-2"),
-        ("1", f"#m-{message_id}-source-1"),
+        ("1", f"#{anchors.source(message_id, 1)}"),
+        ("2", f"#{anchors.source(message_id, 2)}"),
+        ("1", f"#{anchors.source(message_id, 1)}"),
     ]
-    sources = shown.find(id=f"m-{message_id}-sources-list").find_all("li")
-    assert [li["id"] for li in sources] == [f"m-{message_id}-source-1", f"m-{message_id}-source-2"]
+    sources = shown.find(id=anchors.sources_list(message_id)).find_all("li")
+    assert [li["id"] for li in sources] == [
+        anchors.source(message_id, 1),
+        anchors.source(message_id, 2),
+    ]
     assert [li.a["href"] for li in sources] == [FOUND[0].url, FOUND[1].url]
     assert sources[0].a.get_text() == "Python 3.14 released"
 
@@ -178,7 +182,7 @@ def test_a_search_streams_its_block_then_the_cited_answer(
     [request] = upstream.requests
     assert {"type": "web_search_20250305", "name": "web_search"} in request["tools"]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert str(page.find(id=f"m-{message_id}-content").decode_contents()) == screen.html
+    assert str(page.find(id=anchors.content(message_id)).decode_contents()) == screen.html
 
 
 def test_the_later_turn_sends_the_search_and_citations_back_as_they_came(
@@ -237,7 +241,7 @@ def test_a_fetched_page_shows_and_its_citations_link_to_it(
     screen = follow(client, fragment)
     message = with_transcript(app, message_id)
     assert screen.html == rendered(message.content, message_id)
-    block = screen.document.soup.find(id=f"m-{message_id}-tool-0")
+    block = screen.document.soup.find(id=anchors.tool(message_id, 0))
     assert block.select_one(".tool__what").get_text() == "Fetched https://example.com/guide"
     assert block.select_one(".tool__status").get_text() == "Done"
     link = block.select_one(".tool__page a")
@@ -428,7 +432,7 @@ def test_stop_after_a_search_keeps_it_and_bills_it(
     # The cut cited text still got its marker, and the reload shows it.
     assert [c.number for c in record.citations(message.content)] == [1]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    assert page.find(id=f"m-{message_id}-source-1") is not None
+    assert page.find(id=anchors.source(message_id, 1)) is not None
 
 
 @pytest.fixture
@@ -456,7 +460,7 @@ def test_a_search_streams_from_another_worker_too(
     fragment = start(a.test_client(), "Search on A")
     message_id = answer_id(fragment)
     gevent.sleep(0.3)  # B's listener arrives mid-search
-    page = str(fragment.find("article", id=f"m-{message_id}"))
+    page = str(fragment.find("article", id=anchors.article(message_id)))
     screen = Screen(message_id, page).take(read_events(b.test_client(), stream_url(fragment)))
     message = wait_finished(a, message_id)
     assert screen.finished and screen.html == rendered(message.content, message_id)
@@ -597,7 +601,7 @@ def test_an_organisation_without_web_search_gets_a_sentence_and_retry(
         "Web search is switched off for this server's Anthropic organisation."
     )
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    article = page.find(id=f"m-{message.id}")
+    article = page.find(id=anchors.article(message.id))
     assert article.select_one(".message__error").get_text() == message.error
     assert article.find("button", string="Retry") is not None
 
@@ -634,7 +638,7 @@ def test_searches_are_priced_under_the_answer_in_the_total_the_limits_and_admin_
     tokens += (message.cache_creation_tokens or 0) * Decimal("3.75") / 1_000_000
     expected = tokens + 2 * Decimal(25) / 1000
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
-    usage = page.select_one(f"#m-{message.id} .usage")
+    usage = page.select_one(f"#{anchors.article(message.id)} .usage")
     assert "· 2 web searches" in " ".join(usage.get_text().split())
     assert usage.select_one(".usage__cost").get_text() == costs.dollars(expected)
     assert page.select_one("#conversation-cost").get_text() == f"Total {costs.dollars(expected)}"

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from markupsafe import escape
 
 from ..tools.record import MARKER_BASE
+from . import anchors
 from .markdown import sanitize_sources
 
 MARKERS = re.compile("[\U000f0000-\U000ffffd]")
@@ -34,20 +35,6 @@ def marker_char(number: int) -> str:
 
 def number_of(char: str) -> int:
     return ord(char) - MARKER_BASE
-
-
-def sources_id(message_id: int) -> str:
-    """The element under the answer that lists its sources."""
-    return f"m-{message_id}-sources"
-
-
-def sources_list_id(message_id: int) -> str:
-    return f"m-{message_id}-sources-list"
-
-
-def source_id(message_id: int, number: int) -> str:
-    """The entry of source `number` in the list, which its markers link to."""
-    return f"m-{message_id}-source-{number}"
 
 
 def web_link(url: Any) -> str | None:
@@ -85,7 +72,7 @@ def marker(message_id: int, number: int, source: Mapping[str, Any] | None) -> st
     """The marker of a citation of source `number`: its number, linking to its entry."""
     name = label(source or {})
     return sanitize_sources(
-        f'<sup class="cite"><a class="cite__link" href="#{source_id(message_id, number)}"'
+        f'<sup class="cite"><a class="cite__link" href="#{anchors.source(message_id, number)}"'
         f' title="{escape(name)}">{number}</a></sup>'
     )
 
@@ -101,15 +88,15 @@ def item(message_id: int, number: int, source: Mapping[str, Any]) -> str:
         )
     else:
         body = f'<span class="source__name">{escape(label(source))}</span>'
-    return sanitize_sources(f'<li id="{source_id(message_id, number)}">{body}</li>')
+    return sanitize_sources(f'<li id="{anchors.source(message_id, number)}">{body}</li>')
 
 
 def block(message_id: int, items: str) -> str:
     """The list of sources, with its (already built) entries."""
     return sanitize_sources(
-        f'<div class="sources" id="{sources_id(message_id)}">'
+        f'<div class="sources" id="{anchors.sources(message_id)}">'
         f'<p class="sources__title">Sources</p>'
-        f'<ol class="sources__list" id="{sources_list_id(message_id)}">{items}</ol></div>'
+        f'<ol class="sources__list" id="{anchors.sources_list(message_id)}">{items}</ol></div>'
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 from markupsafe import escape
 
 from ..tools import record
-from . import citations, code, markdown
+from . import anchors, citations, code, markdown
 from .kept import KeptAnswers
 from .tools import server_block, tool_block
 
@@ -41,23 +41,8 @@ LONG_TAIL = 1500
 REGROW = 10
 
 
-def content_id(message_id: int) -> str:
-    """The element that holds a message's rendered text."""
-    return f"m-{message_id}-content"
-
-
-def tail_id(message_id: int) -> str:
-    """The element that holds the block being written."""
-    return f"m-{message_id}-tail"
-
-
-def code_id(message_id: int) -> str:
-    """The `<code>` element of a fenced block being written."""
-    return f"m-{message_id}-code"
-
-
 def tail_element(message_id: int, inner: str) -> str:
-    return f'<div class="tail" id="{tail_id(message_id)}">{inner}</div>'
+    return f'<div class="tail" id="{anchors.tail(message_id)}">{inner}</div>'
 
 
 def oob(target: str, swap: str, inner: str) -> str:
@@ -116,7 +101,7 @@ class LiveMarkdown:
 
     def reset(self) -> str:
         """An out-of-band swap that makes a listener show what this shows now."""
-        return oob(content_id(self.message_id), "innerHTML", self.html())
+        return oob(anchors.content(self.message_id), "innerHTML", self.html())
 
     # -- text arriving ---------------------------------------------------------------------
 
@@ -155,7 +140,7 @@ class LiveMarkdown:
             if call_id not in self._answered:
                 html = server_block(self.message_id, index, record.parse(call), None, ended=True)
                 swaps += self._put(slot, html)
-        return swaps + oob(tail_id(self.message_id), "delete", "")
+        return swaps + oob(anchors.tail(self.message_id), "delete", "")
 
     # -- markdown ----------------------------------------------------------------------------
 
@@ -179,7 +164,7 @@ class LiveMarkdown:
         self._tail = self._tail_html = ""
         self._fence = ""
         self._parsed = self._rendered = 0
-        return oob(tail_id(self.message_id), "beforebegin", added) if added else ""
+        return oob(anchors.tail(self.message_id), "beforebegin", added) if added else ""
 
     def _normalize(self, text: str) -> str:
         """Line ends as markdown-it sees them; a trailing "\\r" waits for what follows it."""
@@ -206,7 +191,7 @@ class LiveMarkdown:
                 lines = [b.line for b in found[:-1]]
                 added = self._finish_blocks(self._tail[:cut], lines)
                 if added:
-                    swaps.append(oob(tail_id(self.message_id), "beforebegin", added))
+                    swaps.append(oob(anchors.tail(self.message_id), "beforebegin", added))
                 self._tail = self._tail[cut:]
                 self._rendered = 0
                 complete -= cut
@@ -220,7 +205,7 @@ class LiveMarkdown:
             self._rendered = len(self._tail)
             if html != self._tail_html:
                 self._tail_html = html
-                swaps.append(oob(tail_id(self.message_id), "innerHTML", html))
+                swaps.append(oob(anchors.tail(self.message_id), "innerHTML", html))
         return "".join(swaps)
 
     def _tail_is_due(self) -> bool:
@@ -246,7 +231,7 @@ class LiveMarkdown:
         shown = bool(self._tail_now())
         swaps = self._close_markdown()
         if shown:
-            swaps += oob(tail_id(self.message_id), "innerHTML", "")
+            swaps += oob(anchors.tail(self.message_id), "innerHTML", "")
         self._record = ""
         self._record_block = len(self.blocks)
         self.blocks.append("")
@@ -296,7 +281,7 @@ class LiveMarkdown:
             return ""
         self.blocks[slot] = html
         if not shown:
-            return oob(tail_id(self.message_id), "beforebegin", html)
+            return oob(anchors.tail(self.message_id), "beforebegin", html)
         tag_end = html.index(">")  # the block's own tag: ours, so no ">" in its attributes
         return html[:tag_end] + ' hx-swap-oob="true"' + html[tag_end:]
 
@@ -329,8 +314,8 @@ class LiveMarkdown:
         item = citations.item(self.message_id, number, source)
         if first:
             shown = citations.block(self.message_id, item)
-            return oob(content_id(self.message_id), "beforeend", shown)
-        return oob(citations.sources_list_id(self.message_id), "beforeend", item)
+            return oob(anchors.content(self.message_id), "beforeend", shown)
+        return oob(anchors.sources_list(self.message_id), "beforeend", item)
 
     def _sources_html(self) -> str:
         if not self._sources:
@@ -366,7 +351,7 @@ class LiveMarkdown:
         self._code_html = []
         self._grow_code()
         self._tail_html = ""  # shown by _tail_now from here on
-        return oob(tail_id(self.message_id), "innerHTML", self._tail_now())
+        return oob(anchors.tail(self.message_id), "innerHTML", self._tail_now())
 
     def _fence_may_end(self, before: int) -> bool:
         """Whether a line completed by the newest text could close the open fence."""
@@ -391,13 +376,13 @@ class LiveMarkdown:
         new = self._cited(str(escape(self._tail[self._shown : upto])))
         self._shown = upto
         self._code_html.append(new)
-        return oob(code_id(self.message_id), "beforeend", new)
+        return oob(anchors.code(self.message_id), "beforeend", new)
 
     def _tail_now(self) -> str:
         if not self._fence:
             return self._tail_html
         return code.frame(
-            self._language, "".join(self._code_html), code_id=code_id(self.message_id)
+            self._language, "".join(self._code_html), code_id=anchors.code(self.message_id)
         )
 
 

@@ -15,6 +15,7 @@ import re
 from markupsafe import escape
 
 from ..tools.record import ServerResult, ToolCall, parse
+from . import anchors
 from .citations import site, web_link
 from .markdown import sanitize_sources
 from .text import render_text
@@ -40,11 +41,6 @@ ERRORS = {
 }
 
 
-def tool_id(message_id: int, index: int) -> str:
-    """The block of the answer's `index`th tool call (counting from 0)."""
-    return f"m-{message_id}-tool-{index}"
-
-
 def tool_block(
     message_id: int, index: int, record: str, *, ended: bool = False, oob: bool = False
 ) -> str:
@@ -55,7 +51,7 @@ def tool_block(
     swap = ' hx-swap-oob="true"' if oob else ""
     name = render_text(call.name or "tool")
     parts = [
-        f'<div class="tool tool--{state}" id="{tool_id(message_id, index)}"{swap}>',
+        f'<div class="tool tool--{state}" id="{anchors.tool(message_id, index)}"{swap}>',
         f'<div class="tool__head"><span class="tool__name">{name}</span>'
         f'<span class="tool__status">{status}</span></div>',
         f'<pre class="tool__input">{render_text(call.input)}</pre>',
@@ -97,8 +93,9 @@ def server_block(
         head = f'<span class="tool__name">{render_text(name or "tool")}</span>'
     state, status = _server_state(call, result, ended)
     swap = ' hx-swap-oob="true"' if oob else ""
+    block_id = anchors.tool(message_id, index)
     parts = [
-        f'<div class="tool tool--server tool--{state}" id="{tool_id(message_id, index)}"{swap}>',
+        f'<div class="tool tool--server tool--{state}" id="{block_id}"{swap}>',
         f'<div class="tool__head"><span class="tool__what">{head}</span>'
         f'<span class="tool__status">{status}</span></div>',
     ]

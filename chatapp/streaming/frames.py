@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..render import render_text
-from ..render.live import LiveMarkdown, content_id, oob, render_answer
-from ..render.thinking import thinking_section, thinking_text_id
+from ..render import anchors, render_text
+from ..render.live import LiveMarkdown, oob, render_answer
+from ..render.thinking import thinking_section
 from . import sse
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class AnswerView:
                 swaps.append(self._thinking_section())
             else:
                 swaps.append(
-                    oob(thinking_text_id(self.message_id), "beforeend", render_text(thinking))
+                    oob(anchors.thinking_text(self.message_id), "beforeend", render_text(thinking))
                 )
         if text:
             if self._thinking_now:
@@ -129,5 +129,5 @@ class AnswerView:
 
 def finished_content(state: MessageState) -> str:
     """Swaps that show a finished answer, for a listener whose state is unknown."""
-    content = oob(content_id(state.id), "innerHTML", render_answer(state.content, state.id))
+    content = oob(anchors.content(state.id), "innerHTML", render_answer(state.content, state.id))
     return content + thinking_section(state.id, state.thinking, oob=True)
