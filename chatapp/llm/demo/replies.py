@@ -33,6 +33,8 @@ def answer(body: dict[str, Any]) -> Said:
         # Naming a conversation (chatapp/llm/titles.py): the question's first words.
         question = wire.last_user_text(body).removeprefix("Question:\n").split("\n\n")[0]
         return Said(topic(question).rstrip("…"))
+    if asks_for_refusal(body):
+        return Said(REFUSAL_START, stop_details=REFUSAL, stop_reason="refusal")
     if wire.tool_results(body):
         return Said(after_tools(body))
     if calls := tool_calls(body):
@@ -40,8 +42,6 @@ def answer(body: dict[str, Any]) -> Said:
         return Said(text, uses)
     if web := web_tools(body):
         return web
-    if asks_for_refusal(body):
-        return Said(REFUSAL_START, stop_details=REFUSAL, stop_reason="refusal")
     text, truncated = reply_for(body)
     received = wire.last_user_files(body)
     if received:
