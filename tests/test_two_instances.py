@@ -1,6 +1,7 @@
 """Two gunicorn instances, as on two hosts, sharing one database and one Redis.
 
-Post on A, stream from B, press Stop on B; and when A dies under kill -9 mid-answer, B's sweeper
+Post on A, stream from B, press Stop on B; a file uploaded on A is served by B; and when A dies
+under kill -9 mid-answer, B's sweeper
 ends the answer as `interrupted` with every character B's reader saw stored.
 """
 
@@ -183,3 +184,38 @@ def test_kill_9_mid_answer_leaves_it_interrupted_with_every_shown_character(
     print(
         json.dumps({"shown": shown, "stored": len(content), "ended_after_s": round(ended_after, 1)})
     )
+
+
+def test_a_file_uploaded_through_one_instance_is_served_by_the_other(
+    pair: tuple[AppServer, AppServer],
+) -> None:
+    a, b = pair
+    on_a, on_b = Browser(a.url), Browser(b.url)
+    on_a.open_page()
+    data = b"name,count\nfoo,3\n" * 100
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="notes.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    upload = urllib.request.Request(
+        a.url + "/attachments",
+        data=body,
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "HX-Request": "true",
+            "X-CSRFToken": on_a.csrf_token,
+        },
+        method="POST",
+    )
+    with on_a.opener.open(upload, timeout=10) as response:
+        chip = BeautifulSoup(response.read(), "html.parser")
+    attachment = chip.select_one("input[name=attachment]")
+    assert attachment is not None
+    with on_b.opener.open(f"{b.url}/attachments/{attachment['value']}", timeout=10) as served:
+        assert served.read() == data
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
