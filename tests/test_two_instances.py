@@ -1,8 +1,8 @@
 """Two gunicorn instances, as on two hosts, sharing one database and one Redis.
 
 Post on A, stream from B, press Stop on B; a file uploaded on A is served by B; and when A dies
-under kill -9 mid-answer, B's sweeper
-ends the answer as `interrupted` with every character B's reader saw stored.
+under kill -9 mid-answer, B's sweeper ends the answer as `interrupted` with every character B's
+reader saw stored.
 """
 
 from __future__ import annotations
