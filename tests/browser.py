@@ -19,8 +19,12 @@ import os
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -52,6 +56,20 @@ def missing_browser() -> str | None:
 
 
 # -- the test's side (gevent-patched process) -------------------------------------------------
+
+
+@contextmanager
+def started_browser(folder: Path, *chromium_args: str) -> Iterator[RemoteBrowser]:
+    """A RemoteBrowser logging into `folder`, closed afterwards; the test fails (never skips)
+    where Chromium or Playwright is missing."""
+    reason = missing_browser()
+    if reason:
+        pytest.fail(reason)
+    remote = RemoteBrowser(folder / "browser.log", chromium_args=chromium_args)
+    try:
+        yield remote
+    finally:
+        remote.close()
 
 
 class BrowserError(AssertionError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,25 @@ def configured(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Configure]:
     for app in made:
         streams(app).shutdown()
         with app.app_context():
+            db.engine.dispose()
+
+
+# Tests that need Redis use this one (each with a key prefix of its own).
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
+    """Two workers (apps) on one database and one Redis, as two gunicorn workers are."""
+    prefix = f"chatapp-test-{uuid.uuid4().hex[:8]}"
+    config = app_config(tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix)
+    first = make_app(config)
+    second = create_app(config)  # the same database, already migrated
+    second.test_client_class = SignedInClient
+    yield first, second
+    for worker in (first, second):
+        streams(worker).shutdown()
+        with worker.app_context():
             db.engine.dispose()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace
 
-from .browser import ARTIFACTS, RemoteBrowser, missing_browser
+from .browser import ARTIFACTS, RemoteBrowser, started_browser
 from .server import app_server
 from .test_attachments import pdf
 
@@ -63,12 +63,8 @@ CHIPS = """
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path) as remote:
+        yield remote
 
 
 def test_paste_attach_and_drop_files_then_send(tmp_path: Path, browser: RemoteBrowser) -> None:

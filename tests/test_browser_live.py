@@ -24,7 +24,7 @@ from bs4 import BeautifulSoup
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario, ToolUse
 from chatapp.render import anchors, render_answer
 
-from .browser import RemoteBrowser, missing_browser
+from .browser import RemoteBrowser, started_browser
 from .fault_proxy import FaultProxy
 from .server import AppServer, app_server
 
@@ -75,12 +75,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, server: AppServer) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path_factory.mktemp("browser") / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path_factory.mktemp("browser")) as remote:
+        yield remote
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .browser import ARTIFACTS, RemoteBrowser, missing_browser
+from .browser import ARTIFACTS, RemoteBrowser, started_browser
 from .server import app_server
 
 pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
@@ -45,12 +45,8 @@ THINKING_SHOWN = """
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path) as remote:
+        yield remote
 
 
 def test_think_with_an_adaptive_only_model_at_a_chosen_effort(

@@ -10,7 +10,7 @@ import pytest
 
 from chatapp.render import anchors
 
-from .browser import ARTIFACTS, RemoteBrowser, missing_browser
+from .browser import ARTIFACTS, RemoteBrowser, started_browser
 from .server import app_server
 
 pytestmark = pytest.mark.slow  # a real server and a browser: not in `make test-fast`
@@ -94,12 +94,8 @@ SERVER_TOOLS_OFFERED = """
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path) as remote:
+        yield remote
 
 
 def test_search_stream_cite_follow_and_reload(tmp_path: Path, browser: RemoteBrowser) -> None:

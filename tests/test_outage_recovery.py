@@ -10,20 +10,16 @@ tests/test_outages.py.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import gevent
 import psycopg
 import pytest
 from flask import Flask
 
-from chatapp import create_app
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.models import Message
@@ -32,10 +28,7 @@ from chatapp.streaming import streams
 
 from .conftest import (
     Configure,
-    SignedInClient,
-    app_config,
     html,
-    make_app,
     read_events,
     send,
     stream_url,
@@ -43,7 +36,6 @@ from .conftest import (
 from .dom import Screen, rendered
 from .helpers import answer_id
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STEADY = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(100.0, 100.0))
 
 
@@ -156,21 +148,6 @@ def test_text_and_an_end_the_database_refuses_are_kept_and_stored_when_it_takes_
     body = client.get("/metrics").data.decode()
     assert f"chatapp_db_flush_failures_total {hub.meter.db_flush_failures}\n" in body
     assert "chatapp_database_reachable 1\n" in body and "chatapp_answer_ends_waiting 0\n" in body
-
-
-@pytest.fixture
-def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
-    """Two workers on one database and one Redis (as in tests/test_relay.py)."""
-    prefix = f"chatapp-test-{uuid.uuid4().hex[:8]}"
-    config = app_config(tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix)
-    first = make_app(config)
-    second = create_app(config)  # the same database, already migrated
-    second.test_client_class = SignedInClient
-    yield first, second
-    for app in (first, second):
-        streams(app).shutdown()
-        with app.app_context():
-            db.engine.dispose()
 
 
 def test_redis_that_lost_an_answers_text_gets_all_of_it_back(

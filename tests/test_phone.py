@@ -18,7 +18,7 @@ import pytest
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .browser import ARTIFACTS, RemoteBrowser, missing_browser
+from .browser import ARTIFACTS, RemoteBrowser, started_browser
 from .server import AppServer, app_server
 
 pytestmark = pytest.mark.slow
@@ -161,12 +161,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, server: AppServer) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path_factory.mktemp("browser") / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path_factory.mktemp("browser")) as remote:
+        yield remote
 
 
 def send_and_wait(browser: RemoteBrowser, page: str, prompt: str) -> str:

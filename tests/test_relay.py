@@ -6,11 +6,7 @@ answer is written by worker A and followed, stopped and watched from worker B.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import gevent
 import pytest
@@ -25,10 +21,7 @@ from chatapp.streaming import streams
 from chatapp.tools.record import calls
 
 from .conftest import (
-    SignedInClient,
-    app_config,
     html,
-    make_app,
     parse_events,
     read_events,
     send,
@@ -39,24 +32,7 @@ from .helpers import answer_id, stored
 
 pytestmark = pytest.mark.slow  # real servers, browsers or Redis: not in `make test-fast`
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 SLOW = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
-
-
-@pytest.fixture
-def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
-    prefix = f"chatapp-test-{uuid.uuid4().hex[:8]}"
-    config = app_config(tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=prefix)
-    first = make_app(config)
-    from chatapp import create_app
-
-    second = create_app(config)  # the same database, already migrated
-    second.test_client_class = SignedInClient
-    yield first, second
-    for app in (first, second):
-        streams(app).shutdown()
-        with app.app_context():
-            db.engine.dispose()
 
 
 def test_an_answer_written_on_one_worker_streams_from_another(

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 
-from .browser import RemoteBrowser, missing_browser
+from .browser import RemoteBrowser, started_browser
 from .conftest import Configure, html, read_events, send, stream_url
 from .server import AppServer, app_server
 
@@ -158,12 +158,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, server: AppServer) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path_factory.mktemp("browser") / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path_factory.mktemp("browser")) as remote:
+        yield remote
 
 
 DONE = """

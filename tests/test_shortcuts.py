@@ -10,7 +10,7 @@ import pytest
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.render import anchors
 
-from .browser import ARTIFACTS, RemoteBrowser, missing_browser
+from .browser import ARTIFACTS, RemoteBrowser, started_browser
 from .conftest import asked
 from .server import AppServer, app_server
 
@@ -55,12 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, server: AppServer) -> Iterator[RemoteBrowser]:
-    reason = missing_browser()
-    if reason:
-        pytest.fail(reason)
-    remote = RemoteBrowser(tmp_path_factory.mktemp("browser") / "browser.log")
-    yield remote
-    remote.close()
+    with started_browser(tmp_path_factory.mktemp("browser")) as remote:
+        yield remote
 
 
 def test_question_mark_lists_the_shortcuts_but_types_in_a_field(

@@ -4,10 +4,7 @@ resuming mid-search, what they cost, and demo mode."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -17,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import undefer
 
-from chatapp import costs, create_app
+from chatapp import costs
 from chatapp.extensions import db
 from chatapp.llm.catalogue import catalogue
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
@@ -31,15 +28,11 @@ from chatapp.llm.demo.scenario import (
 )
 from chatapp.models import Conversation, Message
 from chatapp.render import anchors
-from chatapp.streaming import streams
 from chatapp.tools import record
 
 from .conftest import (
     Configure,
-    SignedInClient,
-    app_config,
     html,
-    make_app,
     parse_events,
     read_events,
     send,
@@ -47,7 +40,6 @@ from .conftest import (
 )
 from .dom import Screen, rendered
 from .helpers import answer_id, wait_finished
-from .test_relay import REDIS_URL
 
 SLOW_TEXT = Pace(first_token_seconds=(0.05, 0.05), tokens_per_second=(120.0, 120.0))
 
@@ -433,22 +425,6 @@ def test_stop_after_a_search_keeps_it_and_bills_it(
     assert [c.number for c in record.citations(message.content)] == [1]
     page = html(client.get(f"/conversations/{message.conversation_id}").data)
     assert page.find(id=anchors.source(message_id, 1)) is not None
-
-
-@pytest.fixture
-def workers(tmp_path: Path, upstream: FakeUpstream) -> Iterator[tuple[Flask, Flask]]:
-    """Two workers on one database and one Redis (as in test_relay.py)."""
-    config = app_config(
-        tmp_path, upstream, REDIS_URL=REDIS_URL, REDIS_PREFIX=f"chatapp-test-{uuid.uuid4().hex[:8]}"
-    )
-    first = make_app(config)
-    second = create_app(config)  # the same database, already migrated
-    second.test_client_class = SignedInClient
-    yield first, second
-    for worker in (first, second):
-        streams(worker).shutdown()
-        with worker.app_context():
-            db.engine.dispose()
 
 
 @pytest.mark.slow  # Redis
