@@ -3,9 +3,10 @@
 A backup is a new directory:
 
     database.sqlite   the SQLite database as it was at one instant, copied with SQLite's
-                      online backup API while the app goes on writing
-    files/            a copy of CHATAPP_FILES_DIR, when that is set
-    backup.json       when it was made, the schema's revision, how many files
+                      online backup API while the app goes on writing; everything chatapp
+                      keeps is in it, attachments (their bytes) included
+    backup.json       the format, when it was made, the schema's revision, and how many
+                      attachments the copy holds (and their bytes)
 
 The copy reads one snapshot (a read transaction held from the first page to the last: in
 WAL mode the app's writers carry on meanwhile, and SQLite does not restart the copy when they
@@ -15,9 +16,11 @@ Restore refuses while chatapp serves the database. Every gunicorn worker holds a
 on `<database>.lock` from its start (`hold_serving_lock`, called from gunicorn.conf.py); the
 operating system drops it with the process, even after kill -9, so it never goes stale. Any
 other program that has the database open (an older server, `flask shell`) is noticed by
-SQLite itself. Restore checks the backup (integrity, and a schema revision this chatapp
-knows: the same or older, which it then upgrades), keeps the database it replaces beside it,
-and puts the files back.
+SQLite itself. Restore checks the backup (its format, integrity, and a schema revision this
+chatapp knows: the same or older, which it then upgrades) and keeps the database it replaces
+beside it. A format 1 backup may hold `files/`, a copy of the CHATAPP_FILES_DIR that chatapp
+had before attachments were kept in the database; nothing ever wrote there, so restore
+leaves it alone and says so.
 
 PostgreSQL databases are copied with pg_dump and put back with pg_restore; both commands
 say how.
@@ -51,9 +54,11 @@ from .cooperate import let_streams_run
 from .extensions import db
 
 DATABASE = "database.sqlite"
-FILES = "files"
 MANIFEST = "backup.json"
-FORMAT = 1
+# 2: no files directory; the manifest counts attachments. 1: a copy of CHATAPP_FILES_DIR
+# in files/, and a count of its files.
+FORMAT = 2
+OLD_FILES = "files"  # format 1's copy of CHATAPP_FILES_DIR, never put back
 PAGES_PER_STEP = 256  # 1 MB of 4 KB pages between two turns of the worker's other greenlets
 
 
@@ -67,8 +72,9 @@ class Backup:
 
     path: Path
     revision: str
-    files: int | None  # None: no files directory in it
     size: int  # bytes of the database
+    attachments: int
+    attachment_bytes: int  # the attachments' own sizes, added up
 
 
 # -- the database file ----------------------------------------------------------------------
@@ -134,6 +140,23 @@ def revision_of(database: Path, *, check: bool = True) -> str:
     return str(rows[0][0])
 
 
+def attachments_in(database: Path) -> tuple[int, int]:
+    """How many attachments the chatapp SQLite database `database` holds, and their bytes
+    (none in a schema from before attachments)."""
+    connection = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        count, size = connection.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM attachment"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        count, size = 0, 0
+    finally:
+        connection.close()
+    return int(count), int(size)
+
+
 def _create_private(path: Path) -> None:
     """Create `path` empty, readable by its owner only: it will hold everyone's conversations."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -143,13 +166,9 @@ def _create_private(path: Path) -> None:
 
 
 def write_backup(
-    database: Path,
-    files_dir: Path | None,
-    path: Path,
-    *,
-    pause: Callable[[], None] = let_streams_run,
+    database: Path, path: Path, *, pause: Callable[[], None] = let_streams_run
 ) -> Backup:
-    """Write a backup of `database` (and `files_dir`) to the new directory `path`.
+    """Write a backup of `database` to the new directory `path`.
 
     It is made in a hidden directory beside `path` and renamed into place when complete, so
     `path` is either a whole backup or absent.
@@ -162,61 +181,45 @@ def write_backup(
     try:
         copy_database(database, partial / DATABASE, pause=pause)
         revision = revision_of(partial / DATABASE, check=False)  # checked as it was copied
-        files = None
-        if files_dir is not None and files_dir.is_dir():
-            files = _copy_files(files_dir, partial / FILES, pause)
-        made = datetime.now(UTC).isoformat(timespec="seconds")
-        manifest = {"format": FORMAT, "made_at": made, "revision": revision, "files": files}
+        attachments, attachment_bytes = attachments_in(partial / DATABASE)
+        manifest = {
+            "format": FORMAT,
+            "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "revision": revision,
+            "attachments": attachments,
+            "attachment_bytes": attachment_bytes,
+        }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(path)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return Backup(path, revision, files, (path / DATABASE).stat().st_size)
-
-
-def _copy_files(source: Path, target: Path, pause: Callable[[], None]) -> int:
-    """Copy the directory tree `source` to the new `target`; return how many files."""
-    count = 0
-    target.mkdir(mode=0o700)
-    for folder, folders, names in os.walk(source):
-        here = target / Path(folder).relative_to(source)
-        for name in sorted(folders):
-            (here / name).mkdir(mode=0o700)
-        for name in sorted(names):
-            shutil.copy2(Path(folder) / name, here / name)
-            count += 1
-            pause()
-    return count
+    size = (path / DATABASE).stat().st_size
+    return Backup(path, revision, size, attachments, attachment_bytes)
 
 
 # -- restore ----------------------------------------------------------------------------------
 
 
-def restore_backup(
-    app: Flask, source: Path, database: Path, files_dir: Path | None
-) -> tuple[Backup, Path | None]:
-    """Put the backup `source` (a backup directory, or an SQLite file) in place of `database`
-    and `files_dir`, upgrading its schema if it is older; return it, and where the replaced
-    database was kept (None if there was none).
+def restore_backup(app: Flask, source: Path, database: Path) -> tuple[Backup, Path | None]:
+    """Put the backup `source` (a backup directory, or an SQLite file) in place of `database`,
+    upgrading its schema if it is older; return it, and where the replaced database was kept
+    (None if there was none).
 
     Call with the app stopped: `serving_lock` says whether it is.
     """
     backup_file = source / DATABASE if source.is_dir() else source
-    backup_files = source / FILES if source.is_dir() else None
     if not backup_file.is_file():
         raise BackupError(f"{source} holds no {DATABASE}: it is not a chatapp backup.")
+    if source.is_dir():
+        _check_format(source)
     revision = revision_of(backup_file)
+    attachments, attachment_bytes = attachments_in(backup_file)
     known = {script.revision for script in _migrations(app).walk_revisions()}
     if revision not in known:
         raise BackupError(
             f"The backup's schema (revision {revision}) is newer than this chatapp's, or not "
             "chatapp's: upgrade chatapp to the version that made it, then restore."
-        )
-    if backup_files is not None and backup_files.is_dir() and files_dir is None:
-        raise BackupError(
-            f"The backup holds files ({backup_files}), but CHATAPP_FILES_DIR is not set: set "
-            "it to where they belong, then restore again."
         )
     with app.app_context():
         db.engine.dispose()  # this command's own connections are not another program's
@@ -249,15 +252,38 @@ def restore_backup(
         else:
             database.unlink()
         raise BackupError(f"Upgrading the restored database failed ({exc}).") from exc
-    files = None
-    if files_dir is not None and backup_files is not None and backup_files.is_dir():
-        if files_dir.exists():
-            files_dir.rename(
-                _unused(files_dir.with_name(f"{files_dir.name}.before-restore-{stamp}"))
-            )
-        files_dir.parent.mkdir(parents=True, exist_ok=True)
-        files = _copy_files(backup_files, files_dir, lambda: None)
-    return Backup(source, revision, files, database.stat().st_size), kept
+    restored = Backup(source, revision, database.stat().st_size, attachments, attachment_bytes)
+    return restored, kept
+
+
+def _check_format(source: Path) -> None:
+    """Refuse a backup directory whose manifest this chatapp cannot read or does not know
+    (one without a manifest is judged by its database alone)."""
+    manifest = source / MANIFEST
+    if not manifest.is_file():
+        return
+    alone = f"to restore the database alone, give {source / DATABASE}"
+    try:
+        said = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{manifest} cannot be read ({exc}); {alone}.") from exc
+    made = said.get("format") if isinstance(said, dict) else None
+    if not isinstance(made, int):
+        raise BackupError(f"{manifest} does not say the backup's format; {alone}.")
+    if made > FORMAT:
+        raise BackupError(
+            f"{source} is a backup of format {made}, made by a newer chatapp (this one reads "
+            f"formats 1 to {FORMAT}): upgrade chatapp to the version that made it, then restore."
+        )
+
+
+def old_files_directory(source: Path) -> tuple[Path, int] | None:
+    """The files directory of a format 1 backup, and how many files it holds; None if there
+    is none. chatapp keeps no files outside its database, so restore never puts it back."""
+    folder = source / OLD_FILES
+    if not folder.is_dir():
+        return None
+    return folder, sum(1 for path in folder.rglob("*") if path.is_file())
 
 
 def _unused(path: Path) -> Path:
@@ -353,11 +379,6 @@ def sqlite_file() -> Path | None:
     return Path(url.database).resolve()
 
 
-def files_directory() -> Path | None:
-    configured = current_app.config.get("FILES_DIR")
-    return Path(configured).resolve() if configured else None
-
-
 def _postgres_url() -> str:
     """The database's URL as libpq takes it, without the password."""
     url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
@@ -373,9 +394,10 @@ def postgres_backup_advice(path: Path) -> str:
         "",
         f"  pg_dump --format=custom --file={shlex.quote(str(path))} {url}",
         "",
-        "(the password comes from PGPASSWORD or ~/.pgpass).",
+        "(the password comes from PGPASSWORD or ~/.pgpass). The dump holds everything chatapp",
+        "keeps, attachments included.",
     ]
-    return "\n".join(lines + _files_advice())
+    return "\n".join(lines)
 
 
 def postgres_restore_advice(path: Path) -> str:
@@ -386,14 +408,7 @@ def postgres_restore_advice(path: Path) -> str:
         "",
         f"  pg_restore --clean --if-exists --no-owner --dbname={url} {shlex.quote(str(path))}",
     ]
-    return "\n".join(lines + _files_advice())
-
-
-def _files_advice() -> list[str]:
-    files = files_directory()
-    if files is None:
-        return []
-    return ["", f"Copy the files directory ({files}) along with it."]
+    return "\n".join(lines)
 
 
 # -- flask --app wsgi backup / restore ----------------------------------------------------------
@@ -403,20 +418,19 @@ def _files_advice() -> list[str]:
 @click.argument("path", type=click.Path(path_type=Path))
 @with_appcontext
 def backup_command(path: Path) -> None:
-    """Write a consistent copy of the database (and CHATAPP_FILES_DIR) to PATH, a new
+    """Write a consistent copy of the database, attachments included, to PATH, a new
     directory, while chatapp serves."""
     database = sqlite_file()
     if database is None:
         raise click.ClickException(postgres_backup_advice(path))
     try:
-        made = write_backup(database, files_directory(), path.resolve())
+        made = write_backup(database, path.resolve())
     except (BackupError, sqlite3.Error, OSError) as exc:
         raise click.ClickException(f"No backup was written: {exc}") from exc
     audit.record("admin_backup", actor=None, detail=f"to {made.path}")
-    files = "no files directory" if made.files is None else f"{made.files} files"
     click.echo(
-        f"Backed up {database} ({made.size:,} bytes, schema {made.revision}) and {files} "
-        f"to {made.path}."
+        f"Backed up {database} ({made.size:,} bytes, schema {made.revision}, "
+        f"{_attachments(made)}) to {made.path}."
     )
 
 
@@ -424,20 +438,35 @@ def backup_command(path: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @with_appcontext
 def restore_command(path: Path) -> None:
-    """Put the backup at PATH back in place of this instance's database (and files), on a
-    stopped instance. The database it replaces is kept beside it."""
+    """Put the backup at PATH back in place of this instance's database, attachments
+    included, on a stopped instance. The database it replaces is kept beside it."""
     database = sqlite_file()
     if database is None:
         raise click.ClickException(postgres_restore_advice(path))
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         with serving_lock(database):
-            restored, kept = restore_backup(app, path.resolve(), database, files_directory())
+            restored, kept = restore_backup(app, path.resolve(), database)
     except (BackupError, sqlite3.Error, OSError) as exc:
         raise click.ClickException(f"Nothing was restored: {exc}") from exc
     audit.record("admin_restore", actor=None, detail=f"from {restored.path}")
-    click.echo(f"Restored {restored.path} (schema {restored.revision}) to {database}.")
+    click.echo(
+        f"Restored {restored.path} (schema {restored.revision}, {_attachments(restored)}) "
+        f"to {database}."
+    )
     if kept is not None:
         click.echo(f"The database it replaced is kept at {kept}.")
-    if restored.files is not None:
-        click.echo(f"Put back {restored.files} files in {files_directory()}.")
+    old = old_files_directory(path.resolve())
+    if old is not None:
+        folder, count = old
+        click.echo(
+            f"The backup's files directory ({folder}, {count} files) is ignored: chatapp keeps "
+            "no files outside its database (attachments are in it), so nothing was put back "
+            "from there."
+        )
+
+
+def _attachments(backup: Backup) -> str:
+    if backup.attachments == 1:
+        return f"1 attachment of {backup.attachment_bytes:,} bytes"
+    return f"{backup.attachments:,} attachments of {backup.attachment_bytes:,} bytes"

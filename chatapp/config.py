@@ -107,9 +107,6 @@ DEFAULTS: dict[str, Any] = {
     # counts as not reachable (0: wait for ever). Migrations are not limited.
     "DATABASE_TIMEOUT": 10.0,
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-    # A directory of files the app keeps beside the database: backups copy it, restore puts
-    # it back. None: there is none.
-    "FILES_DIR": None,
     # Retention (chatapp/retention.py): conversations untouched for longer than this many days
     # are deleted, and audit events older than theirs; 0 keeps them for good.
     "RETAIN_DAYS": 0,

@@ -1,18 +1,24 @@
-"""Backups: `flask backup PATH` copies the SQLite database (and CHATAPP_FILES_DIR) while the
+"""Backups: `flask backup PATH` copies the SQLite database, attachments included, while the
 app serves; `flask restore PATH` checks a backup and puts it back on a stopped instance,
-upgrading an older schema, and refuses while chatapp runs. PostgreSQL: both commands say
-what to run instead. The last test backs up a real gunicorn under live streaming load and
-restores it into a fresh instance."""
+upgrading an older schema, and refuses while chatapp runs; an old backup's files directory is
+ignored, and restore says so. PostgreSQL: both commands say what to run instead. The last test
+backs up a real gunicorn under live streaming load (questions with files among them), restores
+it into a fresh instance and serves every file from there."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
 import sqlite3
 import stat
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,42 +26,83 @@ from typing import Any
 import gevent
 import pytest
 from alembic.script import ScriptDirectory
+from bs4 import BeautifulSoup
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from PIL import Image
+from pypdf import PdfWriter
 from sqlalchemy import select
 
 from chatapp import backup, create_app
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
-from chatapp.models import AuditEvent, Message
+from chatapp.models import Attachment, AuditEvent, Message
+from chatapp.render import anchors
 from chatapp.streaming import streams
 
 from .conftest import SignedInClient, app_config, html, read_events, send, stream_url
+from .helpers import answer_id, wait_finished
 from .server import _INHERITED_SETTINGS, BIN, ROOT, USER, app_server
-from .test_gunicorn import Browser
+from .test_attachments import ask, uploaded
+from .test_gunicorn import SOCKET_TIMEOUT, Browser
 
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgresql")
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="copies SQLite files; see the pg_dump test")
 HEAD = ScriptDirectory(str(ROOT / "migrations")).get_current_head()
-FILES = {"a.txt": b"first file\n", "2026/12/b.bin": bytes(range(256)) * 40, "2026/c.txt": b""}
 
 
-def put_files(root: Path) -> None:
-    for name, body in FILES.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(body)
+def png(seed: int, width: int = 320, height: int = 240) -> bytes:
+    """A PNG of noise (which does not compress): `seed` makes each one different."""
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
-def files_in(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()
-    }
+def pdf(seed: int, pages: int = 2) -> bytes:
+    """A small PDF whose title says `seed`, so that each one is different."""
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=300, height=400)
+    writer.add_metadata({"/Title": f"Report {seed}"})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def text_file(seed: int) -> bytes:
+    return f"Notes {seed}: naïve café — 日本語 🌍\r\nname,count\nfoo,{seed}\n".encode()
+
+
+def three_files(seed: int) -> list[tuple[str, bytes]]:
+    """An image, a PDF and a text file, as a person would attach them."""
+    return [
+        (f"chart-{seed}.png", png(seed)),
+        (f"report-{seed}.pdf", pdf(seed)),
+        (f"notes-{seed}.txt", text_file(seed)),
+    ]
 
 
 def messages(app: Flask) -> dict[int, tuple[str, str, str]]:
     with app.app_context():
         return {m.id: (m.role, m.status, m.content) for m in db.session.scalars(select(Message))}
+
+
+def attachments(app: Flask) -> dict[int, tuple[int, int | None, str, str, bytes]]:
+    """id -> (owner, message, name, media type, bytes) of every attachment."""
+    with app.app_context():
+        rows = db.session.execute(
+            select(
+                Attachment.id,
+                Attachment.user_id,
+                Attachment.message_id,
+                Attachment.name,
+                Attachment.media_type,
+                Attachment.data,
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
 
 
 def audit_kinds(app: Flask) -> list[str]:
@@ -92,56 +139,101 @@ def chat(client: FlaskClient, upstream: FakeUpstream, *answers: str) -> None:
 
 
 @sqlite_only
-def test_a_backup_restores_into_a_fresh_instance(
+def test_a_backup_restores_into_a_fresh_instance_with_every_attachment(
     configured: Any, unmigrated: Any, tmp_path: Path, upstream: FakeUpstream
 ) -> None:
-    put_files(tmp_path / "files")
-    app = configured(FILES_DIR=str(tmp_path / "files"))
-    chat(app.test_client(), upstream, "One <b>answer</b> — naïve 🌍.", "Another answer.")
+    app = configured()
+    client = app.test_client()
+    chat(client, upstream, "One <b>answer</b> — naïve 🌍.", "Another answer.")
+    files = three_files(1)
+    ids = [uploaded(client, name, data) for name, data in files]
+    wait_finished(app, answer_id(html(ask(client, "What do these say?", ids).data)))
+    pending = uploaded(client, "not-sent-yet.txt", b"chosen, not sent")  # kept too
+    size = sum(len(data) for _, data in files) + len(b"chosen, not sent")
     target = tmp_path / "backups" / "monday"
     target.parent.mkdir()
 
     made = app.test_cli_runner().invoke(args=["backup", str(target)])
     assert made.exit_code == 0, made.output
-    assert f"schema {HEAD}) and 3 files to {target}." in made.output
-    assert sorted(p.name for p in target.iterdir()) == ["backup.json", "database.sqlite", "files"]
+    assert f"schema {HEAD}, 4 attachments of {size:,} bytes) to {target}." in made.output
+    assert sorted(p.name for p in target.iterdir()) == ["backup.json", "database.sqlite"]
     assert stat.S_IMODE((target / "database.sqlite").stat().st_mode) == 0o600
     assert stat.S_IMODE(target.stat().st_mode) == 0o700
     manifest = json.loads((target / "backup.json").read_text())
-    assert (manifest["revision"], manifest["files"], manifest["format"]) == (HEAD, 3, 1)
-    assert files_in(target / "files") == FILES
+    assert {key: manifest[key] for key in ("format", "revision", "attachments")} == {
+        "format": 2,
+        "revision": HEAD,
+        "attachments": 4,
+    }
+    assert manifest["attachment_bytes"] == size
     assert audit_kinds(app)[-1] == "admin_backup"
     assert list(target.parent.iterdir()) == [target]  # nothing half-made left beside it
 
-    fresh = unmigrated("fresh", FILES_DIR=str(tmp_path / "fresh" / "files"))
+    fresh = unmigrated("fresh")
     restored = fresh.test_cli_runner().invoke(args=["restore", str(target)])
     assert restored.exit_code == 0, restored.output
-    assert f"Restored {target} (schema {HEAD})" in restored.output
-    assert "Put back 3 files" in restored.output and "kept at" not in restored.output
-    assert messages(fresh) == messages(app) and len(messages(app)) == 4
-    assert files_in(tmp_path / "fresh" / "files") == FILES
+    assert f"Restored {target} (schema {HEAD}, 4 attachments of {size:,} bytes)" in restored.output
+    assert "kept at" not in restored.output and "files directory" not in restored.output
+    assert messages(fresh) == messages(app) and len(messages(app)) == 6
+    assert attachments(fresh) == attachments(app) and len(attachments(app)) == 4
     assert audit_kinds(fresh)[-1] == "admin_restore"
     assert "admin_backup" not in audit_kinds(fresh)  # recorded once the copy was made
     page = html(fresh.test_client().get("/").data)
-    assert len(page.select(".sidebar__list a")) == 2
+    assert len(page.select(".sidebar__list a")) == 3
+    # The restored instance serves each file to its owner, and to nobody else.
+    owner, stranger = fresh.test_client(), fresh.test_client(user="bob")
+    sent = [*files, ("not-sent-yet.txt", b"chosen, not sent")]
+    for file_id, (name, data) in zip([*ids, pending], sent, strict=True):
+        served = owner.get(f"/attachments/{file_id}/download")
+        assert served.status_code == 200 and served.data == data, name
+        assert stranger.get(f"/attachments/{file_id}").status_code == 404
 
     # Restored again over it: what it replaces is kept beside it.
-    (tmp_path / "fresh" / "files" / "new.txt").write_text("added since")
     again = fresh.test_cli_runner().invoke(args=["restore", str(target)])
     assert again.exit_code == 0, again.output
     beside = sorted(p.name for p in (tmp_path / "fresh").iterdir())
     assert any(name.startswith("chatapp.sqlite.before-restore-") for name in beside), beside
-    assert any(name.startswith("files.before-restore-") for name in beside), beside
-    assert files_in(tmp_path / "fresh" / "files") == FILES
     assert messages(fresh) == messages(app)
+    assert attachments(fresh) == attachments(app)
+
+
+@sqlite_only
+def test_a_backup_made_with_a_files_directory_restores_its_database_and_ignores_the_files(
+    configured: Any, unmigrated: Any, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    app = configured()
+    chat(app.test_client(), upstream, "From before attachments were kept in the database.")
+    old = tmp_path / "old"
+    assert app.test_cli_runner().invoke(args=["backup", str(old)]).exit_code == 0
+    # As the previous chatapp wrote it: format 1, a copy of CHATAPP_FILES_DIR, its count.
+    manifest = json.loads((old / "backup.json").read_text())
+    for key in ("attachments", "attachment_bytes"):
+        del manifest[key]
+    manifest.update(format=1, files=2)
+    (old / "backup.json").write_text(json.dumps(manifest))
+    (old / "files" / "2026").mkdir(parents=True)
+    (old / "files" / "a.txt").write_text("first file")
+    (old / "files" / "2026" / "b.bin").write_bytes(bytes(range(256)))
+
+    fresh = unmigrated("fresh")
+    restored = fresh.test_cli_runner().invoke(args=["restore", str(old)])
+    assert restored.exit_code == 0, restored.output
+    assert f"Restored {old} (schema {HEAD}, 0 attachments of 0 bytes)" in restored.output
+    assert (
+        f"The backup's files directory ({old / 'files'}, 2 files) is ignored: chatapp keeps no "
+        "files outside its database (attachments are in it), so nothing was put back from there."
+    ) in " ".join(restored.output.split())
+    assert messages(fresh) == messages(app)
+    # Nothing was put anywhere but the database (and its lock and log).
+    beside = [p.name for p in (tmp_path / "fresh").iterdir()]
+    assert all(name.startswith("chatapp.sqlite") for name in beside), beside
 
 
 @sqlite_only
 def test_restore_checks_the_backup_and_refuses_a_running_instance(
     configured: Any, unmigrated: Any, tmp_path: Path, upstream: FakeUpstream
 ) -> None:
-    put_files(tmp_path / "files")
-    app = configured(FILES_DIR=str(tmp_path / "files"))
+    app = configured()
     chat(app.test_client(), upstream, "Kept through every refusal.")
     good = tmp_path / "good"
     runner = app.test_cli_runner()
@@ -152,7 +244,7 @@ def test_restore_checks_the_backup_and_refuses_a_running_instance(
     nowhere = runner.invoke(args=["backup", str(tmp_path / "missing" / "b")])
     assert nowhere.exit_code != 0 and "is not a directory" in nowhere.output
 
-    other = unmigrated("other", FILES_DIR=str(tmp_path / "other-files"))
+    other = unmigrated("other")
     (tmp_path / "other").mkdir(exist_ok=True)
     with other.app_context():
         upgrade()
@@ -188,9 +280,22 @@ def test_restore_checks_the_backup_and_refuses_a_running_instance(
     damaged.write_bytes(bytes(body))
     refused(damaged, "damaged (database disk image is malformed)")
 
-    no_files = unmigrated("no-files")  # no CHATAPP_FILES_DIR for the backup's files
-    result = no_files.test_cli_runner().invoke(args=["restore", str(good)])
-    assert result.exit_code != 0 and "CHATAPP_FILES_DIR is not set" in result.output
+    # A backup's manifest that says a newer format, or nothing this chatapp can read.
+    manifest = json.loads((good / "backup.json").read_text())
+    for name, said, reason in [
+        (
+            "future",
+            json.dumps({**manifest, "format": 3}),
+            "is a backup of format 3, made by a newer chatapp (this one reads formats 1 to 2)",
+        ),
+        ("garbled", '{"format": 2, "revi', "backup.json cannot be read (Unterminated string"),
+        ("formatless", json.dumps({"revision": HEAD}), "does not say the backup's format"),
+    ]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "database.sqlite").write_bytes((good / "database.sqlite").read_bytes())
+        (tmp_path / name / "backup.json").write_text(said)
+        refused(tmp_path / name, reason)
+    refused(tmp_path / "garbled", f"give {tmp_path / 'garbled' / 'database.sqlite'}")
 
     # A server holds the lock from its start (gunicorn.conf.py); here, this process does.
     backup.hold_serving_lock(other)
@@ -236,12 +341,13 @@ def test_restore_upgrades_a_backup_of_an_older_schema(
         )
     with older.app_context():
         db.engine.dispose()
-    backup.write_backup(database, None, tmp_path / "old-backup")
+    made = backup.write_backup(database, tmp_path / "old-backup")
+    assert (made.attachments, made.attachment_bytes) == (0, 0)  # no attachment table yet
 
     app = configured()
     result = app.test_cli_runner().invoke(args=["restore", str(tmp_path / "old-backup")])
     assert result.exit_code == 0, result.output
-    assert "(schema c3e8b6d2a5f1)" in result.output
+    assert "(schema c3e8b6d2a5f1, 0 attachments of 0 bytes)" in result.output
     with app.app_context():
         database = backup.sqlite_file()
     with sqlite3.connect(database) as connection:  # type: ignore[arg-type]
@@ -305,9 +411,7 @@ def test_on_postgresql_the_commands_say_how_to_use_pg_dump(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
     url = "postgresql://chat:s3cret@db.example:5433/chatapp"
-    app = create_app(
-        app_config(tmp_path, upstream, SQLALCHEMY_DATABASE_URI=url, FILES_DIR="/srv/chat/files")
-    )
+    app = create_app(app_config(tmp_path, upstream, SQLALCHEMY_DATABASE_URI=url))
     try:
         runner = app.test_cli_runner()
         made = runner.invoke(args=["backup", "/backups/monday.dump"])
@@ -316,7 +420,9 @@ def test_on_postgresql_the_commands_say_how_to_use_pg_dump(
             "pg_dump --format=custom --file=/backups/monday.dump "
             "postgresql://chat@db.example:5433/chatapp" in made.output
         )
-        assert "Copy the files directory (/srv/chat/files)" in made.output
+        assert "The dump holds everything chatapp keeps, attachments included." in " ".join(
+            made.output.split()
+        )
         dump = tmp_path / "monday.dump"
         dump.write_bytes(b"PGDMP")
         restored = runner.invoke(args=["restore", str(dump)])
@@ -374,18 +480,70 @@ def command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def command_env(database: Path, files: Path) -> dict[str, str]:
+def command_env(database: Path) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in _INHERITED_SETTINGS and not key.startswith("CHATAPP_")
     }
-    env.update(
-        DATABASE_URL=f"sqlite:///{database}",
-        SECRET_KEY="test-secret-key",
-        CHATAPP_FILES_DIR=str(files),
-    )
+    env.update(DATABASE_URL=f"sqlite:///{database}", SECRET_KEY="test-secret-key")
     return env
+
+
+def attach(browser: Browser, name: str, data: bytes) -> int:
+    """Upload a file as the composer does (multipart, POST /attachments); its id."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'.encode(),
+            b"Content-Type: application/octet-stream\r\n\r\n",
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    request = urllib.request.Request(
+        browser.base_url + "/attachments",
+        data=body,
+        headers={
+            "HX-Request": "true",
+            "X-CSRFToken": browser.csrf_token,
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+        method="POST",
+    )
+    with browser.opener.open(request, timeout=SOCKET_TIMEOUT) as response:
+        chip = BeautifulSoup(response.read(), "html.parser")
+    field = chip.select_one("input[name=attachment]")
+    assert field is not None, chip
+    return int(str(field["value"]))
+
+
+def ask_with(browser: Browser, prompt: str, files: list[int]) -> tuple[int, str]:
+    """Send a question with uploaded files in a new conversation, as HTMX posts it; return
+    (answer id, stream URL)."""
+    form = {"content": prompt, "conversation_id": "", "attachment": [str(i) for i in files]}
+    request = urllib.request.Request(
+        browser.base_url + "/messages",
+        data=urllib.parse.urlencode(form, doseq=True).encode(),
+        headers={"HX-Request": "true", "X-CSRFToken": browser.csrf_token},
+        method="POST",
+    )
+    with browser.opener.open(request, timeout=SOCKET_TIMEOUT) as response:
+        sent = BeautifulSoup(response.read(), "html.parser")
+    assistant = sent.select_one('article[data-role="assistant"]')
+    assert assistant is not None and assistant["data-status"] == "streaming"
+    return anchors.message_of(str(assistant["id"])), str(assistant["sse-connect"])
+
+
+def fetch(browser: Browser, path: str) -> tuple[int, str, bytes]:
+    """GET `path`: (status, media type, body)."""
+    try:
+        with browser.opener.open(browser.base_url + path, timeout=SOCKET_TIMEOUT) as response:
+            return int(response.status), response.headers.get_content_type(), response.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code, "", b""
 
 
 def stored(database: Path) -> dict[int, tuple[str, str]]:
@@ -394,6 +552,23 @@ def stored(database: Path) -> dict[int, tuple[str, str]]:
         rows = connection.execute("SELECT id, status, content FROM message").fetchall()
     connection.close()
     return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def stored_files(database: Path) -> dict[int, tuple[int, int | None, str, str, bytes]]:
+    """id -> (owner, message, name, media type, bytes) of every attachment."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT id, user_id, message_id, name, media_type, data FROM attachment"
+        ).fetchall()
+    connection.close()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def usernames(database: Path) -> dict[int, str]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT id, username FROM user_account").fetchall()
+    connection.close()
+    return dict(rows)
 
 
 def add_history(database: Path, username: str, conversations: int, answers: int) -> None:
@@ -421,30 +596,34 @@ def add_history(database: Path, username: str, conversations: int, answers: int)
     connection.close()
 
 
+@pytest.mark.slow  # two real servers
 @sqlite_only
-def test_a_backup_under_live_streaming_load_restores_every_finished_message_and_file(
+def test_a_backup_under_live_streaming_load_restores_every_finished_message_and_attachment(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
-    files = tmp_path / "files"
-    put_files(files)
     served = tmp_path / "x.sqlite"  # where app_server keeps its database
-    env = command_env(served, files)
+    env = command_env(served)
     target = tmp_path / "backup"
     finished_texts = [f"Finished answer {n}, naïve <b>café</b> 🌍." for n in range(4)]
     upstream.push(*(Scenario(text=text) for text in finished_texts))
-    settings = {"CHATAPP_FILES_DIR": str(files), "CHATAPP_UPSTREAM_IDLE_TIMEOUT": "900"}
+    settings = {"CHATAPP_UPSTREAM_IDLE_TIMEOUT": "900"}
 
     with app_server(tmp_path, upstream=upstream, env=settings) as server:
         assert server.database_url == f"sqlite:///{served}"
         browser = Browser(server.url)
         browser.open_page()
-        for n in range(4):
-            _, url = browser.send(f"Question {n}")
+        # Questions with files: an image, a PDF, a text file, then all three at once.
+        for n, files in enumerate([[one] for one in three_files(0)] + [three_files(1)]):
+            _, url = ask_with(browser, f"Question {n}", [attach(browser, *f) for f in files])
             browser.read_stream(url)
+        attach(browser, "chosen-not-sent.png", png(2))  # uploaded, not sent yet
         add_history(served, USER, conversations=40, answers=50)  # about 6 MB
 
         upstream.push(*(held_answer(n) for n in range(HELD)))
-        held = [browser.send(f"Held question {n}") for n in range(HELD)]
+        held = [
+            ask_with(browser, f"Held question {n}", [attach(browser, *file)])
+            for n, file in enumerate(three_files(3)[:HELD])
+        ]
         readers = [gevent.spawn(Browser(server.url).read_stream, url) for _, url in held]
         held_ids = {answer_id for answer_id, _ in held}
         deadline = time.monotonic() + 60
@@ -456,22 +635,33 @@ def test_a_backup_under_live_streaming_load_restores_every_finished_message_and_
             assert time.monotonic() < deadline, "the held answers never got under way"
             gevent.sleep(0.1)
 
-        # Load while the backup runs: a new answer every 0.2 s (the fake's demo reply).
+        # Load while the backup runs: every 0.2 s a file uploaded and a question sent with it
+        # (answered by the fake's demo reply), as someone else.
         backing_up = True
+        loaded: list[int] = []
 
         def load() -> None:
             visitor = Browser(server.url, user="loader")
             visitor.open_page()
             n = 0
             while backing_up:
-                visitor.send(f"Load {n}")
+                name, data = three_files(100 + n)[n % 3]
+                loaded.append(attach(visitor, name, data))
+                ask_with(visitor, f"Load {n}", loaded[-1:])
                 n += 1
                 gevent.sleep(0.2)
 
         loader = gevent.spawn(load)
+        while not loaded:
+            gevent.sleep(0.05)
         finished_before = {i: v for i, v in stored(served).items() if v[0] == "complete"}
+        files_before = stored_files(served)
+        loaded_before = len(loaded)
+        started = time.monotonic()
         made = command(env, "backup", str(target))
+        took = time.monotonic() - started
         assert made.returncode == 0, made.stderr
+        loaded_during = len(loaded) - loaded_before
         # While it serves, restore refuses (each worker holds the lock from its start).
         running = command(env, "restore", str(target))
         assert running.returncode != 0 and "chatapp is running on" in running.stderr
@@ -486,13 +676,17 @@ def test_a_backup_under_live_streaming_load_restores_every_finished_message_and_
             assert time.monotonic() < deadline, "answers still streaming"
             gevent.sleep(0.1)
         final = stored(served)
+        final_files = stored_files(served)
 
-    fresh = tmp_path / "fresh"
-    restore = command(
-        command_env(fresh / "chatapp.sqlite", fresh / "files"), "restore", str(target)
-    )
+    fresh = tmp_path / "fresh" / "chatapp.sqlite"
+    restore = command(command_env(fresh), "restore", str(target))
     assert restore.returncode == 0, restore.stderr
-    restored = stored(fresh / "chatapp.sqlite")
+    restored = stored(fresh)
+    restored_files = stored_files(fresh)
+    manifest = json.loads((target / "backup.json").read_text())
+    assert manifest["attachments"] == len(restored_files)
+    assert manifest["attachment_bytes"] == sum(len(row[4]) for row in restored_files.values())
+    assert f"{len(restored_files)} attachments of" in made.stdout + restore.stdout
 
     # Every message finished when the backup began is there, exactly.
     assert {i: restored.get(i) for i in finished_before} == finished_before
@@ -505,6 +699,41 @@ def test_a_backup_under_live_streaming_load_restores_every_finished_message_and_
     for i in held_ids:
         assert restored[i][0] == "streaming" and len(restored[i][1]) >= 300
         assert final[i][0] == "cancelled"
-    assert files_in(fresh / "files") == FILES
     texts = {content for status, content in restored.values() if status == "complete"}
     assert set(finished_texts) <= texts
+
+    # Every file there when the backup began is there, byte for byte, with its owner; a file
+    # sent already stays with its question.
+    assert len(files_before) >= 3 + 3 + 1 + HELD + 1  # and the loader's first
+    for i, (owner, message, name, media_type, data) in files_before.items():
+        assert i in restored_files, name
+        assert restored_files[i][0] == owner and restored_files[i][2:] == (name, media_type, data)
+        assert message is None or restored_files[i][1] == message, name
+    # The others (the loader's, uploaded while it ran) whole or not at all, each with its
+    # question when it had been sent by then.
+    for i, (owner, message, name, media_type, data) in restored_files.items():
+        assert (owner, name, media_type, data) == final_files[i][:1] + final_files[i][2:], name
+        assert message is None or (message == final_files[i][1] and message in restored), name
+    assert {i - 1 for i in held_ids} <= {row[1] for row in restored_files.values()}
+
+    # The restored instance serves each file to its owner, and to nobody else.
+    owners = usernames(fresh)
+    (tmp_path / "restored").mkdir()
+    with app_server(
+        tmp_path / "restored", upstream=upstream, database_url=f"sqlite:///{fresh}"
+    ) as again:
+        visitors = {user_id: Browser(again.url, user=name) for user_id, name in owners.items()}
+        stranger = Browser(again.url, user="stranger")
+        for i, (owner, _, name, media_type, data) in restored_files.items():
+            assert fetch(visitors[owner], f"/attachments/{i}") == (200, media_type, data), name
+            assert fetch(stranger, f"/attachments/{i}")[0] == 404, name
+
+    kinds = sorted({row[3] for row in restored_files.values()})
+    print(
+        f"\nlive-load backup: {took:.1f} s for a {(target / 'database.sqlite').stat().st_size:,}"
+        f"-byte database; in it {len(restored):,} messages ({len(finished_before):,} finished"
+        f" before it began, {HELD} caught mid-way) and {len(restored_files)} attachments"
+        f" ({manifest['attachment_bytes']:,} bytes; {', '.join(kinds)}), each served by the"
+        f" restored instance; {loaded_during} files uploaded and sent while it ran,"
+        f" {len(set(loaded) & set(restored_files)) - loaded_before} of them in it"
+    )
