@@ -324,7 +324,8 @@ def _wait_until_answering(process: subprocess.Popen[bytes], running: Nginx, time
             with urllib.request.urlopen(url, timeout=2.0, context=context) as response:
                 response.read()
             return True
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the answer's socket
             return True
         except OSError:
             time.sleep(0.05)

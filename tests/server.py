@@ -308,7 +308,8 @@ def _wait_until_answering(process: subprocess.Popen[bytes], url: str, timeout: f
             with urllib.request.urlopen(url + "/static/app.css", timeout=2.0) as response:
                 response.read()
             return True
-        except urllib.error.HTTPError:
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the answer's socket
             return True  # it answered; what it answered is for the test to judge
         except OSError:
             time.sleep(0.05)

@@ -131,7 +131,10 @@ def wait_until_answering(process: subprocess.Popen[bytes], url: str, log: Path) 
         try:
             fetch(url + "/healthz")
             return
-        except (OSError, urllib.error.HTTPError):
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the answer's socket
+            time.sleep(0.1)
+        except OSError:
             time.sleep(0.1)
     raise AssertionError(f"gunicorn did not answer on {url}:\n{log.read_text(errors='replace')}")
 
