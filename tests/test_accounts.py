@@ -14,9 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.test import TestResponse
 
-from chatapp.auth import accounts
+from chatapp.auth import accounts, usage
 from chatapp.auth.throttle import SharedThrottle
-from chatapp.conversations import store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
@@ -303,7 +302,7 @@ def test_admins_see_what_each_person_and_model_cost(
     with app.app_context():
         spent = {}
         for name in ("alice", "bob"):
-            rows = [r for r in store.usage_by_person_and_model() if r.username == name]
+            rows = [r for r in usage.usage_by_person_and_model() if r.username == name]
             spent[name] = sum((costs.cost(r, app.config["PRICES"]) for r in rows), Decimal(0))
     assert people == {name: costs.dollars(amount) for name, amount in spent.items()}
     models = [

@@ -7,7 +7,8 @@ import time
 import gevent
 from flask import Flask
 
-from chatapp.conversations import quotas, store
+from chatapp.auth import usage
+from chatapp.conversations import quotas
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation, Naming, User, utcnow
@@ -92,7 +93,7 @@ def test_naming_a_conversation_costs_what_it_used(
     assert page.select_one("#conversation-cost").get_text() == f"Total {costs.dollars(total)}"
     # ... on the admins' usage page, as tokens of its model but not as an answer ...
     with app.app_context():
-        rows = {row.model: row for row in store.usage_by_person_and_model()}
+        rows = {row.model: row for row in usage.usage_by_person_and_model()}
     assert rows["claude-haiku-4-5"].answers == 0
     assert rows["claude-haiku-4-5"].input_tokens == naming.input_tokens
     assert rows["claude-sonnet-4-6"].answers == 1

@@ -8,7 +8,7 @@ import json
 from flask import Flask
 from flask.testing import FlaskClient
 
-from chatapp.conversations import store
+from chatapp.conversations import forms, store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream
 from chatapp.models import Conversation, Message, User
@@ -117,7 +117,7 @@ def test_a_page_of_many_answers_lets_the_streams_run_between_them(
     with app.app_context():
         owner = db.session.get(User, user_id(app))
         assert owner is not None
-        conversation = store.create_conversation(owner, store.Settings(model="claude-x"))
+        conversation = store.create_conversation(owner, forms.Settings(model="claude-x"))
         for answer in answers:
             db.session.add(Message(conversation=conversation, role="user", content="Go on"))
             db.session.add(Message(conversation=conversation, role="assistant", content=answer))

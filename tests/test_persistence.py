@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from chatapp.conversations import store
+from chatapp.conversations import forms, store
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Pace, Scenario
 from chatapp.metrics import Meter
@@ -77,7 +77,7 @@ def test_a_group_commit_is_cut_into_short_transactions(
         assert owner is not None
         answers = []
         for _ in texts:
-            conversation = store.create_conversation(owner, store.Settings(model="claude-x"))
+            conversation = store.create_conversation(owner, forms.Settings(model="claude-x"))
             answers.append(store.add_exchange(conversation, "Go")[1].id)
     flusher = persistence.Flusher(app, 60.0, Meter())
     for answer, text in zip(answers, texts, strict=True):

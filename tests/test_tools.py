@@ -17,7 +17,7 @@ from flask import Flask
 from gevent import GreenletExit
 
 from chatapp import tools
-from chatapp.conversations import store
+from chatapp.conversations import forms, store
 from chatapp.extensions import db
 from chatapp.models import Conversation, Status, User
 from chatapp.tools import RESULT_LIMIT, Tool, ToolContext, ToolError, builtin
@@ -491,7 +491,7 @@ def converse(app: Flask, username: str, question: str, answer: str = "") -> int:
     with app.app_context():
         owner = db.session.get(User, owner_id)
         assert owner is not None
-        conversation = store.create_conversation(owner, store.Settings(model="claude-sonnet-4-6"))
+        conversation = store.create_conversation(owner, forms.Settings(model="claude-sonnet-4-6"))
         _, reply = store.add_exchange(conversation, question)
         reply.content, reply.status = answer, Status.COMPLETE.value
         db.session.commit()

@@ -1,17 +1,74 @@
-"""The admins' view of what the team's answers cost: totals by person and by model, and a
-bar chart of the cost by person, drawn as SVG on the server."""
+"""The admins' view of what the team's answers cost: the token totals by person and model read
+from the database, their cost by person and by model, and a bar chart of the cost by person,
+drawn as SVG on the server."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from sqlalchemy import func, literal, select
+
 from .. import costs
-from ..conversations.store import UsageRow
+from ..extensions import db
+from ..models import Conversation, Message, User
 
 CHART_WIDTH = 480
 BAR_HEIGHT = 22
 LABEL_WIDTH = 120
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """What one person's answers with one model used, all time."""
+
+    username: str
+    model: str | None
+    answers: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    web_search_requests: int = 0
+
+
+def usage_by_person_and_model() -> list[UsageRow]:
+    """Token totals of every answer, by person and model (for the admins' usage page); the
+    requests that named conversations count as tokens, not as answers."""
+    rows = db.session.execute(
+        select(
+            User.username,
+            Message.model,
+            func.count(Message.id),
+            func.coalesce(func.sum(Message.input_tokens), 0),
+            func.coalesce(func.sum(Message.output_tokens), 0),
+            func.coalesce(func.sum(Message.cache_read_tokens), 0),
+            func.coalesce(func.sum(Message.cache_creation_tokens), 0),
+            func.coalesce(func.sum(Message.web_search_requests), 0),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(User, User.id == Conversation.user_id)
+        .where(Message.role == "assistant")
+        .where(Message.input_tokens.is_not(None))
+        .group_by(User.username, Message.model)
+    )
+    namings = db.session.execute(
+        select(
+            User.username,
+            Conversation.naming_model,
+            literal(0),
+            func.coalesce(func.sum(Conversation.naming_input_tokens), 0),
+            func.coalesce(func.sum(Conversation.naming_output_tokens), 0),
+            literal(0),
+            literal(0),
+            literal(0),
+        )
+        .join(User, User.id == Conversation.user_id)
+        .where(Conversation.naming_input_tokens.is_not(None))
+        .group_by(User.username, Conversation.naming_model)
+    )
+    found = [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in [*rows, *namings]]
+    return sorted(found, key=lambda row: (row.username, row.model or ""))
 
 
 @dataclass

@@ -24,7 +24,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import audit
-from ..conversations import store
 from ..models import User
 from . import accounts, usage
 from .throttle import SharedThrottle, Throttle
@@ -181,7 +180,7 @@ def usage_page() -> ResponseReturnValue:
     """What the team's answers cost, by person and by model, with a chart."""
     _admin_only()
     people, models, everyone = usage.totals(
-        store.usage_by_person_and_model(),
+        usage.usage_by_person_and_model(),
         current_app.config["PRICES"],
         current_app.config["WEB_SEARCH_PRICE"],
     )

@@ -1,7 +1,10 @@
-"""Reading and writing conversations. Every query for them lives here.
+"""Conversations and their messages as a person's pages read and change them: the sidebar,
+search, one conversation, and the actions on it (send, restart, edit, continue, rename, delete).
 
 Every conversation and message is read through its owner: another person's ids are a 404,
-exactly like ids that do not exist, so nobody can even learn which ones do.
+exactly like ids that do not exist, so nobody can even learn which ones do. Elsewhere: the
+streaming rooms write answers as they stream (streaming/persistence.py), what a form may set is
+checked in forms.py, and the admins' usage report is auth/usage.py.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from flask import abort
-from sqlalchemy import ColumnElement, func, literal, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import selectinload
 
 from .. import audit
 from ..extensions import db
-from ..llm import errors, files, server_tools
-from ..llm.catalogue import EFFORT_LEVELS, Catalogue, Model
-from ..llm.thinking import BUDGET_RANGE, DEFAULT_BUDGET, Thinking, fit
+from ..llm import errors, files
+from ..llm.catalogue import Model
+from ..llm.thinking import Thinking, fit
 from ..models import (
     Attachment,
     Conversation,
@@ -32,100 +35,11 @@ from ..models import (
     utcnow,
 )
 from ..tools.record import plain_text
+from .forms import Settings
 
 TITLE_CHARS = 60  # a title made from the first question
 MAX_TITLE = 200  # a title given by hand (the column's width)
 MAX_SEARCH = 200  # characters of a search
-
-
-class PromptError(ValueError):
-    """A prompt that cannot be sent; the message says why, for the page."""
-
-
-def clean_prompt(text: str, *, limit: int) -> str:
-    """The prompt to send, or PromptError saying what is wrong with it."""
-    if not text.strip():
-        raise PromptError("Type a message first.")
-    if len(text) > limit:
-        raise PromptError(
-            f"That message is {len(text):,} characters long; the limit is {limit:,}. "
-            "Shorten it and send again."
-        )
-    return text
-
-
-class SettingsError(ValueError):
-    """Settings that cannot be saved; the message says why, for the page."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How a conversation asks Claude: the model, system prompt, tools (its own and
-    Anthropic's server tools) and thinking."""
-
-    model: str
-    system_prompt: str = ""
-    tools: tuple[str, ...] = ()
-    thinking: Thinking = Thinking()
-    server_tools: tuple[str, ...] = ()
-
-
-def clean_settings(
-    *,
-    model: str,
-    system_prompt: str,
-    tools: list[str],
-    thinking: bool,
-    thinking_budget: str,
-    effort: str,
-    catalogue: Catalogue,
-    known_tools: list[str],
-    max_system_prompt: int,
-    server: list[str] | None = None,
-    config: dict[str, Any] | None = None,
-) -> tuple[Settings, list[str]]:
-    """Settings from a form, kept to what the model takes (and, of the server tools in
-    `server`, what this installation's `config` allows), with a sentence for each thing it
-    does not take; or SettingsError saying what is wrong with them."""
-    chosen_model = catalogue.get(model)
-    if chosen_model is None or chosen_model not in catalogue.offered():
-        raise SettingsError(
-            f"There is no model called {_quoted(model)} here; pick one from the list."
-        )
-    unknown = [name for name in tools if name not in known_tools]
-    unknown += [name for name in server or [] if name not in server_tools.NAMES]
-    if unknown:
-        raise SettingsError(f"There is no tool called {_quoted(unknown[0])} here.")
-    system_prompt = system_prompt.strip()
-    if len(system_prompt) > max_system_prompt:
-        raise SettingsError(
-            f"The system prompt is {len(system_prompt):,} characters long; the limit is "
-            f"{max_system_prompt:,}. Shorten it and try again."
-        )
-    low, high = BUDGET_RANGE
-    try:
-        if len(thinking_budget) > 20:
-            raise ValueError(thinking_budget)
-        budget = int(thinking_budget.strip() or DEFAULT_BUDGET)
-    except ValueError:
-        raise SettingsError("The thinking budget must be a whole number of tokens.") from None
-    if not low <= budget <= high:
-        raise SettingsError(f"The thinking budget must be between {low:,} and {high:,} tokens.")
-    effort = effort.strip()
-    if effort and effort not in EFFORT_LEVELS:
-        raise SettingsError(
-            f"There is no effort level called {_quoted(effort)}; pick one from the list."
-        )
-    asked = Thinking(on=thinking, effort=effort or None, budget=budget)
-    fitted, notes = fit(asked, chosen_model)
-    chosen = tuple(name for name in known_tools if name in tools)
-    web, dropped = server_tools.fit(server or [], chosen_model, config or {})
-    return Settings(model, system_prompt, chosen, fitted, web), notes + dropped
-
-
-def _quoted(name: str, most: int = 60) -> str:
-    """A name someone sent, quoted for a message, and cut should it be long."""
-    return repr(name if len(name) <= most else name[: most - 1] + "…")
 
 
 @dataclass(frozen=True)
@@ -242,6 +156,8 @@ _ANSWER_USAGE = (
     Message.cache_creation_tokens,
     Message.web_search_requests,
 )
+
+
 _NAMING_USAGE = (
     Conversation.naming_model,
     Conversation.naming_input_tokens,
@@ -268,59 +184,6 @@ def usages(
         select(*_ANSWER_USAGE).join(Conversation).where(Message.role == "assistant", *answers)
     ).all()
     return [Naming(*naming) for naming in named] + list(answered)
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """What one person's answers with one model used, all time."""
-
-    username: str
-    model: str | None
-    answers: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    web_search_requests: int = 0
-
-
-def usage_by_person_and_model() -> list[UsageRow]:
-    """Token totals of every answer, by person and model (for the admins' usage page); the
-    requests that named conversations count as tokens, not as answers."""
-    rows = db.session.execute(
-        select(
-            User.username,
-            Message.model,
-            func.count(Message.id),
-            func.coalesce(func.sum(Message.input_tokens), 0),
-            func.coalesce(func.sum(Message.output_tokens), 0),
-            func.coalesce(func.sum(Message.cache_read_tokens), 0),
-            func.coalesce(func.sum(Message.cache_creation_tokens), 0),
-            func.coalesce(func.sum(Message.web_search_requests), 0),
-        )
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .join(User, User.id == Conversation.user_id)
-        .where(Message.role == "assistant")
-        .where(Message.input_tokens.is_not(None))
-        .group_by(User.username, Message.model)
-    )
-    namings = db.session.execute(
-        select(
-            User.username,
-            Conversation.naming_model,
-            literal(0),
-            func.coalesce(func.sum(Conversation.naming_input_tokens), 0),
-            func.coalesce(func.sum(Conversation.naming_output_tokens), 0),
-            literal(0),
-            literal(0),
-            literal(0),
-        )
-        .join(User, User.id == Conversation.user_id)
-        .where(Conversation.naming_input_tokens.is_not(None))
-        .group_by(User.username, Conversation.naming_model)
-    )
-    found = [UsageRow(row[0], row[1], *(int(v or 0) for v in row[2:])) for row in [*rows, *namings]]
-    return sorted(found, key=lambda row: (row.username, row.model or ""))
 
 
 def create_conversation(owner: User, settings: Settings) -> Conversation:

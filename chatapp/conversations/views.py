@@ -27,7 +27,7 @@ from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
 from ..models import AttachedFile, Attachment, Conversation, Message, MessageState
 from ..render import is_kept, render_answer
 from ..streaming import live_view, streams
-from . import context, export, quotas, store
+from . import context, export, forms, quotas, store
 
 bp = Blueprint("conversations", __name__)
 
@@ -67,10 +67,10 @@ def send() -> ResponseReturnValue:
     limits = attachments.Limits.of(config)
     conversation = _conversation_from_form()
     try:
-        prompt = store.clean_prompt(
+        prompt = forms.clean_prompt(
             request.form.get("content", ""), limit=config["MAX_PROMPT_CHARS"]
         )
-    except store.PromptError as exc:
+    except forms.PromptError as exc:
         return _composer_error(str(exc), conversation)
     if over := _over_quota():
         return _composer_error(over, conversation, status=429)
@@ -78,7 +78,7 @@ def send() -> ResponseReturnValue:
     if conversation is None:
         try:
             settings, _notes = _settings_from_form()
-        except store.SettingsError as exc:
+        except forms.SettingsError as exc:
             return _composer_error(str(exc), None)
     elif store.streaming_answer(conversation) is not None:
         return _composer_error(
@@ -152,7 +152,7 @@ def edit(message_id: int) -> ResponseReturnValue:
             return render_template("_message.html", message=shown, editable=True)
         return render_template("_edit_question.html", message=shown)
     try:
-        content = store.clean_prompt(
+        content = forms.clean_prompt(
             request.form.get("content", ""), limit=current_app.config["MAX_PROMPT_CHARS"]
         )
         if over := _over_quota():
@@ -160,7 +160,7 @@ def edit(message_id: int) -> ResponseReturnValue:
         if gone := _model_gone(question.conversation):
             raise store.ActionError(gone)
         answer = store.edit_question(question, content, request.form.getlist("keep"))
-    except (store.PromptError, store.ActionError) as exc:
+    except (forms.PromptError, store.ActionError) as exc:
         typed = request.form.get("content", "")
         body = render_template("_edit_question.html", message=shown, draft=typed, error=exc)
         return make_response(body, 422)
@@ -207,7 +207,7 @@ def settings(conversation_id: int) -> ResponseReturnValue:
     conversation = store.get_conversation(conversation_id, signed_in_user())
     try:
         settings, notes = _settings_from_form()
-    except store.SettingsError as exc:
+    except forms.SettingsError as exc:
         # What was typed stays in the form, to be shortened or corrected.
         typed = request.form.get("system_prompt", "")
         body = render_template(
@@ -367,9 +367,9 @@ def _conversation_from_form() -> Conversation | None:
     return store.get_conversation(conversation_id, signed_in_user())
 
 
-def _settings_from_form() -> tuple[store.Settings, list[str]]:
+def _settings_from_form() -> tuple[forms.Settings, list[str]]:
     models = catalogue()
-    return store.clean_settings(
+    return forms.clean_settings(
         model=request.form.get("model") or models.default(),
         system_prompt=request.form.get("system_prompt", ""),
         tools=request.form.getlist("tools"),
