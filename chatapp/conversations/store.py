@@ -150,8 +150,11 @@ class SidebarPage:
         return self.page + 1
 
 
-def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> SidebarPage:
-    """The owner's conversations for the sidebar, most recently active first.
+def recent_conversations(
+    owner: User, page: int = 1, per_page: int = 50, *, besides: Sequence[int] = ()
+) -> SidebarPage:
+    """The owner's conversations for the sidebar that are in no project, most recently active
+    first; without those in `besides` (pinned, shown above them).
 
     Every page and every new conversation shows this, so it reads only the two columns it
     shows, and one row more than a page instead of counting them all.
@@ -160,6 +163,8 @@ def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Side
     rows = db.session.execute(
         select(Conversation.id, Conversation.title)
         .where(Conversation.user_id == owner.id)
+        .where(Conversation.project_id.is_(None))
+        .where(Conversation.id.not_in(besides))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
@@ -323,9 +328,12 @@ def usage_by_person_and_model() -> list[UsageRow]:
     return sorted(found, key=lambda row: (row.username, row.model or ""))
 
 
-def create_conversation(owner: User, settings: Settings) -> Conversation:
-    """A new, empty conversation of the owner's (not committed)."""
-    conversation = Conversation(user_id=owner.id)
+def create_conversation(
+    owner: User, settings: Settings, project_id: int | None = None
+) -> Conversation:
+    """A new, empty conversation of the owner's, in a project they may use or in none (not
+    committed)."""
+    conversation = Conversation(user_id=owner.id, project_id=project_id)
     _apply(conversation, settings)
     db.session.add(conversation)
     return conversation
