@@ -496,9 +496,17 @@ def delete(conversation: Conversation, *, by: User) -> None:
     delete_conversations([conversation.id], actor=by)
 
 
-def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> int:
+def delete_all(
+    owner: User,
+    *,
+    pause: Callable[[], None],
+    batch: int = 50,
+    by: User | None = None,
+    detail: str = "all of theirs at once",
+) -> int:
     """Delete every conversation of the owner's, `batch` to a transaction with `pause()`
-    between them (a long history must not hold the worker); return how many went."""
+    between them (a long history must not hold the worker); return how many went. The audit
+    log says it was done `by` someone (an admin), or by the owner."""
     total = 0
     while True:
         ids = list(
@@ -509,7 +517,7 @@ def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> in
                 .limit(batch)
             )
         )
-        deleted = delete_conversations(ids, actor=owner, detail="all of theirs at once")
+        deleted = delete_conversations(ids, actor=by or owner, detail=detail)
         total += len(deleted)
         if not deleted:
             return total
