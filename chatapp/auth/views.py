@@ -28,7 +28,6 @@ from ..conversations import store
 from ..cooperate import let_streams_run
 from ..models import User
 from ..projects import store as projects
-from ..streaming import streams
 from . import accounts, deletion, usage
 from .throttle import SharedThrottle, Throttle
 
@@ -240,6 +239,9 @@ def delete_user(user_id: int) -> ResponseReturnValue:
         abort(404)  # no such account (or your own)
     error = None
     if request.method == "POST" and request.form.get("confirm") == "yes":
+        # Imported here: the streaming package imports this one (through attachments).
+        from ..streaming import streams
+
         to = accounts.get(ids.parse(request.form.get("to")) or 0)
         try:
             deletion.delete_account(
