@@ -37,6 +37,8 @@ def browser(tmp_path: Path) -> Iterator[RemoteBrowser]:
 
 
 def shot(browser: RemoteBrowser, page: str, name: str) -> None:
+    """A screenshot, once the drawer's slide (0.2 s) after a resize or a tap has ended."""
+    browser.evaluate(page, "() => new Promise((done) => setTimeout(done, 400))")
     ARTIFACTS.mkdir(exist_ok=True)
     browser.screenshot(page, str(ARTIFACTS / f"projects-{name}.png"))
 
