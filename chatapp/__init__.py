@@ -62,11 +62,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .llm import errors, server_tools
     from .llm.catalogue import catalogue
     from .llm.thinking import Thinking
+    from .projects.views import bp as projects_bp
     from .render import anchors, render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
     from .streaming import streams
 
     app.register_blueprint(conversations_bp)
+    app.register_blueprint(projects_bp)
     app.register_blueprint(attachments.bp)
     app.register_blueprint(streaming.bp)
     app.register_blueprint(operations.bp)

@@ -75,6 +75,64 @@ class User(db.Model):  # type: ignore[name-defined]
         return f"{self.id}:{self.session_version}"
 
 
+class Sharing(enum.StrEnum):
+    """Who besides its owner may see a project, and do what in it."""
+
+    PRIVATE = "private"  # its owner alone
+    USE = "use"  # the whole team may see it and start their own conversations in it
+    EDIT = "edit"  # ... and change its name, instructions and files
+
+
+class Project(db.Model):  # type: ignore[name-defined]
+    """One piece of work: instructions and files every conversation in it starts from.
+
+    Its owner alone deletes it or changes its sharing; a shared project's conversations stay
+    their own author's (chatapp/projects/store.py).
+    """
+
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    # A system prompt every conversation in the project starts from, before its own.
+    instructions: Mapped[str] = mapped_column(Text, default="", server_default="")
+    sharing: Mapped[str] = mapped_column(
+        String(16), default=Sharing.PRIVATE.value, server_default=Sharing.PRIVATE.value
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    owner: Mapped[User] = relationship()
+    # The project's files, in the order added (loaded without their bytes).
+    files: Mapped[list[Attachment]] = relationship(
+        order_by="Attachment.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Pin(db.Model):  # type: ignore[name-defined]
+    """A conversation or a project a person keeps at the top of their sidebar."""
+
+    __tablename__ = "pin"
+    __table_args__ = (
+        UniqueConstraint("user_id", "conversation_id", name="uq_pin_conversation"),
+        UniqueConstraint("user_id", "project_id", name="uq_pin_project"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    # One of the two.
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Conversation(db.Model):  # type: ignore[name-defined]
     __tablename__ = "conversation"
     __table_args__ = (
@@ -89,6 +147,10 @@ class Conversation(db.Model):  # type: ignore[name-defined]
     # Whose it is. Empty only for conversations from before accounts, until the first admin
     # is created and takes them.
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    # The project it is in, if any; a deleted project leaves its conversations outside any.
+    # No index of its own: a project's conversations are read through their author's
+    # (ix_conversation_user_recent), and deleting a project is rare.
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(200), default="New chat")
     model: Mapped[str] = mapped_column(String(100))
     system_prompt: Mapped[str] = mapped_column(Text, default="")
@@ -176,7 +238,8 @@ class Message(db.Model):  # type: ignore[name-defined]
 
 
 class Attachment(db.Model):  # type: ignore[name-defined]
-    """A file attached to a question: an image, a PDF or a text file, with its bytes.
+    """A file attached to a question (or a project's file): an image, a PDF or a text file,
+    with its bytes.
 
     Uploaded before the question is sent, it waits without a message (pending) until a send
     claims it; pending files nobody sent are deleted by the sweeper after a day.
@@ -190,6 +253,10 @@ class Attachment(db.Model):  # type: ignore[name-defined]
     )
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("message.id", ondelete="CASCADE"), index=True
+    )
+    # A project's file (then it has no message, and is never pending).
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
     )
     position: Mapped[int] = mapped_column(Integer, default=0)
     name: Mapped[str] = mapped_column(String(255))

@@ -19,6 +19,7 @@ from chatapp.auth.throttle import SharedThrottle
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation
+from chatapp.projects import store as store_of_projects
 from chatapp.render import anchors
 
 from .conftest import Configure, html, read_events, send, stream_url, user_id
@@ -229,11 +230,21 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
     answer = anchors.message_of(fragment.select_one('article[data-role="assistant"]')["id"])
     conversation = int(fragment.select_one("#conversation-id")["value"])
     read_events(client, f"/messages/{answer}/stream")  # ended
+    # And a project of hers (private), with a file, the conversation in it.
+    created = client.post("/projects", data={"name": "Alice's project"})
+    project = int(created.location.rsplit("/", 1)[-1])
+    client.post(
+        f"/projects/{project}/files", data={"files": (io.BytesIO(b"Project notes"), "p.txt")}
+    )
+    with app.app_context():
+        project_file = store_of_projects.files_of(project)[0].id
+    client.post(f"/conversations/{conversation}/project", data={"project_id": project})
     ids = {
         "conversation_id": conversation,
         "message_id": answer,
         "user_id": user_id(app),
         "attachment_id": attachment,
+        "project_id": project,
     }
 
     bob = app.test_client(user="bob")
@@ -242,18 +253,30 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
         if not rule.arguments or rule.endpoint == "static":
             continue
         assert rule.arguments <= ids.keys(), f"{rule} takes an id this test does not know"
+        values = {name: ids[name] for name in rule.arguments}
+        if "project_id" in rule.arguments and "attachment_id" in rule.arguments:
+            values["attachment_id"] = project_file  # the project's own file
         with app.test_request_context():
-            url = url_for(rule.endpoint, **{name: ids[name] for name in rule.arguments})
+            url = url_for(rule.endpoint, **values)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = bob.open(url, method=method, data={"content": "x", "model": "x"})
             assert response.status_code == 404, f"{method} {url}: {response.status_code}"
             walked.append(f"{method} {rule.rule}")
     assert len(walked) >= 8, walked
-    # And Alice's conversation is not in Bob's sidebar, nor can Bob post into it.
-    assert not html(bob.get("/").data).select(".sidebar__list a")
+    assert "GET /projects/<id:project_id>/files/<id:attachment_id>" in walked
+    # And Alice's conversation and project are not in Bob's sidebar, nor can Bob post into
+    # either.
+    bobs = html(bob.get("/").data)
+    assert not bobs.select(".sidebar__list a") and not bobs.select(".sidebar__group a")
     posted = bob.post(
         "/messages",
         data={"conversation_id": str(conversation), "content": "mine now?"},
+        headers={"HX-Request": "true"},
+    )
+    assert posted.status_code == 404
+    posted = bob.post(
+        "/messages",
+        data={"project_id": str(project), "content": "in hers?"},
         headers={"HX-Request": "true"},
     )
     assert posted.status_code == 404

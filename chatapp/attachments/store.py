@@ -55,7 +55,11 @@ class Limits:
 
 
 # The endpoints whose requests carry files, and how much each may carry.
-_CARRIERS = {"attachments.upload": "upload_bytes", "conversations.send": "send_bytes"}
+_CARRIERS = {
+    "attachments.upload": "upload_bytes",
+    "conversations.send": "send_bytes",
+    "projects.add_files": "send_bytes",
+}
 
 
 def limit_request_size() -> None:
@@ -127,23 +131,29 @@ def pending(owner: User, ids: Iterable[str]) -> list[Attachment]:
         if attachment_id is None:
             abort(404)
         attachment = db.session.get(Attachment, attachment_id)
-        if attachment is None or attachment.user_id != owner.id or attachment.message_id:
+        if attachment is None or attachment.user_id != owner.id or not _pending(attachment):
             abort(404)
         found.append(attachment)
     return found
 
 
 def get(attachment_id: int, owner: User) -> Attachment:
-    """One of the owner's files, or a 404."""
+    """One of the owner's question files, or a 404 (a project's files are reached through
+    their project: chatapp.projects)."""
     attachment = db.session.get(Attachment, attachment_id)
-    if attachment is None or attachment.user_id != owner.id:
+    if attachment is None or attachment.user_id != owner.id or attachment.project_id is not None:
         abort(404)
     return attachment
 
 
+def _pending(attachment: Attachment) -> bool:
+    """Uploaded for a question and not sent yet (neither a question's nor a project's)."""
+    return attachment.message_id is None and attachment.project_id is None
+
+
 def remove_pending(attachment: Attachment) -> None:
     """Forget a file that was not sent (its chip was removed)."""
-    if attachment.message_id is not None:
+    if not _pending(attachment):
         abort(404)
     db.session.delete(attachment)
     db.session.commit()
@@ -169,6 +179,7 @@ def delete_stale_pending(*, limit: int) -> int:
     """Delete up to `limit` files uploaded but never sent, older than PENDING_FOR; how many
     went."""
     stale = select(Attachment.id).where(Attachment.message_id.is_(None))
+    stale = stale.where(Attachment.project_id.is_(None))
     stale = stale.where(Attachment.created_at < utcnow() - PENDING_FOR).limit(limit)
     ids = list(db.session.scalars(stale))
     if ids:

@@ -35,7 +35,7 @@ class Kind:
     """How a kind of event reads on the admins' page, and what its target is."""
 
     label: str
-    target: str | None = None  # "account", "conversation": what `target_id` names
+    target: str | None = None  # "account", "conversation", "project": what `target_id` names
 
 
 KINDS: dict[str, Kind] = {
@@ -48,6 +48,11 @@ KINDS: dict[str, Kind] = {
     "password_reset": Kind("Password reset", "account"),
     "conversation_deleted": Kind("Conversation deleted", "conversation"),
     "export": Kind("Conversation exported", "conversation"),
+    "user_deleted": Kind("Account deleted", "account"),
+    "project_created": Kind("Project created", "project"),
+    "project_sharing": Kind("Project sharing changed", "project"),  # detail: private, use, edit
+    "project_handed_over": Kind("Project handed over", "project"),  # detail: the new owner
+    "project_deleted": Kind("Project deleted", "project"),
     "admin_backup": Kind("Backup written"),
     "admin_restore": Kind("Backup restored"),
 }

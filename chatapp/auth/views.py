@@ -23,9 +23,12 @@ from flask_login import current_user, login_user, logout_user
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import audit
+from .. import audit, ids
+from ..conversations import store
+from ..cooperate import let_streams_run
 from ..models import User
-from . import accounts, usage
+from ..projects import store as projects
+from . import accounts, deletion, usage
 from .throttle import SharedThrottle, Throttle
 
 bp = Blueprint("auth", __name__)
@@ -172,7 +175,12 @@ def users() -> ResponseReturnValue:
             audit.record(
                 "user_created", actor=admin, target=user.id, detail=accounts.described(user)
             )
-    return render_template("admin_users.html", users=accounts.all_users(), error=error), status
+    return render_template(
+        "admin_users.html",
+        users=accounts.all_users(),
+        projects=projects.projects_owned(),
+        error=error,
+    ), status
 
 
 @bp.get("/admin/usage")
@@ -218,6 +226,46 @@ def _set_disabled(user_id: int, disabled: bool) -> ResponseReturnValue:
         kind, actor=current_user._get_current_object(), target=user.id, detail=user.username
     )
     return redirect(url_for("auth.users"))
+
+
+@bp.route("/admin/users/<id:user_id>/delete", methods=["GET", "POST"])
+def delete_user(user_id: int) -> ResponseReturnValue:
+    """Delete an account and all that is theirs: GET asks to confirm and, if they own shared
+    projects, whether to hand those over (to whom) or delete them; POST does it."""
+    _admin_only()
+    user = accounts.get(user_id)
+    admin = current_user._get_current_object()
+    if user is None or user.id == admin.id:
+        abort(404)  # no such account (or your own)
+    error = None
+    if request.method == "POST" and request.form.get("confirm") == "yes":
+        # Imported here: the streaming package imports this one (through attachments).
+        from ..streaming import streams
+
+        to = accounts.get(ids.parse(request.form.get("to")) or 0)
+        try:
+            deletion.delete_account(
+                user,
+                by=admin,
+                shared=request.form.get("shared"),
+                to=to,
+                stop=streams().stop,
+                pause=let_streams_run,
+            )
+        except deletion.DeletionError as exc:
+            error = str(exc)
+        else:
+            return redirect(url_for("auth.users"), code=303)
+    body = render_template(
+        "admin_delete_user.html",
+        user=user,
+        conversations=store.count_conversations(user),
+        shared=projects.shared_projects_of(user),
+        owned=projects.projects_owned().get(user.id, 0),
+        others=[u for u in accounts.all_users() if u.id != user.id and not u.disabled],
+        error=error,
+    )
+    return body, 422 if error else 200
 
 
 def _admin_only() -> None:

@@ -64,8 +64,11 @@ class SidebarPage:
         return self.page + 1
 
 
-def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> SidebarPage:
-    """The owner's conversations for the sidebar, most recently active first.
+def recent_conversations(
+    owner: User, page: int = 1, per_page: int = 50, *, besides: Sequence[int] = ()
+) -> SidebarPage:
+    """The owner's conversations for the sidebar that are in no project, most recently active
+    first; without those in `besides` (pinned, shown above them).
 
     Every page and every new conversation shows this, so it reads only the two columns it
     shows, and one row more than a page instead of counting them all.
@@ -74,6 +77,8 @@ def recent_conversations(owner: User, page: int = 1, per_page: int = 50) -> Side
     rows = db.session.execute(
         select(Conversation.id, Conversation.title)
         .where(Conversation.user_id == owner.id)
+        .where(Conversation.project_id.is_(None))
+        .where(Conversation.id.not_in(besides))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
@@ -186,9 +191,12 @@ def usages(
     return [Naming(*naming) for naming in named] + list(answered)
 
 
-def create_conversation(owner: User, settings: Settings) -> Conversation:
-    """A new, empty conversation of the owner's (not committed)."""
-    conversation = Conversation(user_id=owner.id)
+def create_conversation(
+    owner: User, settings: Settings, project_id: int | None = None
+) -> Conversation:
+    """A new, empty conversation of the owner's, in a project they may use or in none (not
+    committed)."""
+    conversation = Conversation(user_id=owner.id, project_id=project_id)
     _apply(conversation, settings)
     db.session.add(conversation)
     return conversation
@@ -351,9 +359,17 @@ def delete(conversation: Conversation, *, by: User) -> None:
     delete_conversations([conversation.id], actor=by)
 
 
-def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> int:
+def delete_all(
+    owner: User,
+    *,
+    pause: Callable[[], None],
+    batch: int = 50,
+    by: User | None = None,
+    detail: str = "all of theirs at once",
+) -> int:
     """Delete every conversation of the owner's, `batch` to a transaction with `pause()`
-    between them (a long history must not hold the worker); return how many went."""
+    between them (a long history must not hold the worker); return how many went. The audit
+    log says it was done `by` someone (an admin), or by the owner."""
     total = 0
     while True:
         ids = list(
@@ -364,7 +380,7 @@ def delete_all(owner: User, *, pause: Callable[[], None], batch: int = 50) -> in
                 .limit(batch)
             )
         )
-        deleted = delete_conversations(ids, actor=owner, detail="all of theirs at once")
+        deleted = delete_conversations(ids, actor=by or owner, detail=detail)
         total += len(deleted)
         if not deleted:
             return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -24,7 +25,10 @@ from ..auth import signed_in_user
 from ..cooperate import let_streams_run
 from ..llm.catalogue import catalogue
 from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
-from ..models import AttachedFile, Attachment, Conversation, Message, MessageState
+from ..models import AttachedFile, Attachment, Conversation, Message, MessageState, Project
+from ..projects import pins
+from ..projects import store as projects
+from ..projects.sidebar import sidebar_context
 from ..render import is_kept, render_answer
 from ..streaming import live_view, streams
 from . import context, export, forms, quotas, store
@@ -38,6 +42,12 @@ def index() -> str:
     return _page(None)
 
 
+@bp.get("/projects/<id:project_id>/chat")
+def new_in_project(project_id: int) -> str:
+    """The new-chat page of a project: what is sent starts a conversation in it."""
+    return _page(None, project=projects.get_project(project_id, signed_in_user()))
+
+
 @bp.get("/search")
 def search() -> ResponseReturnValue:
     """Your conversations whose title or text matches `q`: the sidebar's list, or a page."""
@@ -48,7 +58,7 @@ def search() -> ResponseReturnValue:
         query, found = query[: store.MAX_SEARCH], []
     else:
         found = store.search(signed_in_user(), query)
-    shown = {"query": query, "results": found, "search_error": error}
+    shown: dict[str, Any] = {"query": query, "results": found, "search_error": error}
     if htmx.is_htmx(request):
         body = render_template("_sidebar_results.html", conversation=None, **shown, **_sidebar())
         return make_response(body)
@@ -75,11 +85,12 @@ def send() -> ResponseReturnValue:
     if over := _over_quota():
         return _composer_error(over, conversation, status=429)
     settings = None
+    project = _project_from_form() if conversation is None else None
     if conversation is None:
         try:
             settings, _notes = _settings_from_form()
         except forms.SettingsError as exc:
-            return _composer_error(str(exc), None)
+            return _composer_error(str(exc), None, project=project)
     elif store.streaming_answer(conversation) is not None:
         return _composer_error(
             "Claude is still answering. Wait for the answer or press Stop, then send again.",
@@ -89,11 +100,15 @@ def send() -> ResponseReturnValue:
     model = settings.model if settings is not None else conversation.model  # type: ignore[union-attr]
     try:
         files = _files_from_form(model, limits)
+        in_project = projects.context_of(conversation) if conversation else _context(project)
+        if in_project is not None:
+            attachments.fits_model(in_project.files, catalogue().get(model))
     except FileRefused as exc:
-        return _composer_error(str(exc), conversation)
+        return _composer_error(str(exc), conversation, project=project)
     if conversation is None:
         assert settings is not None
-        conversation = store.create_conversation(signed_in_user(), settings)
+        project_id = project.id if project is not None else None
+        conversation = store.create_conversation(signed_in_user(), settings, project_id)
     elif refusal := _cannot_ask(conversation, prompt, files):
         return _composer_error(refusal, conversation)
     question, answer = store.add_exchange(conversation, prompt, files)
@@ -111,7 +126,7 @@ def send() -> ResponseReturnValue:
         conversation=conversation,
         created=created,
         newest_message_id=answer.id,
-        **(_sidebar() if created else {}),
+        **(_sidebar() | _header(conversation) if created else {}),
     )
     response = make_response(body)
     if created:
@@ -211,12 +226,22 @@ def settings(conversation_id: int) -> ResponseReturnValue:
         # What was typed stays in the form, to be shortened or corrected.
         typed = request.form.get("system_prompt", "")
         body = render_template(
-            "_settings.html", conversation=conversation, error=exc, system_prompt=typed
+            "_settings.html",
+            conversation=conversation,
+            error=exc,
+            system_prompt=typed,
+            **_header(conversation),
         )
         return make_response(body, 422)
     store.update_settings(conversation, settings)
     if htmx.is_htmx(request):
-        body = render_template("_settings.html", conversation=conversation, saved=True, notes=notes)
+        body = render_template(
+            "_settings.html",
+            conversation=conversation,
+            saved=True,
+            notes=notes,
+            **_header(conversation),
+        )
         return make_response(body + _model_notice(conversation, oob=True))
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
 
@@ -259,7 +284,11 @@ def switch_model(conversation_id: int) -> ResponseReturnValue:
     store.switch_model(conversation, model, catalogue().get(model))
     if htmx.is_htmx(request):
         body = _model_notice(conversation) + render_template(
-            "_settings.html", conversation=conversation, saved=True, oob=True
+            "_settings.html",
+            conversation=conversation,
+            saved=True,
+            oob=True,
+            **_header(conversation),
         )
         return make_response(body)
     return redirect(url_for(".show", conversation_id=conversation.id), code=303)
@@ -298,7 +327,9 @@ def title(conversation_id: int) -> ResponseReturnValue:
     if request.method == "GET":
         if not htmx.is_htmx(request):  # the field is a fragment of the page, for htmx
             return redirect(url_for(".show", conversation_id=conversation.id), code=303)
-        return render_template("_title.html", conversation=conversation, editing=True)
+        return render_template(
+            "_title.html", conversation=conversation, editing=True, **_header(conversation)
+        )
     try:
         store.rename(conversation, request.form.get("title", ""))
     except store.ActionError as exc:
@@ -312,9 +343,9 @@ def title(conversation_id: int) -> ResponseReturnValue:
         return make_response(body, 422)
     if not htmx.is_htmx(request):
         return redirect(url_for(".show", conversation_id=conversation.id), code=303)
-    return render_template("_title.html", conversation=conversation) + render_template(
-        "_sidebar.html", conversation=conversation, oob=True, **_sidebar()
-    )
+    return render_template(
+        "_title.html", conversation=conversation, **_header(conversation)
+    ) + render_template("_sidebar.html", conversation=conversation, oob=True, **_sidebar())
 
 
 @bp.post("/conversations/<id:conversation_id>/delete")
@@ -393,7 +424,32 @@ def _cannot_ask(
         return gone
     answers = [MessageState.of(m) for m in conversation.messages if m.role == "assistant"]
     extra = sum(attachments.estimated_tokens(file) for file in files)
+    in_project = projects.context_of(conversation)
+    if in_project is not None and not any(a.input_tokens is not None for a in answers):
+        # Before the first request the project's part is not counted in any answer's usage yet.
+        extra += _project_tokens(in_project)
     return context.too_big(answers, catalogue().get(conversation.model), prompt, extra)
+
+
+def _project_tokens(in_project: projects.ProjectContext) -> int:
+    """About how many tokens a project's instructions and files add to a request."""
+    instructions = len(in_project.instructions) // context.CHARS_PER_TOKEN
+    return instructions + sum(attachments.estimated_tokens(file) for file in in_project.files)
+
+
+def _context(project: Project | None) -> projects.ProjectContext | None:
+    return None if project is None else projects.context_of_project(project)
+
+
+def _project_from_form() -> Project | None:
+    """The project a new conversation starts in (`project_id`, one you may use), or None."""
+    raw = request.form.get("project_id", "").strip()
+    if not raw:
+        return None
+    project_id = ids.parse(raw)
+    if project_id is None:
+        abort(400, "project_id must be a project's number.")
+    return projects.get_project(project_id, signed_in_user())
 
 
 def _files_from_form(model: str, limits: attachments.Limits) -> list[Attachment]:
@@ -444,17 +500,28 @@ def _over_quota() -> str | None:
     return None
 
 
-def _composer_error(text: str, conversation: Conversation | None, status: int = 422) -> Response:
+def _composer_error(
+    text: str,
+    conversation: Conversation | None,
+    status: int = 422,
+    *,
+    project: Project | None = None,
+) -> Response:
     """Say what is wrong next to the composer; the typed text stays where it is."""
     if htmx.is_htmx(request):
         response = make_response(render_template("_composer_error.html", error=text), status)
         return htmx.retarget(response, "#composer-error", "outerHTML")
-    body = _page(conversation, composer_error=text, draft=request.form.get("content", ""))
+    draft = request.form.get("content", "")
+    body = _page(conversation, composer_error=text, draft=draft, project=project)
     return make_response(body, status)
 
 
-def _page(conversation: Conversation | None, **extra: object) -> str:
-    """The conversation page (the new-chat page without one), its messages as they are now."""
+def _page(
+    conversation: Conversation | None, *, project: Project | None = None, **extra: object
+) -> str:
+    """The conversation page (the new-chat page without one, in `project` if given), its
+    messages as they are now."""
+
     messages = [] if conversation is None else store.messages_of(conversation)
     shown = [live_view(MessageState.of(m)) for m in messages]
     _render_answers(shown)
@@ -470,6 +537,7 @@ def _page(conversation: Conversation | None, **extra: object) -> str:
         context_use=context.use([m for m in shown if m.role == "assistant"], model),
         gone=None if conversation is None else models.unavailable(conversation.model),
         default=models.get(models.default()),
+        **_header(conversation, project),
         **_sidebar(),
         **extra,
     )
@@ -486,6 +554,21 @@ def _render_answers(shown: list[MessageState]) -> None:
                 let_streams_run()
 
 
+def _header(conversation: Conversation | None, project: Project | None = None) -> dict[str, object]:
+    """What the conversation's header and settings show of projects and pins: its project
+    (or, for a new chat, the project it starts in), the projects it may move to, and whether
+    it is pinned."""
+    if conversation is None:
+        return {"project": project, "projects": [], "pinned": False}
+    user = signed_in_user()
+    if conversation.project_id is not None:
+        project = projects.find_visible(conversation.project_id, user)
+    return {
+        "project": project,
+        "projects": projects.projects_for(user),
+        "pinned": pins.is_pinned(user, conversation=conversation),
+    }
+
+
 def _sidebar() -> dict[str, object]:
-    page = ids.parse(request.args.get("page", "1")) or 1
-    return {"sidebar": store.recent_conversations(signed_in_user(), page=page)}
+    return sidebar_context(signed_in_user(), ids.parse(request.args.get("page", "1")) or 1)

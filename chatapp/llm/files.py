@@ -46,12 +46,14 @@ class Files:
         *,
         upload_again: bool = False,
         citations: bool = False,
+        more: Iterable[AttachedFile] = (),
     ) -> dict[int, dict[str, Any]]:
-        """The content block of every file in `history`, by attachment id. Files not yet
+        """The content block of every file in `history` (and in `more`: a project's files), by
+        attachment id. Files not yet
         uploaded (or all, `upload_again`) are uploaded now, and their `file_id` kept for the
         next requests. With `citations` (the model cites), Claude may cite documents' pages
         and passages."""
-        files = [file for message in history for file in message.attachments]
+        files = [*more, *(file for message in history for file in message.attachments)]
         uploaded = {f.id: f.file_id for f in files if f.file_id and not upload_again}
         needed = [f.id for f in files if f.kind == "text" or f.id not in uploaded]
         data: dict[int, bytes] = {}

@@ -11,9 +11,11 @@ from ..tools.record import plain_text
 from .reply import is_server_result
 from .server_tools import covered
 
-# Prompt caching: a breakpoint on the system prompt and one on the newest user turn. The API
-# looks for earlier cache entries at the block boundaries before each breakpoint, so every turn
-# of a conversation reads what the turn before it wrote. (Prompts shorter than the model's
+# Prompt caching: a breakpoint on the system prompt, one after a project's files and one on the
+# newest user turn (and, in a tool loop, one on the newest tool results: four, the API's most).
+# The API looks for earlier cache entries at the block boundaries before each breakpoint, so
+# every turn of a conversation reads what the turn before it wrote, and a project's files are
+# read from the cache however long the conversation grows. (Prompts shorter than the model's
 # minimum are simply not cached.)
 CACHE = {"type": "ephemeral"}
 
@@ -30,6 +32,8 @@ def build_request(
     tools: list[dict[str, Any]] | None = None,
     files: dict[int, dict[str, Any]] | None = None,
     server_tools: list[dict[str, Any]] | None = None,
+    project_instructions: str = "",
+    project_files: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments for `messages.create(stream=True, ...)` that ask for the next answer.
 
@@ -45,6 +49,11 @@ def build_request(
     every server tool that answer used; otherwise they are left out, and its text goes alone.
     A question's files (`files`: the content block of each attachment, see `chatapp.llm.files`)
     come before its text, in the order attached.
+
+    A conversation in a project starts from the project's: its `project_instructions` come
+    first in the system prompt, before the conversation's own, and its `project_files` (content
+    blocks) open the first question, before that question's own files, with a cache breakpoint
+    after them.
     """
     thinking = "thinking" in options
     server = covered(server_tools or [])
@@ -58,13 +67,34 @@ def build_request(
             messages.append({"role": message.role, "content": blocks})
         else:
             messages.append({"role": message.role, "content": message.content})
+    if project_files:
+        _open_with(messages, project_files)
     request: dict[str, Any] = {"model": model, **options, "messages": messages}
     _cache_newest_question(messages)
-    if system_prompt.strip():
-        request["system"] = [{"type": "text", "text": system_prompt, "cache_control": CACHE}]
+    system: list[dict[str, Any]] = [
+        {"type": "text", "text": text}
+        for text in (project_instructions, system_prompt)
+        if text.strip()
+    ]
+    if system:
+        system[-1]["cache_control"] = CACHE
+        request["system"] = system
     if tools or server_tools:
         request["tools"] = [*(tools or []), *(server_tools or [])]
     return request
+
+
+def _open_with(messages: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> None:
+    """Put `blocks` at the start of the first user turn, a cache breakpoint after the last."""
+    opening = [*blocks[:-1], {**blocks[-1], "cache_control": CACHE}]
+    for message in messages:
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        message["content"] = [*opening, *content]
+        return
 
 
 def _without_refusals(history: Iterable[MessageState]) -> list[MessageState]:

@@ -220,6 +220,13 @@ class Generation:
     ) -> dict[str, Any]:
         """The first request of the answer, its files uploaded (or uploaded again)."""
         model = self.streams.catalogue.get(question.model)
+        project = question.project
+        blocks = self.streams.files.blocks(
+            question.history,
+            upload_again=upload_again,
+            citations=model is not None and model.citations,
+            more=project.files if project is not None else (),
+        )
         return build_request(
             model=question.model,
             system_prompt=question.system_prompt,
@@ -231,14 +238,12 @@ class Generation:
                 adaptive_tokens=self.streams.adaptive_thinking_tokens,
             ),
             tools=tools.definitions(question.tools),
-            files=self.streams.files.blocks(
-                question.history,
-                upload_again=upload_again,
-                citations=model is not None and model.citations,
-            ),
+            files=blocks,
             server_tools=server_tools.definitions(
                 question.server_tools, model, self.streams.app.config
             ),
+            project_instructions=project.instructions if project is not None else "",
+            project_files=[blocks[f.id] for f in project.files] if project is not None else None,
         )
 
     def _answer(

@@ -36,6 +36,7 @@ from ..llm.thinking import Thinking
 from ..metrics import Meter
 from ..models import Conversation, Message, MessageState, Status, utcnow
 from ..outage import Outage
+from ..projects import store as projects
 
 if TYPE_CHECKING:
     from gevent import Greenlet
@@ -306,6 +307,7 @@ class Question:
     server_tools: list[str]  # Anthropic's server tools switched on (web search, web fetch)
     thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
+    project: projects.ProjectContext | None = None  # the instructions and files of its project
 
 
 def load_question(app: Flask, message_id: int) -> Question:
@@ -330,4 +332,5 @@ def load_question(app: Flask, message_id: int) -> Question:
             server_tools=conversation.server_tools.split(),
             thinking=thinking_of(conversation),
             history=[MessageState.of(m, transcript=True) for m in earlier],
+            project=projects.context_of(conversation),
         )

@@ -150,7 +150,7 @@ class FakeUpstream:
             return wire.json_response(start_response, 200, {"input_tokens": tokens})
         self.requests.append(sent)
         scenario = self._scenarios.popleft() if self._scenarios else Scenario()
-        rejected = listing.rejection(self.models, body)
+        rejected = listing.rejection(self.models, body) or wire.malformed(body)
         if rejected is not None:
             return wire.error_response(start_response, *rejected)
 

@@ -158,6 +158,34 @@ def prompt_blocks(body: dict[str, Any]) -> list[Any]:
     return blocks
 
 
+MOST_BREAKPOINTS = 4  # cache_control blocks the API takes in one request
+
+
+def malformed(body: dict[str, Any]) -> tuple[int, str, str] | None:
+    """The API's 400 for a request shaped wrongly where it matters to this app: a system
+    prompt of blocks other than text, or more cache breakpoints than the API takes."""
+    system = body.get("system")
+    if isinstance(system, list):
+        for index, block in enumerate(system):
+            if not isinstance(block, dict) or block.get("type") != "text":
+                return 400, "invalid_request_error", f"system.{index}: Input should be a text block"
+    tools = body.get("tools")
+    tools = tools if isinstance(tools, list) else []
+    marked = [
+        block
+        for block in [*prompt_blocks(body), *tools]
+        if isinstance(block, dict) and block.get("cache_control")
+    ]
+    if len(marked) > MOST_BREAKPOINTS:
+        return (
+            400,
+            "invalid_request_error",
+            f"A maximum of {MOST_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(marked)}.",
+        )
+    return None
+
+
 def last_user_files(body: dict[str, Any]) -> list[str]:
     """How the emulator described the files of the newest user turn (see files.py)."""
     for message in reversed(body.get("messages") or []):
