@@ -233,7 +233,10 @@ class Share(db.Model):  # type: ignore[name-defined]
 
     owner: Mapped[User] = relationship()
     messages: Mapped[list[SharedMessage]] = relationship(
-        order_by="SharedMessage.position", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="share",
+        order_by="SharedMessage.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
 
@@ -256,6 +259,7 @@ class SharedMessage(db.Model):  # type: ignore[name-defined]
     # What "Continue in my chats" sends Claude back (see `Message.transcript`).
     transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
 
+    share: Mapped[Share] = relationship(back_populates="messages")
     files: Mapped[list[SharedFile]] = relationship(
         order_by="SharedFile.position", passive_deletes=True
     )

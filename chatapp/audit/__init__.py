@@ -48,6 +48,9 @@ KINDS: dict[str, Kind] = {
     "password_reset": Kind("Password reset", "account"),
     "conversation_deleted": Kind("Conversation deleted", "conversation"),
     "export": Kind("Conversation exported", "conversation"),
+    "conversation_shared": Kind("Conversation shared", "conversation"),
+    "share_public": Kind("Public link changed", "conversation"),
+    "share_ended": Kind("Sharing stopped", "conversation"),
     "admin_backup": Kind("Backup written"),
     "admin_restore": Kind("Backup restored"),
 }

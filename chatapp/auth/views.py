@@ -26,6 +26,7 @@ from redis.retry import Retry
 from .. import audit
 from ..conversations import store
 from ..models import User
+from ..sharing import store as shares
 from . import accounts, usage
 from .throttle import SharedThrottle, Throttle
 
@@ -173,7 +174,13 @@ def users() -> ResponseReturnValue:
             audit.record(
                 "user_created", actor=admin, target=user.id, detail=accounts.described(user)
             )
-    return render_template("admin_users.html", users=accounts.all_users(), error=error), status
+    page = render_template(
+        "admin_users.html",
+        users=accounts.all_users(),
+        share_counts=shares.counts(),
+        error=error,
+    )
+    return page, status
 
 
 @bp.get("/admin/usage")
