@@ -4,6 +4,7 @@ links, Continue in my chats, the admins' part, and who may reach which route."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -63,7 +64,7 @@ def share(client: FlaskClient, conversation_id: int) -> tuple[int, str]:
     manage = response.headers["HX-Redirect"]
     page = html(client.get(manage).data)
     link = str(page.select_one("#share-link")["value"])
-    return int(manage.rsplit("/", 1)[1]), link.split("://", 1)[1].split("/", 1)[1].join(["/", ""])
+    return int(manage.rsplit("/", 1)[1]), urlsplit(link).path
 
 
 def make_account(app: Flask, name: str, *, admin: bool = False) -> None:
@@ -103,7 +104,9 @@ def test_the_shared_page_shows_the_snapshot_read_only(
     assert chip.get_text() == "notes.txt"
     assert bob.get(image).data == files["dot.png"]
     served = bob.get(chip["href"])
-    assert served.data == files["notes.txt"] and served.headers["Cache-Control"] == "private, no-store"
+    assert (
+        served.data == files["notes.txt"] and served.headers["Cache-Control"] == "private, no-store"
+    )
     assert served.headers["Content-Disposition"].startswith("attachment")
     # Read-only: no action but Continue, no stream, nothing that leads into Alice's conversation.
     assert forms(page) == [f"{link}/continue"]
@@ -321,9 +324,7 @@ def test_admins_see_each_persons_shares_and_can_end_any(
     ended = admin.post(f"/admin/shares/{share_ids[0]}/end")
     assert ended.status_code == 303
     with app.app_context():
-        event = db.session.scalars(
-            select(AuditEvent).where(AuditEvent.kind == "share_ended")
-        ).one()
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.kind == "share_ended")).one()
         assert (event.username, event.target_id) == ("root", ids[0])
         assert "owner alice" in event.detail
         assert db.session.scalars(select(Share.id)).all() == [share_ids[1]]
@@ -417,3 +418,37 @@ def test_every_share_route_for_every_role(
         with app.app_context():
             owners = db.session.scalars(select(Conversation.user_id)).all()
         assert sorted(owners) == sorted([user_id(app, "alice"), user_id(app, "bob")])
+
+
+def test_continue_is_the_shared_pages_one_action_and_it_needs_the_csrf_token(
+    configured: Any, upstream: FakeUpstream
+) -> None:
+    app = configured(WTF_CSRF_ENABLED=True)
+    alice = app.test_client()
+    page = html(alice.get("/").data)
+    token = str(page.select_one('input[name="csrf_token"]')["value"])
+    upstream.push(Scenario(text="Shared."))
+    fragment = html(
+        alice.post(
+            "/messages",
+            data={"content": "Share me", "csrf_token": token},
+            headers=HX,
+        ).data
+    )
+    read_events(alice, stream_url(fragment))
+    conversation_id = int(fragment.select_one("#conversation-id")["value"])
+    shared = alice.post(f"/conversations/{conversation_id}/share", data={"csrf_token": token})
+    link = str(html(alice.get(shared.headers["Location"]).data).select_one("#share-link")["value"])
+    path = urlsplit(link).path
+
+    bob = app.test_client(user="bob")
+    shown = html(bob.get(path).data)
+    [form] = shown.select("form")
+    assert form["method"] == "post" and form["action"] == f"{path}/continue"
+    assert bob.post(f"{path}/continue").status_code == 400  # no token: refused
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Conversation.id))) == 1
+    fields = {i["name"]: i["value"] for i in form.select("input[type=hidden]")}
+    assert bob.post(f"{path}/continue", data=fields).status_code == 303
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Conversation.id))) == 2
