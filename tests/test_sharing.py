@@ -396,8 +396,9 @@ def test_every_share_route_for_every_role(
         accounts.set_disabled(accounts.find("carol"), True)
     values = {"conversation": conversation_id, "share": share_id, "link": link, "file": file}
     visitor = client if who == "alice" else app.test_client(user=who)
-    kinds = [("owner", OWNER_ROUTES), ("viewer", VIEWER_ROUTES), ("admin", ADMIN_ROUTES)]
-    # Stop and End last: they end the share the other routes read.
+    # The viewer's routes first (Update takes the snapshot, and its files, anew), then Stop
+    # and End last: they end the share the other routes read.
+    kinds = [("viewer", VIEWER_ROUTES), ("owner", OWNER_ROUTES), ("admin", ADMIN_ROUTES)]
     routes = [(kind, method, path) for kind, group in kinds for method, path in group]
     routes.sort(key=lambda route: route[2].endswith(("/stop", "/end")))
     for kind, method, pattern in routes:
