@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from chatapp.auth import accounts
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
-from chatapp.llm.demo.scenario import ToolUse
+from chatapp.llm.demo.scenario import Cited, Found, SearchResults, ServerToolUse, ToolUse
 from chatapp.models import Attachment, AuditEvent, Conversation, Message, Share, User
 from chatapp.streaming import streams
 
@@ -453,3 +453,34 @@ def test_continue_is_the_shared_pages_one_action_and_it_needs_the_csrf_token(
     assert bob.post(f"{path}/continue", data=fields).status_code == 303
     with app.app_context():
         assert db.session.scalar(select(func.count(Conversation.id))) == 2
+
+
+def test_a_snapshot_shows_web_searches_and_citations(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream
+) -> None:
+    found = [Found("Queue theory", "https://queues.example/theory")]
+    search = ServerToolUse("web_search", {"query": "queue draining"})
+    upstream.push(
+        Scenario(
+            blocks=[
+                search,
+                SearchResults(search.id, found),
+                Cited("Drain it in batches", [found[0].cite("batches drain queues")]),
+            ]
+        )
+    )
+    response = client.post(
+        "/messages",
+        data={"content": "How?", "conversation_id": "", "server_tools": ["web_search"]},
+        headers=HX,
+    )
+    fragment = html(response.data)
+    read_events(client, stream_url(fragment))
+    _, link = share(client, int(fragment.select_one("#conversation-id")["value"]))
+    answer = html(app.test_client(user="bob").get(link).data).select_one(
+        'article[data-role="assistant"]'
+    )
+    assert "queue draining" in answer.select_one(".tool").get_text()  # the search's block
+    assert answer.select_one(".cite")  # the citation's marker
+    [source] = answer.select(".sources__list li")
+    assert source.select_one("a")["href"] == "https://queues.example/theory"
