@@ -65,6 +65,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .projects.views import bp as projects_bp
     from .render import anchors, render_answer, render_streaming, render_text
     from .render.thinking import thinking_section
+    from .sharing.views import bp as sharing_bp
     from .streaming import streams
 
     app.register_blueprint(conversations_bp)
@@ -72,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(attachments.bp)
     app.register_blueprint(streaming.bp)
     app.register_blueprint(operations.bp)
+    app.register_blueprint(sharing_bp)
     _add_sysadmin_duties(app)
     auth.init_app(app)
     app.session_interface = auth.SessionCookies()

@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PDF_PAGES": 100,
     "FILES_API": True,
     "MAX_SYSTEM_PROMPT_CHARS": 50_000,
+    # Sharing (chatapp/sharing): may a shared conversation be made readable without signing in?
+    "PUBLIC_LINKS": False,
     # Per person; 0 = no limit (see chatapp/conversations/quotas.py)
     "DAILY_TOKEN_LIMIT": 0,
     "DAILY_COST_LIMIT": 0,  # dollars

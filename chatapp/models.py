@@ -274,6 +274,85 @@ class Attachment(db.Model):  # type: ignore[name-defined]
     message: Mapped[Message | None] = relationship(back_populates="attachments")
 
 
+class Share(db.Model):  # type: ignore[name-defined]
+    """A conversation shared with the team as it was at one moment: a snapshot of its
+    messages and files, copied so that later edits or its deletion do not change it
+    (chatapp/sharing). Stopping it deletes it; so does deleting its owner."""
+
+    __tablename__ = "share"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The link's secret part (secrets.token_urlsafe): a link cannot be guessed from another.
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    # The conversation it was taken from; empty once that is deleted (the snapshot stays).
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversation.id", ondelete="SET NULL"), unique=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    # Anyone with the link may read it, signed in or not (only while CHATAPP_PUBLIC_LINKS).
+    public: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    shared_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    owner: Mapped[User] = relationship()
+    messages: Mapped[list[SharedMessage]] = relationship(
+        back_populates="share",
+        order_by="SharedMessage.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class SharedMessage(db.Model):  # type: ignore[name-defined]
+    """A message of a share's snapshot, as it stood when shared (an answer still being
+    written keeps the status `streaming` and the text it had)."""
+
+    __tablename__ = "shared_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    share_id: Mapped[int] = mapped_column(ForeignKey("share.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    thinking: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(100))
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    # What "Continue in my chats" sends Claude back (see `Message.transcript`).
+    transcript: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
+
+    share: Mapped[Share] = relationship(back_populates="messages")
+    files: Mapped[list[SharedFile]] = relationship(
+        order_by="SharedFile.position", passive_deletes=True
+    )
+
+
+class SharedFile(db.Model):  # type: ignore[name-defined]
+    """A question's file in a share's snapshot: a copy of the attachment, bytes and all."""
+
+    __tablename__ = "shared_file"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    share_id: Mapped[int] = mapped_column(ForeignKey("share.id", ondelete="CASCADE"), index=True)
+    shared_message_id: Mapped[int] = mapped_column(
+        ForeignKey("shared_message.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    pages: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+
 class ListedModel(db.Model):  # type: ignore[name-defined]
     """A model as the Models API last listed it: the last good list, for a worker that
     cannot reach the API (see chatapp/llm/catalogue.py)."""

@@ -18,7 +18,7 @@ from chatapp.auth import accounts, usage
 from chatapp.auth.throttle import SharedThrottle
 from chatapp.extensions import db
 from chatapp.llm.demo import FakeUpstream, Scenario
-from chatapp.models import Conversation
+from chatapp.models import Conversation, Share
 from chatapp.projects import store as store_of_projects
 from chatapp.render import anchors
 
@@ -239,12 +239,21 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
     with app.app_context():
         project_file = store_of_projects.files_of(project)[0].id
     client.post(f"/conversations/{conversation}/project", data={"project_id": project})
+    # Alice shares it: its link (and the snapshot's file) is for the team, nothing else is.
+    shared = client.post(f"/conversations/{conversation}/share")
+    share_id = int(shared.headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        found = db.session.get(Share, share_id)
+        token, [file_id] = found.token, [f.id for m in found.messages for f in m.files]
     ids = {
         "conversation_id": conversation,
         "message_id": answer,
         "user_id": user_id(app),
         "attachment_id": attachment,
         "project_id": project,
+        "share_id": share_id,
+        "token": token,
+        "file_id": file_id,
     }
 
     bob = app.test_client(user="bob")
@@ -260,14 +269,19 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
             url = url_for(rule.endpoint, **values)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             response = bob.open(url, method=method, data={"content": "x", "model": "x"})
-            assert response.status_code == 404, f"{method} {url}: {response.status_code}"
+            if rule.endpoint in SHARED_WITH_THE_TEAM:
+                assert response.status_code in (200, 303), f"{method} {url}"
+            else:
+                assert response.status_code == 404, f"{method} {url}: {response.status_code}"
             walked.append(f"{method} {rule.rule}")
     assert len(walked) >= 8, walked
     assert "GET /projects/<id:project_id>/files/<id:attachment_id>" in walked
-    # And Alice's conversation and project are not in Bob's sidebar, nor can Bob post into
-    # either.
+    # And Alice's conversation and project are not in Bob's sidebar (his copy from Continue in
+    # my chats is), nor can Bob post into either.
     bobs = html(bob.get("/").data)
-    assert not bobs.select(".sidebar__list a") and not bobs.select(".sidebar__group a")
+    listed = bobs.select(".sidebar__list a")
+    assert [a["href"] for a in listed] != [f"/conversations/{conversation}"] and len(listed) == 1
+    assert not bobs.select(".sidebar__group a")
     posted = bob.post(
         "/messages",
         data={"conversation_id": str(conversation), "content": "mine now?"},
@@ -281,6 +295,10 @@ def test_nobody_reaches_another_persons_conversation_by_any_route(
     )
     assert posted.status_code == 404
     assert len(upstream.requests) == 1
+
+
+# A shared conversation's page, its files and Continue in my chats: for any teammate.
+SHARED_WITH_THE_TEAM = {"sharing.page", "sharing.file", "sharing.download", "sharing.continue_"}
 
 
 @pytest.mark.parametrize("path", ["/messages", "/login", "/setup"])

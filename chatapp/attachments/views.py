@@ -63,17 +63,24 @@ def _file(attachment_id: int, *, inline: bool) -> Response:
     attachment = store.get(attachment_id, signed_in_user())
     data = attachment.data
     db.session.close()
-    inline = inline and attachment.media_type in INLINE_TYPES
-    media_type = attachment.media_type
+    return file_response(data, attachment.name, attachment.media_type, inline=inline)
+
+
+def file_response(
+    data: bytes, name: str, media_type: str, *, inline: bool, cache: str = "private, max-age=3600"
+) -> Response:
+    """A stored file as a response: a raster image inline if asked, anything else as a
+    download, never sniffed, and sandboxed should a browser render it anyway."""
+    inline = inline and media_type in INLINE_TYPES
     if media_type.startswith("text/"):
         media_type += "; charset=utf-8"
     response = Response(data, mimetype=media_type)
     disposition = "inline" if inline else "attachment"
-    response.headers.set("Content-Disposition", disposition, filename=attachment.name)
+    response.headers.set("Content-Disposition", disposition, filename=name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Nothing in a file runs, even if a browser were to render it.
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["Cache-Control"] = cache
     return response
 
 

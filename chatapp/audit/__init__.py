@@ -53,6 +53,9 @@ KINDS: dict[str, Kind] = {
     "project_sharing": Kind("Project sharing changed", "project"),  # detail: private, use, edit
     "project_handed_over": Kind("Project handed over", "project"),  # detail: the new owner
     "project_deleted": Kind("Project deleted", "project"),
+    "conversation_shared": Kind("Conversation shared", "conversation"),
+    "share_public": Kind("Public link changed", "conversation"),
+    "share_ended": Kind("Sharing stopped", "conversation"),
     "admin_backup": Kind("Backup written"),
     "admin_restore": Kind("Backup restored"),
 }

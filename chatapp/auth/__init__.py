@@ -23,8 +23,18 @@ from .views import bp
 
 __all__ = ["SessionCookies", "bp", "init_app", "session_watch", "signed_in_user"]
 
-# Reachable without signing in.
-OPEN_ENDPOINTS = {"auth.login", "auth.setup", "static", "operations.healthz", "operations.metrics"}
+# Reachable without signing in. A shared conversation's page and files decide for themselves
+# (chatapp/sharing): a public link reads signed out, any other sends you to sign in.
+OPEN_ENDPOINTS = {
+    "auth.login",
+    "auth.setup",
+    "static",
+    "operations.healthz",
+    "operations.metrics",
+    "sharing.page",
+    "sharing.file",
+    "sharing.download",
+}
 
 login_manager = LoginManager()
 

@@ -28,6 +28,7 @@ from ..conversations import store
 from ..cooperate import let_streams_run
 from ..models import User
 from ..projects import store as projects
+from ..sharing import store as shares
 from . import accounts, deletion, usage
 from .throttle import SharedThrottle, Throttle
 
@@ -179,6 +180,7 @@ def users() -> ResponseReturnValue:
         "admin_users.html",
         users=accounts.all_users(),
         projects=projects.projects_owned(),
+        share_counts=shares.counts(),
         error=error,
     ), status
 

@@ -5,6 +5,7 @@ Revises: d8e905c9fc39
 Create Date: 2026-11-24 05:00:00
 
 """
+
 import sqlalchemy as sa
 from alembic import op
 

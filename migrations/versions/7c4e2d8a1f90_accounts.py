@@ -5,6 +5,7 @@ Revises: 3b1f6c2a9d47
 Create Date: 2026-11-24 05:55:00
 
 """
+
 import sqlalchemy as sa
 from alembic import op
 
