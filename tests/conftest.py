@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent
+import gevent.util
 import pytest
 from bs4 import BeautifulSoup
 from flask import Flask
@@ -27,6 +30,26 @@ from chatapp.llm.demo import FakeUpstream, Pace
 from chatapp.streaming import streams
 
 FAST = Pace(first_token_seconds=(0.02, 0.02), tokens_per_second=(2000.0, 2000.0), ping_seconds=1.0)
+
+
+# A test still running after this long has its greenlets' stacks written to stderr (once), so a
+# hang in CI says where it is instead of only running out of time.
+STUCK_SECONDS = 300
+
+
+def _report_stuck(config: pytest.Config, test: str) -> None:
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # past pytest's capture, to the real stderr
+        sys.stderr.write(f"\n{test} has run {STUCK_SECONDS} s; every greenlet's stack:\n")
+        sys.stderr.write("\n".join(gevent.util.format_run_info()) + "\n")
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def stuck_test_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    watchdog = gevent.spawn_later(STUCK_SECONDS, _report_stuck, request.config, request.node.nodeid)
+    yield
+    watchdog.kill()
 
 
 @pytest.fixture
