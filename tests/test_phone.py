@@ -237,7 +237,7 @@ def test_on_a_phone_the_conversation_fills_the_screen_and_nothing_overlaps(
     # The actions menu: every action shown, in view, none over another; Escape folds it.
     browser.click("phone", ".chat__more-button")
     opened = browser.evaluate("phone", LAYOUT)
-    menu = ["Rename", "Markdown", "JSON", "Pin", "Delete"]
+    menu = ["Rename", "Share", "Markdown", "JSON", "Pin", "Delete"]
     assert [item["name"] for item in opened["menu"]] == menu
     assert overlapping(opened["menu"]) == [] and outside(opened["menu"], *PHONE) == []
     shot(browser, "phone", "phone-actions")
@@ -331,7 +331,7 @@ def test_on_a_desktop_the_sidebar_and_actions_show_and_nothing_overlaps(
     assert layout["sidebar"] is not None and layout["sidebar"]["left"] == 0
     assert layout["sidebar_links"] == 2
     names = [control["name"] for control in layout["header"]]
-    assert names[:6] == [LONG_TITLE, "Rename", "Markdown", "JSON", "Pin", "Delete"], names
+    assert names[:7] == [LONG_TITLE, "Rename", "Share", "Markdown", "JSON", "Pin", "Delete"], names
     # One row: the title and its actions, the total and the settings side by side.
     middles = {round((control["top"] + control["bottom"]) / 2) for control in layout["header"]}
     assert max(middles) - min(middles) <= 4, layout["header"]
