@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "The server stopped while writing this answer. The text so far is kept."
 COUNTS_AT_ONCE = 8  # orphans whose output tokens are counted at the same time
+STOP_WAIT = 1.0  # seconds a stop waits for the sweeper to end before killing it again
 
 
 class Sweeper:
@@ -67,9 +68,11 @@ class Sweeper:
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
+        greenlet, self._greenlet = self._greenlet, None
+        # Killed again until it is dead: a kill that lands inside a library that swallows it
+        # (seen once on PostgreSQL: the sweeper went back to sleep) must not hang the stop.
+        while greenlet is not None and not greenlet.dead:
+            greenlet.kill(timeout=STOP_WAIT)
 
     def sweep(self) -> int:
         """Touch this worker's live answers; interrupt stale ones. Returns how many ended."""
