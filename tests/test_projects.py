@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chatapp.auth import accounts
 from chatapp.extensions import db
@@ -198,6 +198,37 @@ def test_making_a_project_private_moves_everyone_elses_conversations_out(
     assert sidebar_names(bob, ".sidebar__list a") == ["Bob's"]
     assert sidebar_names(bob, ".sidebar__group a") == []
     assert bob.get(f"/projects/{project}").status_code == 404
+
+
+def test_a_conversation_that_lands_in_a_project_just_made_private_gets_nothing_of_it(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    """Bob starts a chat in a shared project as Alice makes it private: the check that he may
+    use it passed, then her update moved everyone else's out, then his conversation was
+    written in it. His requests still go without her instructions, and his sidebar still
+    lists the conversation."""
+    alice, bob = app.test_client(), app.test_client(user="bob")
+    project = new_project(alice, "Secret", "The code word is swordfish.")
+    share(alice, project, "use")
+    first = wait_finished(app, start_in(bob, project, "Bob's"))
+    share(alice, project, "private")
+    with app.app_context():  # his write, after hers
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.id == first.conversation_id)
+            .values(project_id=project)
+        )
+        db.session.commit()
+    assert sidebar_names(bob, ".sidebar__list a") == ["Bob's"]
+    bob.post(
+        "/messages",
+        data={"content": "What is the code word?", "conversation_id": first.conversation_id},
+        headers=HX,
+    )
+    wait_finished(app, answer_id_of_last(app, first.conversation_id))
+    assert "swordfish" not in json.dumps(upstream.requests[-1])
+    page = html(bob.get(f"/conversations/{first.conversation_id}").data)
+    assert page.select_one(".chat__project") is None
 
 
 # -- the request -----------------------------------------------------------------------------

@@ -51,7 +51,11 @@ def visible_to(user: User) -> ColumnElement[bool]:
 
 
 def can(user: User, project: Project, need: Need) -> bool:
-    if project.user_id == user.id:
+    return _may(user.id, project, need)
+
+
+def _may(user_id: int | None, project: Project, need: Need) -> bool:
+    if project.user_id == user_id:
         return True
     if need is Need.OWN:
         return False
@@ -241,11 +245,16 @@ class ProjectContext:
 
 
 def context_of(conversation: Conversation) -> ProjectContext | None:
-    """The instructions and files of the conversation's project, or None outside any."""
+    """The instructions and files of the conversation's project, or None outside any, or
+    in one its author may not use (made private while the conversation was being started or
+    moved in it: a private project's instructions and files go to its owner's requests
+    alone)."""
     if conversation.project_id is None:
         return None
     project = db.session.get(Project, conversation.project_id)
-    return None if project is None else context_of_project(project)
+    if project is None or not _may(conversation.user_id, project, Need.USE):
+        return None
+    return context_of_project(project)
 
 
 def context_of_project(project: Project) -> ProjectContext:
