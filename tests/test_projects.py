@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from chatapp.auth import accounts
 from chatapp.extensions import db
+from chatapp.llm.catalogue import catalogue
 from chatapp.llm.demo import FakeUpstream, Scenario, ToolUse
 from chatapp.models import AuditEvent, Conversation, Pin, Project
 from chatapp.projects import store as projects
@@ -305,6 +306,49 @@ def test_a_tool_loop_in_a_project_stays_within_four_cache_breakpoints(
     with httpx2.Client() as http:
         refused = http.post(f"{upstream.url}/v1/messages", json=following)
     assert refused.status_code == 400 and "maximum of 4" in refused.text
+
+
+def test_a_model_that_cannot_read_a_projects_file_is_refused_with_a_sentence_on_every_path(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    """An editor adds a PDF to the project after a chat in it started with a model that
+    cannot read PDFs: sending, editing, retrying and continuing each say so before asking."""
+    assert catalogue(app).refresh()
+    old = "claude-3-haiku-20240307"  # the fake lists it without PDF input
+    alice = app.test_client()
+    project = new_project(alice, "Scans")
+    upstream.push(Scenario(text="The first half", cut_after=8))
+    cut = wait_finished(app, start_in(alice, project, "Read it", model=old))
+    assert cut.status == "failed"
+    assert add_file(alice, project, "scan.pdf", pdf(1)).status_code == 303
+    asked = len(upstream.requests)
+    sentence = "Claude Haiku 3 cannot read scan.pdf, one of this project's files"
+
+    answers = {
+        "edit": alice.post(f"/messages/{cut.id - 1}/edit", data={"content": "Read it all"}),
+        "send": alice.post(
+            "/messages",
+            data={"content": "And now?", "conversation_id": cut.conversation_id},
+            headers=HX,
+        ),
+        "retry": alice.post(f"/messages/{cut.id}/retry", headers=HX),
+        "continue": alice.post(f"/messages/{cut.id}/continue", headers=HX),
+        "new chat": alice.post(
+            "/messages",
+            data={"content": "Hi", "conversation_id": "", "project_id": project, "model": old},
+            headers=HX,
+        ),
+    }
+    for path, response in answers.items():
+        assert response.status_code == 422, path
+        assert sentence in html(response.data).get_text(), path
+    assert len(upstream.requests) == asked
+    with app.app_context():
+        kept = db.session.get(Conversation, cut.conversation_id)
+        assert kept is not None and [m.content for m in kept.messages] == [
+            "Read it",
+            "The firs",
+        ]
 
 
 def test_moving_a_conversation_into_and_out_of_a_project(
