@@ -351,6 +351,34 @@ def test_a_model_that_cannot_read_a_projects_file_is_refused_with_a_sentence_on_
         ]
 
 
+def test_a_new_chat_in_a_project_too_big_for_the_models_window_is_refused_before_asking(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    alice = app.test_client()
+    project = new_project(alice, "Logs", "Find the failures.")
+    # About 200,000 tokens (2,000 a page), and the instructions: more than Claude Haiku
+    # 4.5's window.
+    assert add_file(alice, project, "manual.pdf", pdf(100)).status_code == 303
+    refused = alice.post(
+        "/messages",
+        data={
+            "content": "Why?",
+            "conversation_id": "",
+            "project_id": project,
+            "model": "claude-haiku-4-5",
+        },
+        headers=HX,
+    )
+    assert refused.status_code == 422
+    assert "would not fit in Claude Haiku 4.5's context window" in html(refused.data).get_text()
+    assert upstream.requests == []
+    with app.app_context():
+        assert db.session.scalars(select(Conversation)).all() == []
+    # A model with a larger window takes it.
+    wait_finished(app, start_in(alice, project, "Why?", model="claude-sonnet-5-5"))
+    assert len(upstream.requests) == 1
+
+
 def test_moving_a_conversation_into_and_out_of_a_project(
     app: Flask, upstream: FakeUpstream
 ) -> None:

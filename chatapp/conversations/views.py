@@ -104,7 +104,10 @@ def send() -> ResponseReturnValue:
         return _composer_error(str(exc), conversation, project=project)
     if conversation is None:
         assert settings is not None
-        if refusal := _unreadable(_context(project), model):
+        in_project = _context(project)
+        if refusal := _unreadable(in_project, model) or _cannot_start(
+            in_project, model, prompt, files
+        ):
             return _composer_error(refusal, None, project=project)
         project_id = project.id if project is not None else None
         conversation = store.create_conversation(signed_in_user(), settings, project_id)
@@ -429,6 +432,20 @@ def _cannot_ask(
         # Before the first request the project's part is not counted in any answer's usage yet.
         extra += _project_tokens(in_project)
     return context.too_big(answers, catalogue().get(conversation.model), prompt, extra)
+
+
+def _cannot_start(
+    in_project: projects.ProjectContext | None,
+    model: str,
+    prompt: str,
+    files: Sequence[Attachment],
+) -> str | None:
+    """Why the first question of a new chat (in a project, with its instructions and files)
+    cannot fit in the model's context window, or None."""
+    extra = sum(attachments.estimated_tokens(file) for file in files)
+    if in_project is not None:
+        extra += _project_tokens(in_project)
+    return context.too_big([], catalogue().get(model), prompt, extra)
 
 
 def _project_tokens(in_project: projects.ProjectContext) -> int:
