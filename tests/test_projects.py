@@ -446,6 +446,24 @@ def test_project_files_are_checked_like_a_questions_and_refused_with_a_sentence(
     assert "limit is 200" in html(long_name.data).select_one(".project__error").get_text()
 
 
+def test_a_file_named_like_one_of_the_projects_is_refused_with_a_sentence(app: Flask) -> None:
+    alice = app.test_client()
+    project = new_project(alice)
+    assert add_file(alice, project, "spec.txt", b"Version 1").status_code == 303
+    again = add_file(alice, project, "Spec.txt", b"Version 2")
+    assert again.status_code == 422
+    said = html(again.data).select_one(".project__error").get_text()
+    assert "The project has a file named Spec.txt already" in said
+    # Chosen twice in one go: neither is added.
+    twice = alice.post(
+        f"/projects/{project}/files",
+        data={"files": [(io.BytesIO(b"a"), "notes.md"), (io.BytesIO(b"b"), "notes.md")]},
+    )
+    assert twice.status_code == 422
+    with app.app_context():
+        assert [(f.name, f.size) for f in projects.files_of(project)] == [("spec.txt", 9)]
+
+
 def test_deleting_a_project_keeps_its_conversations(app: Flask, upstream: FakeUpstream) -> None:
     alice, bob = app.test_client(), app.test_client(user="bob")
     project = new_project(alice, "Short-lived")

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from .. import audit
-from ..attachments.kinds import Inspected
+from ..attachments.kinds import FileRefused, Inspected
 from ..attachments.store import clean_name
 from ..extensions import db
 from ..llm import files as uploaded_files
@@ -189,6 +189,20 @@ def add_file(project: Project, name: str, data: bytes, inspected: Inspected) -> 
     project.updated_at = utcnow()
     db.session.commit()
     return attachment
+
+
+def check_names(kept: Sequence[AttachedFile], names: Sequence[str]) -> None:
+    """FileRefused if one of the new files' `names` is already one of the project's (`kept`)
+    or is chosen twice: Claude, and the people using the project, tell its files apart by
+    their names."""
+    taken = {file.name.casefold() for file in kept}
+    for name in map(clean_name, names):
+        if name.casefold() in taken:
+            raise FileRefused(
+                f"The project has a file named {name} already. To replace it, remove it first; "
+                "to keep both, rename one."
+            )
+        taken.add(name.casefold())
 
 
 def file_of(project: Project, attachment_id: int) -> Attachment:
