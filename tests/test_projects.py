@@ -618,3 +618,32 @@ def test_deleting_an_account_can_delete_its_shared_projects(
 def accounts_named(app: Flask) -> list[str]:
     with app.app_context():
         return [user.username for user in accounts.all_users()]
+
+
+@pytest.mark.parametrize("to", ["themselves", "disabled", "nobody", "not an id"])
+def test_shared_projects_are_handed_over_only_to_another_active_account(
+    app: Flask, to: str
+) -> None:
+    root = app.test_client(user="root")
+    root_id = user_id(app, "root")
+    with app.app_context():
+        accounts.set_admin(accounts.find("root"), True)  # type: ignore[arg-type]
+    bob = app.test_client(user="bob")
+    project = new_project(bob, "Team")
+    share(bob, project, "use")
+    bob_id, dave_id = user_id(app, "bob"), user_id(app, "dave")
+    with app.app_context():
+        accounts.set_disabled(accounts.find("dave"), True)  # type: ignore[arg-type]
+    target = {"themselves": bob_id, "disabled": dave_id, "nobody": 999_999, "not an id": "x"}[to]
+    refused = root.post(
+        f"/admin/users/{bob_id}/delete",
+        data={"confirm": "yes", "shared": "hand_over", "to": target},
+    )
+    assert refused.status_code == 422
+    assert "active account" in html(refused.data).select_one(".account-page__error").get_text()
+    assert accounts_named(app) == ["bob", "dave", "root"]
+    with app.app_context():
+        kept = db.session.get(Project, project)
+        assert kept is not None and kept.user_id == bob_id
+    # Nor may an admin delete their own account this way.
+    assert root.post(f"/admin/users/{root_id}/delete", data={"confirm": "yes"}).status_code == 404
