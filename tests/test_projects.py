@@ -12,10 +12,11 @@ import httpx2
 import pytest
 from flask import Flask, url_for
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from chatapp.auth import accounts
 from chatapp.extensions import db
+from chatapp.llm.catalogue import catalogue
 from chatapp.llm.demo import FakeUpstream, Scenario, ToolUse
 from chatapp.models import AuditEvent, Conversation, Pin, Project
 from chatapp.projects import store as projects
@@ -200,6 +201,37 @@ def test_making_a_project_private_moves_everyone_elses_conversations_out(
     assert bob.get(f"/projects/{project}").status_code == 404
 
 
+def test_a_conversation_that_lands_in_a_project_just_made_private_gets_nothing_of_it(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    """Bob starts a chat in a shared project as Alice makes it private: the check that he may
+    use it passed, then her update moved everyone else's out, then his conversation was
+    written in it. His requests still go without her instructions, and his sidebar still
+    lists the conversation."""
+    alice, bob = app.test_client(), app.test_client(user="bob")
+    project = new_project(alice, "Secret", "The code word is swordfish.")
+    share(alice, project, "use")
+    first = wait_finished(app, start_in(bob, project, "Bob's"))
+    share(alice, project, "private")
+    with app.app_context():  # his write, after hers
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.id == first.conversation_id)
+            .values(project_id=project)
+        )
+        db.session.commit()
+    assert sidebar_names(bob, ".sidebar__list a") == ["Bob's"]
+    bob.post(
+        "/messages",
+        data={"content": "What is the code word?", "conversation_id": first.conversation_id},
+        headers=HX,
+    )
+    wait_finished(app, answer_id_of_last(app, first.conversation_id))
+    assert "swordfish" not in json.dumps(upstream.requests[-1])
+    page = html(bob.get(f"/conversations/{first.conversation_id}").data)
+    assert page.select_one(".chat__project") is None
+
+
 # -- the request -----------------------------------------------------------------------------
 
 
@@ -276,6 +308,77 @@ def test_a_tool_loop_in_a_project_stays_within_four_cache_breakpoints(
     assert refused.status_code == 400 and "maximum of 4" in refused.text
 
 
+def test_a_model_that_cannot_read_a_projects_file_is_refused_with_a_sentence_on_every_path(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    """An editor adds a PDF to the project after a chat in it started with a model that
+    cannot read PDFs: sending, editing, retrying and continuing each say so before asking."""
+    assert catalogue(app).refresh()
+    old = "claude-3-haiku-20240307"  # the fake lists it without PDF input
+    alice = app.test_client()
+    project = new_project(alice, "Scans")
+    upstream.push(Scenario(text="The first half", cut_after=8))
+    cut = wait_finished(app, start_in(alice, project, "Read it", model=old))
+    assert cut.status == "failed"
+    assert add_file(alice, project, "scan.pdf", pdf(1)).status_code == 303
+    asked = len(upstream.requests)
+    sentence = "Claude Haiku 3 cannot read scan.pdf, one of this project's files"
+
+    answers = {
+        "edit": alice.post(f"/messages/{cut.id - 1}/edit", data={"content": "Read it all"}),
+        "send": alice.post(
+            "/messages",
+            data={"content": "And now?", "conversation_id": cut.conversation_id},
+            headers=HX,
+        ),
+        "retry": alice.post(f"/messages/{cut.id}/retry", headers=HX),
+        "continue": alice.post(f"/messages/{cut.id}/continue", headers=HX),
+        "new chat": alice.post(
+            "/messages",
+            data={"content": "Hi", "conversation_id": "", "project_id": project, "model": old},
+            headers=HX,
+        ),
+    }
+    for path, response in answers.items():
+        assert response.status_code == 422, path
+        assert sentence in html(response.data).get_text(), path
+    assert len(upstream.requests) == asked
+    with app.app_context():
+        kept = db.session.get(Conversation, cut.conversation_id)
+        assert kept is not None and [m.content for m in kept.messages] == [
+            "Read it",
+            "The firs",
+        ]
+
+
+def test_a_new_chat_in_a_project_too_big_for_the_models_window_is_refused_before_asking(
+    app: Flask, upstream: FakeUpstream
+) -> None:
+    alice = app.test_client()
+    project = new_project(alice, "Logs", "Find the failures.")
+    # About 200,000 tokens (2,000 a page), and the instructions: more than Claude Haiku
+    # 4.5's window.
+    assert add_file(alice, project, "manual.pdf", pdf(100)).status_code == 303
+    refused = alice.post(
+        "/messages",
+        data={
+            "content": "Why?",
+            "conversation_id": "",
+            "project_id": project,
+            "model": "claude-haiku-4-5",
+        },
+        headers=HX,
+    )
+    assert refused.status_code == 422
+    assert "would not fit in Claude Haiku 4.5's context window" in html(refused.data).get_text()
+    assert upstream.requests == []
+    with app.app_context():
+        assert db.session.scalars(select(Conversation)).all() == []
+    # A model with a larger window takes it.
+    wait_finished(app, start_in(alice, project, "Why?", model="claude-sonnet-5-5"))
+    assert len(upstream.requests) == 1
+
+
 def test_moving_a_conversation_into_and_out_of_a_project(
     app: Flask, upstream: FakeUpstream
 ) -> None:
@@ -341,6 +444,24 @@ def test_project_files_are_checked_like_a_questions_and_refused_with_a_sentence(
     long_name = alice.post(f"/projects/{project}/settings", data={"name": "x" * 201})
     assert long_name.status_code == 422
     assert "limit is 200" in html(long_name.data).select_one(".project__error").get_text()
+
+
+def test_a_file_named_like_one_of_the_projects_is_refused_with_a_sentence(app: Flask) -> None:
+    alice = app.test_client()
+    project = new_project(alice)
+    assert add_file(alice, project, "spec.txt", b"Version 1").status_code == 303
+    again = add_file(alice, project, "Spec.txt", b"Version 2")
+    assert again.status_code == 422
+    said = html(again.data).select_one(".project__error").get_text()
+    assert "The project has a file named Spec.txt already" in said
+    # Chosen twice in one go: neither is added.
+    twice = alice.post(
+        f"/projects/{project}/files",
+        data={"files": [(io.BytesIO(b"a"), "notes.md"), (io.BytesIO(b"b"), "notes.md")]},
+    )
+    assert twice.status_code == 422
+    with app.app_context():
+        assert [(f.name, f.size) for f in projects.files_of(project)] == [("spec.txt", 9)]
 
 
 def test_deleting_a_project_keeps_its_conversations(app: Flask, upstream: FakeUpstream) -> None:
@@ -497,3 +618,32 @@ def test_deleting_an_account_can_delete_its_shared_projects(
 def accounts_named(app: Flask) -> list[str]:
     with app.app_context():
         return [user.username for user in accounts.all_users()]
+
+
+@pytest.mark.parametrize("to", ["themselves", "disabled", "nobody", "not an id"])
+def test_shared_projects_are_handed_over_only_to_another_active_account(
+    app: Flask, to: str
+) -> None:
+    root = app.test_client(user="root")
+    root_id = user_id(app, "root")
+    with app.app_context():
+        accounts.set_admin(accounts.find("root"), True)  # type: ignore[arg-type]
+    bob = app.test_client(user="bob")
+    project = new_project(bob, "Team")
+    share(bob, project, "use")
+    bob_id, dave_id = user_id(app, "bob"), user_id(app, "dave")
+    with app.app_context():
+        accounts.set_disabled(accounts.find("dave"), True)  # type: ignore[arg-type]
+    target = {"themselves": bob_id, "disabled": dave_id, "nobody": 999_999, "not an id": "x"}[to]
+    refused = root.post(
+        f"/admin/users/{bob_id}/delete",
+        data={"confirm": "yes", "shared": "hand_over", "to": target},
+    )
+    assert refused.status_code == 422
+    assert "active account" in html(refused.data).select_one(".account-page__error").get_text()
+    assert accounts_named(app) == ["bob", "dave", "root"]
+    with app.app_context():
+        kept = db.session.get(Project, project)
+        assert kept is not None and kept.user_id == bob_id
+    # Nor may an admin delete their own account this way.
+    assert root.post(f"/admin/users/{root_id}/delete", data={"confirm": "yes"}).status_code == 404

@@ -65,10 +65,16 @@ class SidebarPage:
 
 
 def recent_conversations(
-    owner: User, page: int = 1, per_page: int = 50, *, besides: Sequence[int] = ()
+    owner: User,
+    page: int = 1,
+    per_page: int = 50,
+    *,
+    besides: Sequence[int] = (),
+    grouped: Sequence[int] = (),
 ) -> SidebarPage:
-    """The owner's conversations for the sidebar that are in no project, most recently active
-    first; without those in `besides` (pinned, shown above them).
+    """The owner's conversations for the sidebar that are in none of the projects `grouped`
+    (shown under their project), most recently active first; without those in `besides`
+    (pinned, shown above them).
 
     Every page and every new conversation shows this, so it reads only the two columns it
     shows, and one row more than a page instead of counting them all.
@@ -77,7 +83,7 @@ def recent_conversations(
     rows = db.session.execute(
         select(Conversation.id, Conversation.title)
         .where(Conversation.user_id == owner.id)
-        .where(Conversation.project_id.is_(None))
+        .where(or_(Conversation.project_id.is_(None), Conversation.project_id.not_in(grouped)))
         .where(Conversation.id.not_in(besides))
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .offset((page - 1) * per_page)

@@ -100,13 +100,15 @@ def send() -> ResponseReturnValue:
     model = settings.model if settings is not None else conversation.model  # type: ignore[union-attr]
     try:
         files = _files_from_form(model, limits)
-        in_project = projects.context_of(conversation) if conversation else _context(project)
-        if in_project is not None:
-            attachments.fits_model(in_project.files, catalogue().get(model))
     except FileRefused as exc:
         return _composer_error(str(exc), conversation, project=project)
     if conversation is None:
         assert settings is not None
+        in_project = _context(project)
+        if refusal := _unreadable(in_project, model) or _cannot_start(
+            in_project, model, prompt, files
+        ):
+            return _composer_error(refusal, None, project=project)
         project_id = project.id if project is not None else None
         conversation = store.create_conversation(signed_in_user(), settings, project_id)
     elif refusal := _cannot_ask(conversation, prompt, files):
@@ -140,8 +142,8 @@ def retry(message_id: int) -> ResponseReturnValue:
     message = store.get_message(message_id, signed_in_user())
     if over := _over_quota():
         return _composer_error(over, message.conversation, status=429)
-    if gone := _model_gone(message.conversation):
-        return _composer_error(gone, message.conversation)
+    if cannot := _cannot_answer(message.conversation):
+        return _composer_error(cannot, message.conversation)
     try:
         store.restart_answer(message)
     except store.ActionError as exc:
@@ -172,8 +174,8 @@ def edit(message_id: int) -> ResponseReturnValue:
         )
         if over := _over_quota():
             raise store.ActionError(over)
-        if gone := _model_gone(question.conversation):
-            raise store.ActionError(gone)
+        if cannot := _cannot_answer(question.conversation):
+            raise store.ActionError(cannot)
         answer = store.edit_question(question, content, request.form.getlist("keep"))
     except (forms.PromptError, store.ActionError) as exc:
         typed = request.form.get("content", "")
@@ -419,9 +421,10 @@ def _cannot_ask(
     conversation: Conversation, prompt: str, files: Sequence[Attachment] = ()
 ) -> str | None:
     """Why this question cannot be sent in the conversation as it stands, or None: its model
-    is gone, or the question would not fit in the model's context window."""
-    if gone := _model_gone(conversation):
-        return gone
+    is gone or cannot read its project's files, or the question would not fit in the model's
+    context window."""
+    if cannot := _cannot_answer(conversation):
+        return cannot
     answers = [MessageState.of(m) for m in conversation.messages if m.role == "assistant"]
     extra = sum(attachments.estimated_tokens(file) for file in files)
     in_project = projects.context_of(conversation)
@@ -429,6 +432,20 @@ def _cannot_ask(
         # Before the first request the project's part is not counted in any answer's usage yet.
         extra += _project_tokens(in_project)
     return context.too_big(answers, catalogue().get(conversation.model), prompt, extra)
+
+
+def _cannot_start(
+    in_project: projects.ProjectContext | None,
+    model: str,
+    prompt: str,
+    files: Sequence[Attachment],
+) -> str | None:
+    """Why the first question of a new chat (in a project, with its instructions and files)
+    cannot fit in the model's context window, or None."""
+    extra = sum(attachments.estimated_tokens(file) for file in files)
+    if in_project is not None:
+        extra += _project_tokens(in_project)
+    return context.too_big([], catalogue().get(model), prompt, extra)
 
 
 def _project_tokens(in_project: projects.ProjectContext) -> int:
@@ -472,6 +489,30 @@ def _files_from_form(model: str, limits: attachments.Limits) -> list[Attachment]
     attachments.fits_model(chosen, catalogue().get(model))
     attachments.fits_question(chosen, limits)
     return files + [attachments.add(owner, name, data, i) for name, data, i in new]
+
+
+def _cannot_answer(conversation: Conversation) -> str | None:
+    """Why no answer can be asked in the conversation as it stands (a new question, an
+    edited one, a retry), or None: its model is gone, or cannot read its project's files."""
+    return _model_gone(conversation) or _unreadable(
+        projects.context_of(conversation), conversation.model
+    )
+
+
+def _unreadable(in_project: projects.ProjectContext | None, model: str) -> str | None:
+    """Why `model` cannot be asked with the project's files (an image or a PDF it cannot
+    read), or None."""
+    known = catalogue().get(model)
+    for file in in_project.files if in_project is not None else ():
+        try:
+            attachments.fits_model([file], known)
+        except FileRefused:
+            name = known.display_name if known else model
+            return (
+                f"{name} cannot read {file.name}, one of this project's files: "
+                "pick a model that can."
+            )
+    return None
 
 
 def _model_gone(conversation: Conversation) -> str | None:

@@ -94,7 +94,11 @@ def sidebar_of(user: User, page: int = 1) -> Sidebar:
         pinned_projects=[groups[i] for i in pinned_project_ids if i in groups],
         pinned_conversations=pinned_conversations,
         projects=[g for i, g in groups.items() if i not in pinned_project_ids],
-        recent=recent_conversations(user, page=page, besides=pinned_conversation_ids),
+        # A conversation in a project its author may no longer see (made private while it
+        # was being started in it) is listed with the others.
+        recent=recent_conversations(
+            user, page=page, besides=pinned_conversation_ids, grouped=list(groups)
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from .. import audit
-from ..attachments.kinds import Inspected
+from ..attachments.kinds import FileRefused, Inspected
 from ..attachments.store import clean_name
 from ..extensions import db
 from ..llm import files as uploaded_files
@@ -51,7 +51,11 @@ def visible_to(user: User) -> ColumnElement[bool]:
 
 
 def can(user: User, project: Project, need: Need) -> bool:
-    if project.user_id == user.id:
+    return _may(user.id, project, need)
+
+
+def _may(user_id: int | None, project: Project, need: Need) -> bool:
+    if project.user_id == user_id:
         return True
     if need is Need.OWN:
         return False
@@ -187,6 +191,20 @@ def add_file(project: Project, name: str, data: bytes, inspected: Inspected) -> 
     return attachment
 
 
+def check_names(kept: Sequence[AttachedFile], names: Sequence[str]) -> None:
+    """FileRefused if one of the new files' `names` is already one of the project's (`kept`)
+    or is chosen twice: Claude, and the people using the project, tell its files apart by
+    their names."""
+    taken = {file.name.casefold() for file in kept}
+    for name in map(clean_name, names):
+        if name.casefold() in taken:
+            raise FileRefused(
+                f"The project has a file named {name} already. To replace it, remove it first; "
+                "to keep both, rename one."
+            )
+        taken.add(name.casefold())
+
+
 def file_of(project: Project, attachment_id: int) -> Attachment:
     """One of the project's files, or a 404."""
     attachment = db.session.get(Attachment, attachment_id)
@@ -241,11 +259,16 @@ class ProjectContext:
 
 
 def context_of(conversation: Conversation) -> ProjectContext | None:
-    """The instructions and files of the conversation's project, or None outside any."""
+    """The instructions and files of the conversation's project, or None outside any, or
+    in one its author may not use (made private while the conversation was being started or
+    moved in it: a private project's instructions and files go to its owner's requests
+    alone)."""
     if conversation.project_id is None:
         return None
     project = db.session.get(Project, conversation.project_id)
-    return None if project is None else context_of_project(project)
+    if project is None or not _may(conversation.user_id, project, Need.USE):
+        return None
+    return context_of_project(project)
 
 
 def context_of_project(project: Project) -> ProjectContext:

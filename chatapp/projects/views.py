@@ -111,6 +111,7 @@ def add_files(project_id: int) -> ResponseReturnValue:
             checked.append((name, data, attachments.check(name, data, limits)))
         attachments.fits_model([i for _, _, i in checked], catalogue().get(catalogue().default()))
         kept = store.files_of(project.id)
+        store.check_names(kept, [name for name, _, _ in checked])
         attachments.fits_question(
             [
                 *kept,
