@@ -51,9 +51,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         database.limit_round_trips(db.engine, float(app.config["DATABASE_TIMEOUT"]))
     migrate.init_app(app, db, directory=_migrations_directory())
     from .attachments.store import limit_request_size
+    from .text_input import refuse_nul_characters
 
     # Before the CSRF check, which reads the form: a question may carry files.
     app.before_request(limit_request_size)
+    app.before_request(refuse_nul_characters)
     csrf.init_app(app)
 
     from . import attachments, auth, conversations, htmx, operations, streaming, tools

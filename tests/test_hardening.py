@@ -4,6 +4,7 @@ proxy, names whatever their case, the first admin made once, and private files."
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -386,6 +387,30 @@ def test_search_model_and_tool_fields_have_limits(app: Flask, client: FlaskClien
         headers={"HX-Request": "true"},
     )
     assert refused.status_code == 422 and len(refused.data) < 2000
+
+
+def test_a_nul_character_anywhere_is_refused_with_a_sentence_and_nothing_is_stored(
+    app: Flask, client: FlaskClient
+) -> None:
+    """PostgreSQL cannot store U+0000 in text: every route refuses it before reading on."""
+    said = "holds a NUL character"
+    for posted in (
+        client.post("/messages", data={"content": "Hi\x00there"}, headers={"HX-Request": "true"}),
+        client.post("/messages", data={"content": "Hi", "system_prompt": "be\x00brief"}),
+        client.post("/projects", data={"name": "Acme\x00"}),
+        client.post(
+            "/attachments",
+            data={"file": (io.BytesIO(b"notes"), "notes\x00.txt")},
+            headers={"HX-Request": "true"},
+        ),
+    ):
+        assert posted.status_code == 400 and said in html(posted.data).get_text()
+    searched = client.get("/search", query_string={"q": "x\x00"})
+    assert searched.status_code == 400 and said in html(searched.data).get_text()
+    with app.app_context():
+        for table in ("message", "conversation", "project", "attachment"):
+            assert db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0
+    assert client.post("/messages", data={"content": "Hi there"}).status_code in (200, 303)
 
 
 # -- 6. Small ones --------------------------------------------------------------------------------
