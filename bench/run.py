@@ -302,6 +302,7 @@ class Options:
     keep_logs: bool
     page_events: bool = False
     redis_url: str = ""
+    profile: Path | None = None  # profile the app's workers into this directory
     capacity: bool = False  # a capacity run: faster than one worker opens conversations
 
 
@@ -401,7 +402,8 @@ def server_command(kind: str, port: int, options: Options) -> list[str]:
             "5",
             "fastapi_relay:app",
         ]
-    command = [gunicorn, "--config", "gunicorn.conf.py"]
+    config = "gunicorn.conf.py" if options.profile is None else str(BENCH / "profiled.conf.py")
+    command = [gunicorn, "--config", config]
     if kind in ("gthread", "gthread-literal"):
         command += ["--worker-class", "gthread", "--threads", "8"]
     if kind == "gthread":
@@ -521,6 +523,9 @@ def _run_in(workdir: Path, kind: str, n: int, options: Options) -> dict[str, Any
                 REDIS_URL=options.redis_url,
                 CHATAPP_REDIS_PREFIX=f"chatapp-bench-{os.getpid()}-{workdir.name}",
             )
+        if options.profile is not None:
+            env.update(BENCH_PROFILE_DIR=str(options.profile / f"{kind}-{n}"))
+            (options.profile / f"{kind}-{n}").mkdir(parents=True, exist_ok=True)
         if options.hub_monitor and kind in ("relay", "gevent", "redis2"):
             # gevent's monitor thread reports every time the hub is not switched for 50 ms. Not
             # for gthread: there it also reports the real threads of gevent's thread pool, and
@@ -1116,6 +1121,12 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-logs", action="store_true", help="copy each run's logs to bench/results/logs/"
     )
     parser.add_argument("--out", help="JSON file (default bench/results/bench-<time>.json)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the app's workers with pyinstrument (bench/profiled.conf.py) and write "
+        "each worker's profile to PROFILE/<kind>-<N>/",
+    )
     args = parser.parse_args(argv)
 
     ns = args.n or (QUICK_NS if args.quick else FULL_NS)
@@ -1130,6 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_logs=args.keep_logs,
         page_events=args.page_events,
         redis_url=args.redis_url,
+        profile=args.profile.resolve() if args.profile else None,
     )
     capacity = replace(options, rate=args.capacity_rate, capacity=True)
     capacity_kinds = [k for k in ("gevent", "redis2") if k in args.kinds]
