@@ -200,7 +200,7 @@ class Generation:
             status, error = Status.INTERRUPTED, INTERRUPTED
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             error = errors.describe(exc, idle_timeout=self.streams.idle_timeout)
-            self.streams.meter.upstream_errors[errors.kind(exc)] += 1
+            self.streams.meter.upstream_errors.labels(errors.kind(exc)).inc()
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
         except Exception as exc:
             if unreachable(exc):  # reading the question (or a tool's query)
@@ -260,7 +260,7 @@ class Generation:
                     if use is not None:
                         self._receive(self._use_tool(use, question.tools, context))
             if not self.reply.finished:
-                self.streams.meter.upstream_errors["cut_off"] += 1
+                self.streams.meter.upstream_errors.labels("cut_off").inc()
                 return Status.FAILED, errors.cut_off()
             if self.reply.stop_reason == "refusal":
                 return Status.REFUSED, errors.refused(self.reply.refusal)
@@ -279,11 +279,11 @@ class Generation:
             result = tools.Outcome(f"The tool {use.name} is not switched on here.", True, 0)
         else:
             result = tools.run(use.name, use.input, context)
-        self.streams.meter.tool_calls[use.name, result.is_error] += 1
+        self.streams.meter.count_tool_call(use.name, result.is_error)
         return self.reply.tool_result(use, result.result, is_error=result.is_error, ms=result.ms)
 
     def _receive(self, piece: Piece) -> None:
-        self.streams.meter.characters += len(piece.thinking) + len(piece.text)
+        self.streams.meter.characters.inc(len(piece.thinking) + len(piece.text))
         if piece.thinking:
             self._pending_thinking.append(piece.thinking)
             self._unstored_thinking.append(piece.thinking)
@@ -318,7 +318,7 @@ class Generation:
             # Redis is away this does nothing; listeners here get the frame all the same.
             self.streams.relay.frame(self.message_id, frame, self._published)
         self.channel.publish(frame)
-        self.streams.meter.frames += 1
+        self.streams.meter.frames.inc()
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
@@ -373,7 +373,7 @@ class Generation:
             )
             return
         self.final = state
-        self.streams.meter.answers[state.status] += 1
+        self.streams.meter.answers.labels(state.status).inc()
         if started:
             self.streams.meter.count_tokens(
                 state.model or "",
@@ -406,7 +406,7 @@ class Generation:
                     if not waiting and not unreachable(exc):
                         log.exception("could not store the end of answer %s", self.message_id)
                     streams.database.failed(exc)
-                    streams.meter.final_write_failures += 1
+                    streams.meter.final_write_failures.inc()
                     if not waiting:
                         waiting = True
                         streams.ends_waiting += 1

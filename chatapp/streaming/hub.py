@@ -11,10 +11,11 @@ import redis
 from flask import Flask, current_app
 from gevent.event import Event
 
+from ..extensions import db
 from ..llm import catalogue
 from ..llm.client import Claude
 from ..llm.files import Files
-from ..metrics import Meter
+from ..metrics import Meter, multiprocess
 from ..outage import Outage
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
@@ -25,6 +26,8 @@ from .sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "chatapp.streams"
+# With several workers, each writes its gauges this often for a scrape any worker answers.
+GAUGE_SECONDS = 1.0
 
 
 class Streams:
@@ -57,6 +60,7 @@ class Streams:
         self.closing = False  # the worker is stopping: streams that would wait end instead
         self.open_streams = 0  # SSE responses being written by this worker
         self.relay: Relay | None = None
+        self._gauges: gevent.Greenlet | None = None
         if config.get("REDIS_URL"):
             self.relay = Relay(
                 config["REDIS_URL"],
@@ -91,6 +95,14 @@ class Streams:
         self.catalogue.ensure_running()
         if self.relay is not None:
             self.relay.start()  # listen for Stop pressed on other workers
+        if self._gauges is None and multiprocess():
+            self._gauges = gevent.spawn(self._publish_gauges)
+
+    def _publish_gauges(self) -> None:
+        """Keep this worker's part of the service's gauges current (chatapp.metrics)."""
+        while True:
+            self.meter.set_gauges(self.gauges())
+            gevent.sleep(GAUGE_SECONDS)
 
     def start(self, message_id: int, conversation_id: int) -> Generation:
         """Start writing the answer `message_id` (stored with status `streaming`)."""
@@ -182,6 +194,17 @@ class Streams:
             "answer_ends_waiting": self.ends_waiting,
         }
 
+    def gauges(self) -> dict[str, float]:
+        """This worker's gauges for /metrics: what it holds, and how its last tries went."""
+        with self.app.app_context():
+            pool = db.engine.pool
+        return {
+            **self.counts(),
+            "db_connections_in_use": int(getattr(pool, "checkedout", lambda: 0)()),
+            "database_reachable": int(not self.database.down),
+            "redis_reachable": int(self.relay is None or not self.relay.outage.down),
+        }
+
     def _close_watchers(self) -> None:
         """End the open pages' conversation streams; browsers reconnect to another worker."""
         self.closing = True
@@ -217,6 +240,8 @@ class Streams:
         """Interrupt every live answer, store what it has, and release the client."""
         self.stopping.set()
         self._close_watchers()
+        if self._gauges is not None:
+            self._gauges.kill()
         for generation in list(self.live.values()):
             generation.interrupt()
         for generation in list(self.live.values()):

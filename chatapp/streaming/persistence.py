@@ -182,12 +182,12 @@ class Flusher:
             if not unreachable(exc):
                 log.exception("could not store the streamed text of %d answers", len(rows))
             self._database.failed(exc)
-            self._meter.db_flush_failures += 1
+            self._meter.db_flush_failures.inc()
             for progress, _new in part:
                 self._dirty.setdefault(progress.message_id, progress)
             return False
         finally:
-            self._meter.db_flush.observe(time.monotonic() - started)
+            self._meter.observe_flush(time.monotonic() - started)
         self._database.succeeded()
         self.writes += 1
         for progress, new in part:
