@@ -65,11 +65,14 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Every worker counts into files of one directory (prometheus_client's multiprocess mode), so
 # that /metrics, whichever worker answers, reports the whole service (chatapp/metrics.py). One
-# given in PROMETHEUS_MULTIPROC_DIR is emptied at start; else the master makes one, and removes
-# it when it exits. Set here, in the master, so that every worker inherits it.
+# given in PROMETHEUS_MULTIPROC_DIR is emptied at start; else the master makes one (in
+# XDG_RUNTIME_DIR if set, as systemd's RuntimeDirectory is), and removes it when it exits. Set
+# here, in the master, so that every worker inherits it.
 _metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _metrics_dir_made:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chatapp-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="chatapp-metrics-", dir=os.environ.get("XDG_RUNTIME_DIR") or None
+    )
 
 
 def on_starting(server):  # noqa: ANN001 - gunicorn's hook signature
