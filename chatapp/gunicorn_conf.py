@@ -23,8 +23,8 @@ if os.environ.get("WEB_CONCURRENCY"):
     workers = int(os.environ["WEB_CONCURRENCY"])
     _why = "WEB_CONCURRENCY"
 elif os.environ.get("REDIS_URL"):
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = max(workers or 1, 1)
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    workers = len(cores) if cores else (os.cpu_count() or 1)
     _why = "one per core, as REDIS_URL lets workers share streams"
 else:
     workers = 1
