@@ -26,7 +26,7 @@ from ..llm.catalogue import catalogue
 from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
 from ..models import AttachedFile, Attachment, Conversation, Message, MessageState
 from ..render import is_kept, render_answer
-from ..streaming import live_view, streams
+from ..streaming import Question, live_view, streams
 from . import context, export, quotas, store
 
 bp = Blueprint("conversations", __name__)
@@ -91,13 +91,15 @@ def send() -> ResponseReturnValue:
         files = _files_from_form(model, limits)
     except FileRefused as exc:
         return _composer_error(str(exc), conversation)
+    first = conversation is None
     if conversation is None:
         assert settings is not None
         conversation = store.create_conversation(signed_in_user(), settings)
     elif refusal := _cannot_ask(conversation, prompt, files):
         return _composer_error(refusal, conversation)
     question, answer = store.add_exchange(conversation, prompt, files)
-    streams().start(answer.id, conversation.id)
+    asked = Question.first(conversation, question) if first else None  # nothing to read back
+    streams().start(answer.id, conversation.id, asked)
     _announce(conversation.id, "exchange", question.id, answer.id)
 
     page_url = url_for(".show", conversation_id=conversation.id)

@@ -54,8 +54,15 @@ class StopRequested(GreenletExit):
 class Generation:
     """One answer in progress in this worker."""
 
-    def __init__(self, streams: Streams, message_id: int, conversation_id: int) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        message_id: int,
+        conversation_id: int,
+        question: persistence.Question | None = None,
+    ) -> None:
         self.streams = streams
+        self._question = question
         self.message_id = message_id
         self.conversation_id = conversation_id
         self.channel: Channel[Frame] = Channel(streams.listener_capacity)
@@ -177,7 +184,9 @@ class Generation:
     def _run(self) -> None:
         status, error = Status.FAILED, None
         try:
-            question = persistence.load_question(self.streams.app, self.message_id)
+            question = self._question or persistence.load_question(
+                self.streams.app, self.message_id
+            )
             self._model = question.model
             history = question.history
             self._first_question = history[0].content if len(history) == 1 else None

@@ -19,7 +19,7 @@ from ..metrics import Meter, multiprocess
 from ..outage import Outage
 from .channel import Announcement, Channel, Subscription
 from .generation import Generation
-from .persistence import Flusher, load_state
+from .persistence import Flusher, Question, load_state
 from .relay import Relay
 from .sweeper import Sweeper
 
@@ -104,9 +104,12 @@ class Streams:
             self.meter.set_gauges(self.gauges())
             gevent.sleep(GAUGE_SECONDS)
 
-    def start(self, message_id: int, conversation_id: int) -> Generation:
-        """Start writing the answer `message_id` (stored with status `streaming`)."""
-        generation = Generation(self, message_id, conversation_id)
+    def start(
+        self, message_id: int, conversation_id: int, question: Question | None = None
+    ) -> Generation:
+        """Start writing the answer `message_id` (stored with status `streaming`), to
+        `question` if the caller has it, else to what is stored before it."""
+        generation = Generation(self, message_id, conversation_id, question)
         if self.relay is not None:
             self.relay.begin(message_id)
         self.live[message_id] = generation

@@ -307,6 +307,20 @@ class Question:
     thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
 
+    @classmethod
+    def first(cls, conversation: Conversation, question: Message) -> Question:
+        """The first question of a conversation the send has just stored: what the answer is
+        asked with, without reading back what the send has in hand."""
+        return cls(
+            user_id=conversation.user_id,
+            model=conversation.model,
+            system_prompt=conversation.system_prompt,
+            tools=conversation.tools.split(),
+            server_tools=conversation.server_tools.split(),
+            thinking=thinking_of(conversation),
+            history=[MessageState.of(question)],  # a question has no transcript
+        )
+
 
 def load_question(app: Flask, message_id: int) -> Question:
     """What the answer `message_id` is asked with, read in a short session of its own."""
