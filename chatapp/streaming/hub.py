@@ -18,7 +18,7 @@ from ..llm.files import Files
 from ..metrics import Meter, multiprocess
 from ..outage import Outage
 from .channel import Announcement, Channel, Subscription
-from .generation import Generation
+from .generation import AnswerSettings, Generation
 from .persistence import Flusher, Question, load_state
 from .relay import Relay
 from .sweeper import Sweeper
@@ -49,12 +49,7 @@ class Streams:
         self.ends_waiting = 0  # answers that ended and wait for the database to store it
         self._frame_interval = float(config["FRAME_INTERVAL"])
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
-        self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
-        self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
-        self.max_tokens = int(config["MAX_TOKENS"])
-        self.adaptive_thinking_tokens = int(config["ADAPTIVE_THINKING_TOKENS"])
-        self.max_tool_rounds = int(config["MAX_TOOL_ROUNDS"])
-        self.abandon_after = float(config["ABANDON_AFTER"])
+        self.settings = AnswerSettings.of(config)
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
@@ -65,7 +60,7 @@ class Streams:
             self.relay = Relay(
                 config["REDIS_URL"],
                 config["REDIS_PREFIX"],
-                self.listener_capacity,
+                self.settings.listener_capacity,
                 on_stop=self._stop_here,
                 load_state=lambda message_id: load_state(app, message_id),
             )
@@ -161,7 +156,9 @@ class Streams:
                 return self.relay.watch(conversation_id)
             except redis.RedisError:
                 pass  # Redis is away: this page hears this worker's news only
-        channel = self._conversations.setdefault(conversation_id, Channel(self.listener_capacity))
+        channel = self._conversations.setdefault(
+            conversation_id, Channel(self.settings.listener_capacity)
+        )
         subscription = channel.subscribe()
 
         def release() -> None:
