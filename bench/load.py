@@ -12,9 +12,7 @@ Conversations start at `--rate` a second; everything ends by `--deadline`.
 Times are taken with `time.monotonic()` when the bytes are read:
 
 - added time to first token = first `frame` event - moment the prompt was sent (just before
-  the first POST; for the relay, just before its GET) - the upstream's own first-token delay.
-  A send the server turns away as busy (503 with Retry-After) is sent again after that
-  long, as the page does, and its time counts;
+  the POST; for the relay, just before its GET) - the upstream's own first-token delay;
 - inter-frame gap = time between consecutive `frame` events of one answer;
 - answers opened a second = 95% of the conversations ÷ the time from the first one's start
   until 95% had their first frame, less the upstream's first-token delay (at most `--rate`
@@ -185,7 +183,6 @@ class Conversation:
     exact: bool = False  # `done` says every character of the upstream's text was delivered
     live: bool = False  # and frames showed it as it came
     id_errors: int = 0
-    busy: int = 0  # sends the server turned away as busy (and sent again)
     gaps: list[float] = field(default_factory=list)
 
 
@@ -339,26 +336,17 @@ class Load:
         conv.stage = "post"
         form = urlencode({"content": f"Benchmark conversation {conv.index}", "conversation_id": ""})
         conv.t_send = time.monotonic()
-        while True:
-            status, headers, body = connection.request(
-                "POST",
-                "/messages",
-                {
-                    "HX-Request": "true",
-                    "X-CSRFToken": token,
-                    "Cookie": cookie,
-                    "Content-Type": "application/x-www-form-urlencoded",
-                },
-                form.encode(),
-            )
-            if connection.closed:
-                connection.close()
-                connection = self.connect()
-            if status != 503 or "retry-after" not in headers:
-                break
-            # The server is busy: the page sends it again after Retry-After, and so does this.
-            conv.busy += 1
-            gevent.sleep(float(headers["retry-after"][0]))
+        status, headers, body = connection.request(
+            "POST",
+            "/messages",
+            {
+                "HX-Request": "true",
+                "X-CSRFToken": token,
+                "Cookie": cookie,
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            form.encode(),
+        )
         conv.t_sent = time.monotonic()
         if status != 200:
             raise ProtocolError(f"POST /messages answered {status}")
@@ -373,6 +361,9 @@ class Load:
                 break
         else:
             raise ProtocolError("no streaming assistant article in the POST answer")
+        if connection.closed:
+            connection.close()
+            connection = self.connect()
         return connection, path, cookie
 
     def _read_stream(
@@ -517,8 +508,6 @@ class Load:
             "chars_delivered": delivered,
             "chars_expected": len(self.expected) * args.n,
             "frames": sum(c.frames for c in convs),
-            "busy_refusals": sum(c.busy for c in convs),
-            "answers_sent_again": sum(1 for c in convs if c.busy),
             "opened_per_second": most / opening if opening > 0 else None,
             "ttft_added_ms": summary(ttft_added),
             "ttft_from_stream_open_ms": summary(ttft_open),

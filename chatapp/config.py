@@ -84,12 +84,6 @@ DEFAULTS: dict[str, Any] = {
     "SSE_RETRY_MS": 1000,
     "LISTENER_QUEUE_FRAMES": 256,  # a reader further behind than this is dropped and reconnects
     "STREAM_WRITE_TIMEOUT": 30.0,  # a reader whose socket takes no bytes this long is dropped
-    # Admission (chatapp/streaming/admission.py): while the worker's timer fires more than
-    # BUSY_LAG_MS late, a send waits up to SEND_WAIT seconds in a queue of SEND_QUEUE, else
-    # the page is told the server is busy and sends it again by itself.
-    "BUSY_LAG_MS": 150,
-    "SEND_QUEUE": 100,
-    "SEND_WAIT": 2.0,
     "ABANDON_AFTER": 0.0,  # seconds with nobody watching an answer before it is stopped; 0 = never
     "SWEEP_INTERVAL": 15.0,  # how often live answers are touched and orphans looked for
     "STALE_AFTER": 60.0,  # a `streaming` answer untouched this long is marked interrupted

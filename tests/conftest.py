@@ -54,8 +54,6 @@ def app_config(tmp_path: Path, upstream: FakeUpstream, **overrides: Any) -> dict
         "UPSTREAM_MAX_RETRIES": 0,
         "HEARTBEAT_SECONDS": 5.0,
         "TITLE_MODEL": "",  # no title requests unless a test asks: they would use its scenarios
-        # No admission unless a test asks: a busy test machine must not turn sends away.
-        "BUSY_LAG_MS": 60_000,
         # The fake lists newer models (the default would be its newest Sonnet); the tests that
         # do not choose one use this, with its price and both kinds of thinking.
         "MODEL": "claude-sonnet-4-6",

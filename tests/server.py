@@ -238,8 +238,6 @@ def _environment(
         # One worker unless the test asks for more: with REDIS_URL gunicorn would start one
         # per core.
         WEB_CONCURRENCY="1",
-        # No admission unless the test asks: a busy test machine must not turn sends away.
-        CHATAPP_BUSY_LAG_MS="60000",
     )
     if upstream is not None:
         if not upstream.url:

@@ -22,13 +22,11 @@ from .. import attachments, audit, htmx, ids, tools
 from ..attachments.kinds import FileRefused
 from ..auth import signed_in_user
 from ..cooperate import let_streams_run
-from ..extensions import db
 from ..llm.catalogue import catalogue
 from ..llm.thinking import DEFAULT_BUDGET, Thinking, fit
 from ..models import AttachedFile, Attachment, Conversation, Message, MessageState
 from ..render import is_kept, render_answer
 from ..streaming import Question, live_view, streams
-from ..streaming.admission import RETRY_AFTER
 from . import context, export, quotas, store
 
 bp = Blueprint("conversations", __name__)
@@ -88,8 +86,6 @@ def send() -> ResponseReturnValue:
             conversation,
             status=409,
         )
-    if not _admitted():
-        return _busy(conversation)
     model = settings.model if settings is not None else conversation.model  # type: ignore[union-attr]
     try:
         files = _files_from_form(model, limits)
@@ -448,27 +444,6 @@ def _over_quota() -> str | None:
     except quotas.QuotaExceeded as exc:
         return str(exc)
     return None
-
-
-def _admitted() -> bool:
-    """Wait for this send's turn while the worker is saturated (chatapp.streaming.admission);
-    False if it is too busy to take it now."""
-    admission = streams().admission
-    if admission.busy or admission.waiting:
-        db.session.rollback()  # no database connection held while it waits
-    return admission.admit()
-
-
-def _busy(conversation: Conversation | None) -> Response:
-    """The worker is too busy to open an answer now: nothing is stored, and the page sends the
-    message again after Retry-After (app.js)."""
-    response = _composer_error(
-        "The server is busy right now; your message is sent again in a moment.",
-        conversation,
-        status=503,
-    )
-    response.headers["Retry-After"] = str(RETRY_AFTER)
-    return response
 
 
 def _composer_error(text: str, conversation: Conversation | None, status: int = 422) -> Response:

@@ -161,17 +161,6 @@
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
     if (!(form instanceof HTMLFormElement) || form.id !== "composer") return;
-    var busy = event.detail.xhr && event.detail.xhr.status === 503 &&
-      event.detail.xhr.getResponseHeader("Retry-After");
-    if (busy) {
-      // The server was too busy to take it (its notice says so): send it again, as it was.
-      var typed = form.querySelector("textarea[name=content]").value;
-      setTimeout(function () {
-        if (form.isConnected && form.querySelector("textarea[name=content]").value === typed) {
-          form.requestSubmit();
-        }
-      }, 1000 * Number(busy));
-    }
     if (event.detail.xhr && event.detail.xhr.status === 200) {
       form.querySelector("textarea[name=content]").value = "";
       var files = document.getElementById("attachments");

@@ -17,7 +17,6 @@ from ..llm.client import Claude
 from ..llm.files import Files
 from ..metrics import Meter, multiprocess
 from ..outage import Outage
-from .admission import Admission, Limits
 from .channel import Announcement, Channel, Subscription
 from .generation import AnswerSettings, Generation
 from .persistence import Flusher, Question, load_state
@@ -51,7 +50,6 @@ class Streams:
         self._frame_interval = float(config["FRAME_INTERVAL"])
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
         self.settings = AnswerSettings.of(config)
-        self.admission = Admission(Limits.of(config))
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
@@ -89,7 +87,6 @@ class Streams:
     def _ensure_running(self) -> None:
         """Start this worker's background greenlets on its first request (after the fork)."""
         self.sweeper.ensure_running()
-        self.admission.ensure_running()
         self.catalogue.ensure_running()
         if self.relay is not None:
             self.relay.start()  # listen for Stop pressed on other workers
@@ -251,7 +248,6 @@ class Streams:
             generation.join(timeout)
         self.flusher.stop()
         self.sweeper.stop()
-        self.admission.stop()
         self.catalogue.stop()
         self.claude.close()
         if self.relay is not None:
