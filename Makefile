@@ -41,6 +41,11 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.cfg
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The bench's FastAPI relay (bench/fastapi_relay.py) needs FastAPI and uvicorn.
+$(VENV)/.installed-bench: $(VENV)/.installed setup.cfg
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
 # htmx and its SSE extension from the tarballs package-lock.json pins, their sha512 checked.
 $(VENDOR)/.installed: package.json package-lock.json scripts/vendor.py
 	$(PYTHON) scripts/vendor.py $(VENDOR)
@@ -69,8 +74,9 @@ nginx:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nginx >/dev/null; }
 
-# Streaming budgets of DESIGN.md (bench/run.py): ~15 min; BENCH_ARGS=--quick for a short run.
-bench: install
+# Streaming budgets of DESIGN.md (bench/run.py): ~6 min; BENCH_ARGS=--quick for a short run.
+# The redis2 runs need a Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
+bench: install $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Markdown rendering linear in answer length (bench/render.py): ~2 min.

@@ -13,7 +13,10 @@ Times are taken with `time.monotonic()` when the bytes are read:
 
 - added time to first token = first `frame` event - moment the prompt was sent (just before
   the POST; for the relay, just before its GET) - the upstream's own first-token delay;
-- inter-frame gap = time between consecutive `frame` events of one answer.
+- inter-frame gap = time between consecutive `frame` events of one answer;
+- answers opened a second = 95% of the conversations ÷ the time from the first one's start
+  until 95% had their first frame, less the upstream's first-token delay (at most `--rate`
+  when the server keeps up; the slowest 5% left out, so that one straggler does not decide).
 
 What arrived is read from the events' `id: <answer>:<characters>`, not from their HTML (the
 app's frames are swaps of rendered markdown, the relay's are escaped text): every frame must
@@ -34,6 +37,7 @@ import argparse  # noqa: E402
 import codecs  # noqa: E402
 import html  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
@@ -484,6 +488,11 @@ class Load:
                 errors[kind] = errors.get(kind, 0) + 1
         examples = [f"#{c.index}: {c.error}" for c in convs if c.error][:5]
         delivered = sum(c.chars for c in convs)
+        firsts = sorted(c.t_first for c in convs if c.t_first)
+        most = math.ceil(len(convs) * 0.95)
+        opening = (
+            firsts[most - 1] - first_token - convs[0].t_scheduled if len(firsts) >= most else 0.0
+        )
         return {
             "mode": args.mode,
             "n": args.n,
@@ -499,6 +508,7 @@ class Load:
             "chars_delivered": delivered,
             "chars_expected": len(self.expected) * args.n,
             "frames": sum(c.frames for c in convs),
+            "opened_per_second": most / opening if opening > 0 else None,
             "ttft_added_ms": summary(ttft_added),
             "ttft_from_stream_open_ms": summary(ttft_open),
             "post_ms": summary(post),

@@ -95,11 +95,11 @@ def relay(answer_id: int, prompt: str) -> Iterator[bytes]:
             if event.type == "content_block_delta" and event.delta.type == "text_delta":
                 text = event.delta.text
                 offset += len(text)
-                yield _frame(answer_id, offset, text)
+                yield frame(answer_id, offset, text)
     yield f"event: done\nid: {answer_id}:{offset}\ndata: done\n\n".encode()
 
 
-def _frame(answer_id: int, offset: int, text: str) -> bytes:
+def frame(answer_id: int, offset: int, text: str) -> bytes:
     html = f'<span hx-swap-oob="beforeend:#m-{answer_id}-content">{escape(text)}</span>'
     data = "".join(f"data: {line}\n" for line in html.replace("\r", "&#13;").split("\n"))
     return f"event: frame\nid: {answer_id}:{offset}\n{data}\n".encode()

@@ -3,8 +3,13 @@
 For each N it runs, one after the other and each on fresh processes:
 
 - `relay`   the bare gevent relay (bench/relay.py): SDK stream -> SSE, nothing else;
-- `gevent`  the app as shipped: `gunicorn --config gunicorn.conf.py wsgi:app`;
-- `gthread` the same app as thread-per-stream: `... --worker-class gthread --threads 8`.
+- `fastapi` the FastAPI + uvicorn + AsyncAnthropic relay (bench/fastapi_relay.py);
+- `gevent`  the app as shipped, one worker: `gunicorn --config gunicorn.conf.py wsgi:app`;
+- `redis2`  the same app with two workers sharing Redis (`WEB_CONCURRENCY=2`, `REDIS_URL`);
+- `gthread` (on request) the app as thread-per-stream: `... --worker-class gthread --threads 8`.
+
+Then a capacity run: the app on one worker and on two opens conversations faster than one
+worker can (`--capacity-rate`), to show how many answers a second each opens.
 
 Every run has its own paced fake upstream (bench/upstream.py: first token after 0.5 s, 50
 tokens/s in 20-character deltas), its own SQLite file in a temporary directory, and its own
@@ -13,7 +18,7 @@ in to the app as one user through the trusted proxy header (`TRUSTED_PROXY`).
 Meanwhile this process samples the gunicorn worker's /proc (CPU, RSS) and, for the app, its
 /metrics (DB connections in use, live answers). Results go to bench/results/ as JSON and SVG.
 
-    .venv/bin/python bench/run.py                 # N = 100 200 500 1000 2000, all three kinds
+    .venv/bin/python bench/run.py                 # N = 200 1000, then the capacity run
     .venv/bin/python bench/run.py --quick         # N = 50 100, short answers
     .venv/bin/python bench/run.py -n 200 --kinds relay gevent
 """
@@ -36,7 +41,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,9 +65,13 @@ from common import (  # noqa: E402
 )
 from plot import write_svg  # noqa: E402
 
-KINDS = ("relay", "gevent", "gthread")
-FULL_NS = (100, 200, 500, 1000, 2000)
+KINDS = ("relay", "fastapi", "gevent", "redis2", "gthread")
+DEFAULT_KINDS = ("relay", "fastapi", "gevent", "redis2")
+RELAYS = ("relay", "fastapi")  # no accounts, no database: they stream `GET /stream`
+FULL_NS = (200, 1000)
 QUICK_NS = (50, 100)
+# How many gunicorn workers each kind of server runs (fastapi: uvicorn's one process).
+WORKERS = {"redis2": 2}
 # The app's access log format, given to the relay too so both write the same log lines.
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 BLOCKED = "appears to be blocked"
@@ -84,6 +93,7 @@ INHERITED = (
     "HOST",
     "PORT",
     "WEB_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
     "FLASK_APP",
     "GUNICORN_CMD_ARGS",
 )
@@ -187,6 +197,18 @@ def memory(pid: int) -> dict[str, int]:
     return found
 
 
+def total_cpu(pids: list[int]) -> float | None:
+    """utime + stime of all the processes, in seconds; None if one is gone."""
+    values = [cpu_seconds(pid) for pid in pids]
+    return None if None in values else sum(v for v in values if v is not None)
+
+
+def total_rss(pids: list[int], key: str = "VmRSS") -> int | None:
+    """The processes' RSS (or peak RSS, `VmHWM`) added up, in bytes."""
+    values = [memory(pid).get(key) for pid in pids]
+    return None if None in values else sum(v for v in values if v is not None)
+
+
 def clean_environment() -> dict[str, str]:
     return {
         key: value
@@ -223,9 +245,11 @@ def counter(values: dict[str, float] | None, prefix: str) -> float | None:
 
 @dataclass
 class Sampler:
-    """Samples the worker's /proc and (for the app) its /metrics while the load runs."""
+    """Samples the workers' /proc and (for the app) its /metrics while the load runs.
 
-    worker: int
+    CPU and RSS are the sums over the server's workers."""
+
+    workers: list[int]
     url: str | None
     interval: float
     series: list[dict[str, Any]] = field(default_factory=list)
@@ -247,8 +271,8 @@ class Sampler:
         while not self._stop.wait(self.interval):
             point: dict[str, Any] = {
                 "t": round(time.monotonic() - self._started, 2),
-                "cpu": cpu_seconds(self.worker),
-                "rss": memory(self.worker).get("VmRSS"),
+                "cpu": total_cpu(self.workers),
+                "rss": total_rss(self.workers),
             }
             if self.url is not None:
                 values = read_metrics(self.url, timeout=min(self.interval * 4, 2.0))
@@ -278,6 +302,9 @@ class Options:
     grace: float
     keep_logs: bool
     page_events: bool = False
+    redis_url: str = ""
+    profile: Path | None = None  # profile the app's workers into this directory
+    capacity: bool = False  # a capacity run: faster than one worker opens conversations
 
 
 def deadline_for(n: int, options: Options) -> float:
@@ -337,6 +364,11 @@ def server_command(kind: str, port: int, options: Options) -> list[str]:
         # has no answers to wind down).
         command = [
             gunicorn,
+            # Not the app's gunicorn.conf.py, which gunicorn reads from the working directory
+            # unless told otherwise: its hooks are the app's.
+            "--config",
+            "/dev/null",
+            "--no-control-socket",
             "--worker-class",
             "gevent",
             "--workers",
@@ -358,7 +390,21 @@ def server_command(kind: str, port: int, options: Options) -> list[str]:
             "relay:app",
         ]
         return command
-    command = [gunicorn, "--config", "gunicorn.conf.py"]
+    if kind == "fastapi":
+        return [
+            str(BIN / "uvicorn"),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--app-dir",
+            str(BENCH),
+            "--timeout-keep-alive",
+            "5",
+            "fastapi_relay:app",
+        ]
+    config = "gunicorn.conf.py" if options.profile is None else str(BENCH / "profiled.conf.py")
+    command = [gunicorn, "--config", config]
     if kind in ("gthread", "gthread-literal"):
         command += ["--worker-class", "gthread", "--threads", "8"]
     if kind == "gthread":
@@ -470,16 +516,25 @@ def _run_in(workdir: Path, kind: str, n: int, options: Options) -> dict[str, Any
             PYTHONUNBUFFERED="1",
             XDG_RUNTIME_DIR=str(workdir),
         )
-        if kind != "relay":
+        if kind not in RELAYS:
             env.update(TRUSTED_PROXY)
-        if options.hub_monitor and kind != "gthread":
+        if kind == "redis2":
+            env.update(
+                WEB_CONCURRENCY=str(WORKERS[kind]),
+                REDIS_URL=options.redis_url,
+                CHATAPP_REDIS_PREFIX=f"chatapp-bench-{os.getpid()}-{workdir.name}",
+            )
+        if options.profile is not None:
+            env.update(BENCH_PROFILE_DIR=str(options.profile / f"{kind}-{n}"))
+            (options.profile / f"{kind}-{n}").mkdir(parents=True, exist_ok=True)
+        if options.hub_monitor and kind in ("relay", "gevent", "redis2"):
             # gevent's monitor thread reports every time the hub is not switched for 50 ms. Not
             # for gthread: there it also reports the real threads of gevent's thread pool, and
             # formatting those reports costs the worker more CPU than the streams do.
             env.update(GEVENT_MONITOR_THREAD_ENABLE="true", GEVENT_MAX_BLOCKING_TIME="0.05")
         server_log_path = workdir / "server.log"
         server_log = server_log_path.open("wb")
-        if kind != "relay":
+        if kind not in RELAYS:
             subprocess.run(
                 [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
                 cwd=ROOT,
@@ -502,17 +557,15 @@ def _run_in(workdir: Path, kind: str, n: int, options: Options) -> dict[str, Any
             start_new_session=True,
         )
         try:
-            wait_for_http(url + ("/healthz" if kind != "relay" else "/"), server, 60)
-            workers = children(server.pid)
-            if len(workers) != 1:
-                raise RuntimeError(f"expected one gunicorn worker, found {workers}")
-            worker = workers[0]
+            wait_for_http(url + ("/healthz" if kind not in RELAYS else "/"), server, 60)
+            workers = server_workers(kind, server)
+            result["workers"] = len(workers)
             result.update(
-                _load(kind, n, url, worker, upstream_process.pid, server_log_path, options)
+                _load(kind, n, url, workers, upstream_process.pid, server_log_path, options)
             )
-            result["worker_survived"] = cpu_seconds(worker) is not None and children(
-                server.pid
-            ) == [worker]
+            result["worker_survived"] = total_cpu(workers) is not None and (
+                kind == "fastapi" or sorted(children(server.pid)) == workers
+            )
         finally:
             stop(
                 server, signal.SIGINT, 15, group=True
@@ -521,8 +574,29 @@ def _run_in(workdir: Path, kind: str, n: int, options: Options) -> dict[str, Any
     return result
 
 
+def server_workers(kind: str, server: subprocess.Popen[bytes]) -> list[int]:
+    """The processes that serve: gunicorn's workers, or uvicorn itself."""
+    if kind == "fastapi":
+        return [server.pid]
+    expected = WORKERS.get(kind, 1)
+    deadline = time.monotonic() + 30
+    while True:
+        found = sorted(children(server.pid))
+        if len(found) == expected:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected {expected} gunicorn workers, found {found}")
+        time.sleep(0.2)
+
+
 def _load(
-    kind: str, n: int, url: str, worker: int, upstream_pid: int, server_log: Path, options: Options
+    kind: str,
+    n: int,
+    url: str,
+    workers: list[int],
+    upstream_pid: int,
+    server_log: Path,
+    options: Options,
 ) -> dict[str, Any]:
     deadline = deadline_for(n, options)
     out = server_log.parent / "load.json"
@@ -533,7 +607,7 @@ def _load(
             "--url",
             url,
             "--mode",
-            "relay" if kind == "relay" else "app",
+            "relay" if kind in RELAYS else "app",
             "-n",
             str(n),
             "--rate",
@@ -548,7 +622,7 @@ def _load(
             str(out),
             "--handshake",
         ]
-        + (["--page-events"] if options.page_events and kind != "relay" else []),
+        + (["--page-events"] if options.page_events and kind not in RELAYS else []),
         cwd=ROOT,
         env=clean_environment(),
         stdin=subprocess.PIPE,
@@ -558,12 +632,12 @@ def _load(
     assert loader.stdin is not None and loader.stdout is not None
     try:
         ready = loader.stdout.readline().decode().strip()  # after the warm-up
-        metrics_url = url if kind != "relay" else None
+        metrics_url = url if kind not in RELAYS else None
         before = read_metrics(url) if metrics_url else None
-        cpu0, upstream_cpu0 = cpu_seconds(worker), cpu_seconds(upstream_pid)
+        cpu0, upstream_cpu0 = total_cpu(workers), cpu_seconds(upstream_pid)
         log_offset = server_log.stat().st_size
-        rss0 = memory(worker).get("VmRSS")
-        sampler = Sampler(worker, metrics_url, options.sample_interval)
+        rss0 = total_rss(workers)
+        sampler = Sampler(workers, metrics_url, options.sample_interval)
         sampler.start()
         started = time.monotonic()
         loader.stdin.write(b"go\n")
@@ -573,10 +647,10 @@ def _load(
         except subprocess.TimeoutExpired:
             stop(loader, signal.SIGKILL, 5)
         elapsed = time.monotonic() - started
-        cpu1, upstream_cpu1 = cpu_seconds(worker), cpu_seconds(upstream_pid)
+        cpu1, upstream_cpu1 = total_cpu(workers), cpu_seconds(upstream_pid)
         sampler.stop()
         after = read_metrics(url, timeout=10) if metrics_url else None
-        hwm = memory(worker).get("VmHWM")
+        hwm = total_rss(workers, "VmHWM")
     finally:
         stop(loader, signal.SIGTERM, 5)
     load = (
@@ -616,7 +690,7 @@ def _load(
         "worker_timeouts_logged": tail.count("WORKER TIMEOUT"),
         "samples": sampler.series,
     }
-    if kind != "relay":
+    if kind not in RELAYS:
         flushes = _delta(before, after, "chatapp_db_flushes_total")
         received = _delta(before, after, "chatapp_characters_total")
         deltas = math.ceil(received / PIECE_CHARS) if received else None
@@ -698,11 +772,16 @@ def _ms(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _name(run: dict[str, Any]) -> str:
+    return run["kind"] + (" (capacity)" if run.get("capacity") else "")
+
+
 def row(run: dict[str, Any], relay: dict[str, Any] | None) -> list[str]:
     load = run.get("load", {})
     if "failed" in run:
-        return [run["kind"], str(run["n"]), "failed"] + ["-"] * (len(HEADER) - 3)
+        return [_name(run), str(run["n"]), "-", "failed"] + ["-"] * (len(HEADER) - 4)
     n = run["n"]
+    app = run["kind"] not in RELAYS
     delivered = load.get("chars_delivered", 0) / max(load.get("chars_expected", 1), 1)
     ratio = None
     if relay and relay.get("cpu_ms_per_1k_chars") and run.get("cpu_ms_per_1k_chars"):
@@ -711,21 +790,24 @@ def row(run: dict[str, Any], relay: dict[str, Any] | None) -> list[str]:
     gap = load.get("gap_ms", {})
     post = load.get("post_ms", {})
     return [
-        run["kind"],
+        _name(run),
         str(n),
+        f"{run.get('rate', 0):g}",
         str(load.get("errors", "-")),
         f"{load.get('exact_answers', '-')}/{load.get('live_answers', '-')}",
         f"{delivered * 100:.1f}%",
         f"{_ms(ttft.get('p50'))}/{_ms(ttft.get('p99'))}",
         f"{_ms(gap.get('p50'))}/{_ms(gap.get('p99'))}",
-        f"{_ms(post.get('p50'))}/{_ms(post.get('p99'))}" if run["kind"] != "relay" else "-",
+        f"{_ms(post.get('p50'))}/{_ms(post.get('p99'))}" if app else "-",
         _ms(run.get("rss_peak_mb"), 0),
         _ms(run.get("cpu_ms_per_1k_chars"), 2),
         "-" if ratio is None else f"{ratio:.2f}x",
-        _ms(run.get("db_writes_per_delta"), 4) if run["kind"] != "relay" else "-",
-        _ms(run.get("peak_db_connections"), 0) if run["kind"] != "relay" else "-",
+        _ms(load.get("opened_per_second"), 1),
+        _ms(load.get("loader_cpu_seconds"), 1),
+        _ms(run.get("db_writes_per_delta"), 4) if app else "-",
+        _ms(run.get("peak_db_connections"), 0) if app else "-",
         str(run.get("hub_blocked_reports", "-")) if run.get("hub_monitor") else "off",
-        _ms(run.get("db_flush_mean_ms"), 1) if run["kind"] != "relay" else "-",
+        _ms(run.get("db_flush_mean_ms"), 1) if app else "-",
         f"{_ms(load.get('loader_lag_ms', {}).get('p99'))}",
         f"{_ms(run.get('worker_cpu_util_opening'), 2)}/{_ms(run.get('worker_cpu_util_steady'), 2)}",
     ]
@@ -734,6 +816,7 @@ def row(run: dict[str, Any], relay: dict[str, Any] | None) -> list[str]:
 HEADER = [
     "kind",
     "N",
+    "rate/s",
     "errors",
     "exact/live",
     "delivered",
@@ -743,18 +826,24 @@ HEADER = [
     "RSS MB",
     "CPU ms/1k ch",
     "vs relay",
+    "opened/s",
+    "load CPU s",
     "DB writes/delta",
     "peak DB conns",
     "hub blocks>50ms",
     "flush ms mean",
     "client lag p99 ms",
-    "worker cores open/steady",
+    "server cores open/steady",
 ]
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    relays = {r["n"]: r for r in runs if r["kind"] == "relay" and "failed" not in r}
-    rows = [HEADER] + [row(r, relays.get(r["n"])) for r in runs]
+    relays = {
+        r["n"]: r
+        for r in runs
+        if r["kind"] == "relay" and "failed" not in r and not r.get("capacity")
+    }
+    rows = [HEADER] + [row(r, None if r.get("capacity") else relays.get(r["n"])) for r in runs]
     widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(HEADER))]
     lines = []
     for index, r in enumerate(rows):
@@ -772,7 +861,7 @@ def table(runs: list[dict[str, Any]]) -> str:
 def budgets(runs: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
     """Each DESIGN budget: (what, passed or None when not measured, the numbers)."""
     checks: list[tuple[str, bool | None, str]] = []
-    by = {(r["kind"], r["n"]): r for r in runs if "failed" not in r}
+    by = {(r["kind"], r["n"]): r for r in runs if "failed" not in r and not r.get("capacity")}
     app = sorted((r for r in by.values() if r["kind"] == "gevent"), key=lambda r: r["n"])
 
     for run in app:
@@ -840,6 +929,45 @@ def budgets(runs: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
                     text + ("" if survived else "; the worker was replaced"),
                 )
             )
+    run, fastapi, relay = (
+        by.get(("gevent", 1000)),
+        by.get(("fastapi", 1000)),
+        by.get(("relay", 1000)),
+    )
+    if run is None or fastapi is None:
+        checks.append(
+            ("N=1000: added first token p99 within 2x the FastAPI relay's", None, "not run")
+        )
+    else:
+        own = run["load"].get("ttft_added_ms", {}).get("p99")
+        theirs = fastapi["load"].get("ttft_added_ms", {}).get("p99")
+        checks.append(
+            (
+                "N=1000: added first token p99 within 2x the FastAPI relay's",
+                own is not None and theirs is not None and own <= 2 * max(theirs, 1.0),
+                f"{_ms(own)} ms vs {_ms(theirs)} ms",
+            )
+        )
+    if run is not None:
+        gap = run["load"].get("gap_ms", {}).get("p99")
+        checks.append(
+            (
+                "N=1000: frame gap p99 under 500 ms while answers open",
+                gap is not None and gap < 500,
+                f"p99 {_ms(gap)} ms",
+            )
+        )
+    if run is None or relay is None:
+        checks.append(("N=1000: peak RSS within 1.5x the bare relay's", None, "not run"))
+    else:
+        own, theirs = run.get("rss_peak_mb"), relay.get("rss_peak_mb")
+        checks.append(
+            (
+                "N=1000: peak RSS within 1.5x the bare relay's",
+                own is not None and theirs is not None and own <= 1.5 * theirs,
+                f"{_ms(own, 0)} MB vs {_ms(theirs, 0)} MB",
+            )
+        )
     writes = [r.get("db_writes_per_delta") for r in app if r.get("db_writes_per_delta") is not None]
     if writes:
         checks.append(
@@ -892,6 +1020,31 @@ def budgets(runs: list[dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
     return checks
 
 
+def more_cores(runs: list[dict[str, Any]]) -> str | None:
+    """What a second worker adds: answers opened a second in the capacity runs, one worker
+    against two, with the load generator's own CPU beside them (it shares the 2 cores)."""
+    found = {r["kind"]: r for r in runs if r.get("capacity") and "failed" not in r}
+    one, two = found.get("gevent"), found.get("redis2")
+    if one is None or two is None:
+        return None
+
+    def said(run: dict[str, Any]) -> str:
+        load = run["load"]
+        return (
+            f"{_ms(load.get('opened_per_second'))}/s opened "
+            f"({load.get('ok')}/{run['n']} ok, load generator {_ms(load.get('loader_cpu_seconds'))}"
+            f" s CPU over {_ms(load.get('wall_seconds'))} s)"
+        )
+
+    ratio = None
+    if one["load"].get("opened_per_second") and two["load"].get("opened_per_second"):
+        ratio = two["load"]["opened_per_second"] / one["load"]["opened_per_second"]
+    return (
+        f"asked {one['rate']:g}/s: one worker {said(one)}; two workers with Redis {said(two)}"
+        + ("" if ratio is None else f"; {ratio:.2f}x")
+    )
+
+
 def render_budget() -> tuple[str, bool | None, str]:
     """The linearity budget, from the last `make bench-render` (bench/render.py) if any."""
     what = "markdown work linear in message length (make bench-render)"
@@ -917,13 +1070,34 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help=f"concurrent conversations (default {' '.join(map(str, FULL_NS))})",
     )
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument(
-        "--quick", action="store_true", help=f"N = {' '.join(map(str, QUICK_NS))}, 6 s answers"
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(DEFAULT_KINDS),
+        help=f"servers to run (default {' '.join(DEFAULT_KINDS)})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"N = {' '.join(map(str, QUICK_NS))}, 3 s answers"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Redis of the redis2 runs (default $BENCH_REDIS_URL or %(default)s); each run "
+        "uses keys of its own prefix",
+    )
+    parser.add_argument(
+        "--capacity-rate",
+        type=float,
+        default=250.0,
+        help="conversations opened a second in the capacity run (0: no capacity run)",
+    )
+    parser.add_argument(
+        "--capacity-n", type=int, default=750, help="conversations of the capacity run"
     )
     parser.add_argument("--rate", type=float, default=100.0, help="conversations opened a second")
     parser.add_argument(
-        "--reply-chars", type=int, help="characters of every answer (default 4000: 20 s)"
+        "--reply-chars", type=int, help="characters of every answer (default 1000: 5 s)"
     )
     parser.add_argument(
         "--worker-connections", type=int, help="override gunicorn's worker_connections (all kinds)"
@@ -948,12 +1122,18 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-logs", action="store_true", help="copy each run's logs to bench/results/logs/"
     )
     parser.add_argument("--out", help="JSON file (default bench/results/bench-<time>.json)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the app's workers with pyinstrument (bench/profiled.conf.py) and write "
+        "each worker's profile to PROFILE/<kind>-<N>/",
+    )
     args = parser.parse_args(argv)
 
     ns = args.n or (QUICK_NS if args.quick else FULL_NS)
     options = Options(
         rate=args.rate,
-        reply_chars=args.reply_chars or (1200 if args.quick else 4000),
+        reply_chars=args.reply_chars or (600 if args.quick else 1000),
         worker_connections=args.worker_connections,
         hub_monitor=not args.no_hub_monitor,
         sample_interval=args.sample_interval,
@@ -961,11 +1141,19 @@ def main(argv: list[str] | None = None) -> int:
         grace=args.grace,
         keep_logs=args.keep_logs,
         page_events=args.page_events,
+        redis_url=args.redis_url,
+        profile=args.profile.resolve() if args.profile else None,
     )
+    capacity = replace(options, rate=args.capacity_rate, capacity=True)
+    capacity_kinds = [k for k in ("gevent", "redis2") if k in args.kinds]
+    if args.quick or not args.capacity_rate:
+        capacity_kinds = []
+    plan = [(kind, n, options) for n in ns for kind in args.kinds]
+    plan += [(kind, args.capacity_n, capacity) for kind in capacity_kinds]
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else RESULTS / f"bench-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    total = sum(deadline_for(n, options) for n in ns) * len(args.kinds)
+    total = sum(deadline_for(n, opts) for _kind, n, opts in plan)
     print(
         f"chatapp bench: N={list(ns)} kinds={args.kinds}, answers of {options.reply_chars} "
         f"characters ({options.reply_chars / CHARS_PER_SECOND:.0f} s at {TOKENS_PER_SECOND:g} "
@@ -1020,25 +1208,29 @@ def main(argv: list[str] | None = None) -> int:
             + "; the gthread runs below start it under `python -m gevent.monkey`",
             flush=True,
         )
-    for n in ns:
-        for kind in args.kinds:
-            print(f"-- {kind} N={n} (deadline {deadline_for(n, options):.0f} s)", flush=True)
-            began = time.monotonic()
-            try:
-                run = run_one(kind, n, options)
-            except Exception as exc:  # one failed run must not lose the others
-                run = {"kind": kind, "n": n, "failed": f"{type(exc).__name__}: {exc}"}
-            run["hub_monitor"] = options.hub_monitor and kind != "gthread"
-            run["run_seconds"] = time.monotonic() - began
-            runs.append(run)
-            load = run.get("load", {})
-            print(
-                f"   {run['run_seconds']:.0f} s; {load.get('ok', 0)}/{n} ok"
-                + (f"; errors {load.get('error_kinds')}" if load.get("errors") else "")
-                + (f"; {run['failed']}" if "failed" in run else ""),
-                flush=True,
-            )
-            out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    for kind, n, opts in plan:
+        print(
+            f"-- {kind} N={n} at {opts.rate:g}/s (deadline {deadline_for(n, opts):.0f} s)",
+            flush=True,
+        )
+        began = time.monotonic()
+        try:
+            run = run_one(kind, n, opts)
+        except Exception as exc:  # one failed run must not lose the others
+            run = {"kind": kind, "n": n, "failed": f"{type(exc).__name__}: {exc}"}
+        run["rate"] = opts.rate
+        run["capacity"] = opts.capacity
+        run["hub_monitor"] = opts.hub_monitor and kind in ("relay", "gevent", "redis2")
+        run["run_seconds"] = time.monotonic() - began
+        runs.append(run)
+        load = run.get("load", {})
+        print(
+            f"   {run['run_seconds']:.0f} s; {load.get('ok', 0)}/{n} ok"
+            + (f"; errors {load.get('error_kinds')}" if load.get("errors") else "")
+            + (f"; {run['failed']}" if "failed" in run else ""),
+            flush=True,
+        )
+        out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     svg = out.with_suffix(".svg")
     write_svg({"meta": meta, "runs": runs}, svg)
     print()
@@ -1048,6 +1240,8 @@ def main(argv: list[str] | None = None) -> int:
     for what, passed, numbers in budgets(runs):
         mark = "n/a " if passed is None else ("PASS" if passed else "FAIL")
         print(f"  [{mark}] {what}: {numbers}")
+    if capacity_line := more_cores(runs):
+        print(f"\nMore cores: {capacity_line}")
     for run in runs:
         if "failed" in run:
             print(f"{run['kind']} N={run['n']} failed: {run['failed']}")

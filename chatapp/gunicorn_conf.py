@@ -3,19 +3,35 @@
 `gunicorn --config python:chatapp.gunicorn_conf chatapp.wsgi:app` in an installed chatapp;
 `gunicorn.conf.py` in a checkout reads them from here. gunicorn's master imports this module
 before it starts its workers, and a gevent worker patches the standard library only after the
-fork: so this module imports nothing but `os`, and `chatapp/__init__.py` imports no library
-when it is imported (ssl imported before the patch could break Anthropic's TLS connections).
-The hooks import what they need, in the worker, after the patch.
+fork: so this module imports nothing but a few modules of the standard library, and
+`chatapp/__init__.py` imports no library when it is imported (ssl imported before the patch
+could break Anthropic's TLS connections). The worker hooks import what they need, in the
+worker, after the patch; the master's `child_exit` imports only prometheus_client.
 """
 
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 
-# One gevent worker serves hundreds of streams. More workers need a shared channel between
-# them (REDIS_URL); with SQLite and the in-process channel keep the default of one.
+# One gevent worker serves hundreds of streams on one core. Workers share answers, Stop and
+# news through Redis: with REDIS_URL, one worker per core (WEB_CONCURRENCY overrides it);
+# without it, one.
 worker_class = "gevent"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+if os.environ.get("WEB_CONCURRENCY"):
+    workers = int(os.environ["WEB_CONCURRENCY"])
+    _why = "WEB_CONCURRENCY"
+elif os.environ.get("REDIS_URL"):
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    workers = len(cores) if cores else (os.cpu_count() or 1)
+    _why = "one per core, as REDIS_URL lets workers share streams"
+else:
+    workers = 1
+    _why = (
+        "one: without REDIS_URL a stream can only follow answers written by its own worker "
+        "(set REDIS_URL for one worker per core)"
+    )
 if workers > 1 and not os.environ.get("REDIS_URL"):
     # Without a shared channel a stream opened on one worker would never see an answer written
     # on another, and Stop would miss it. Refuse rather than run half-broken.
@@ -45,6 +61,40 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 control_socket_disable = True
 
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+
+
+# Every worker counts into files of one directory (prometheus_client's multiprocess mode), so
+# that /metrics, whichever worker answers, reports the whole service (chatapp/metrics.py). One
+# given in PROMETHEUS_MULTIPROC_DIR is emptied at start; else the master makes one (in
+# XDG_RUNTIME_DIR if set, as systemd's RuntimeDirectory is), and removes it when it exits. Set
+# here, in the master, so that every worker inherits it.
+_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_made:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="chatapp-metrics-", dir=os.environ.get("XDG_RUNTIME_DIR") or None
+    )
+
+
+def on_starting(server):  # noqa: ANN001 - gunicorn's hook signature
+    """Say how many workers and why; start the metrics of this service from zero."""
+    server.log.info("chatapp: %d worker%s: %s", workers, "" if workers == 1 else "s", _why)
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+    """A worker is gone: its gauges leave the service's (its counters stay counted)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001 - gunicorn's hook signature
+    if _metrics_dir_made:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 # gunicorn kills a worker graceful_timeout seconds after asking it to stop; answers still being

@@ -1,52 +1,124 @@
-"""Counters and histograms of this worker, written in Prometheus' text format."""
+"""The service's counters, gauges and histograms, in Prometheus' own library.
+
+Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode; chatapp/gunicorn_conf.py makes the directory and
+marks dead workers), and a scrape of `/metrics`, whichever worker answers it, adds up the
+whole service: counters of every worker since the service started, gauges of the workers
+alive now. Without that variable (tests, `flask run`) each app counts in a registry of its
+own.
+"""
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable
+import os
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The `_created` series (when each counter began) say nothing here, and multiprocess mode has
+# none: one exposition either way.
+disable_created_metrics()
+
+# Gauges: name -> (help, how the workers' values add up in multiprocess mode).
+GAUGES: dict[str, tuple[str, Literal["livesum", "livemin"]]] = {
+    "answers_live": ("Answers being written now.", "livesum"),
+    "streams_open": ("Server-sent event responses being written now.", "livesum"),
+    "answer_subscriptions": ("Listeners subscribed to live answers.", "livesum"),
+    "conversation_subscriptions": ("Open pages subscribed to their conversation.", "livesum"),
+    "db_connections_in_use": ("Database connections checked out of the pools.", "livesum"),
+    "answers_unstored": ("Answers with streamed text the database does not have yet.", "livesum"),
+    "answer_ends_waiting": (
+        "Answers that ended and wait for the database to store their end.",
+        "livesum",
+    ),
+    "database_reachable": (
+        "1 if the database answered every worker's last try, else 0.",
+        "livemin",
+    ),
+    "redis_reachable": (
+        "1 if Redis answered every worker's last try (or is not used), else 0.",
+        "livemin",
+    ),
+}
 
 
-class Histogram:
-    """Observations counted into fixed buckets (upper bounds in seconds)."""
-
-    def __init__(self, bounds: Iterable[float]) -> None:
-        self.bounds = tuple(sorted(bounds))
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def lines(self, name: str) -> list[str]:
-        out, running = [], 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
-            running += count
-            out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        running += self.counts[-1]
-        out += [
-            f'{name}_bucket{{le="+Inf"}} {running}',
-            f"{name}_sum {self.total:.6f}",
-            f"{name}_count {running}",
-        ]
-        return out
+def multiprocess() -> bool:
+    """True when the workers share their values through PROMETHEUS_MULTIPROC_DIR."""
+    return bool(os.environ.get(MULTIPROCESS_DIR))
 
 
 class Meter:
-    """What the answers of this worker did since it started."""
+    """What the answers of this service did, and what its workers hold now."""
 
     def __init__(self) -> None:
-        self.frames = 0
-        self.characters = 0
-        self.answers: Counter[str] = Counter()  # by final status
-        self.upstream_errors: Counter[str] = Counter()  # by kind
-        self.tool_calls: Counter[tuple[str, bool]] = Counter()  # by tool, and failed or not
-        self.tokens: Counter[tuple[str, str]] = Counter()  # by model and kind
-        self.first_token = Histogram((0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30))
-        self.db_flush = Histogram((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
-        self.db_flush_failures = 0  # group commits the database did not take (kept, retried)
-        self.final_write_failures = 0  # tries to store an answer's end that failed (retried)
+        # Metrics register with this app's own registry, unless the values go to the shared
+        # files: a scrape then reads those, and nothing needs registering.
+        self._registry = CollectorRegistry()
+        own = None if multiprocess() else self._registry
+        self.frames = Counter("chatapp_frames", "Frames sent to listeners.", registry=own)
+        self.characters = Counter(
+            "chatapp_characters", "Answer characters received from the API.", registry=own
+        )
+        self.answers = Counter(
+            "chatapp_answers", "Answers ended, by status.", ["status"], registry=own
+        )
+        self.upstream_errors = Counter(
+            "chatapp_upstream_errors",
+            "Answers that failed upstream, by kind.",
+            ["kind"],
+            registry=own,
+        )
+        self.tool_calls = Counter(
+            "chatapp_tool_calls",
+            "Tool calls run for Claude, by tool and outcome.",
+            ["tool", "outcome"],
+            registry=own,
+        )
+        self.tokens = Counter(
+            "chatapp_tokens",
+            "Tokens billed by the API (answers and namings), by model and kind.",
+            ["model", "kind"],
+            registry=own,
+        )
+        self.first_token = Histogram(
+            "chatapp_first_token_seconds",
+            "Time from asking Claude to its first token.",
+            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
+            registry=own,
+        )
+        self.db_flushes = Counter(
+            "chatapp_db_flushes", "Group commits of streamed text.", registry=own
+        )
+        self.db_flush = Histogram(
+            "chatapp_db_flush_seconds",
+            "Duration of each group commit.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=own,
+        )
+        self.db_flush_failures = Counter(
+            "chatapp_db_flush_failures",
+            "Group commits that failed (the database did not answer); their text is kept and "
+            "written by a later one.",
+            registry=own,
+        )
+        self.final_write_failures = Counter(
+            "chatapp_final_write_failures",
+            "Tries to store an answer's end that failed; each is tried again.",
+            registry=own,
+        )
+        self._gauges = {
+            name: Gauge(f"chatapp_{name}", help_text, multiprocess_mode=mode, registry=own)
+            for name, (help_text, mode) in GAUGES.items()
+        }
 
     def count_tokens(
         self,
@@ -64,92 +136,35 @@ class Meter:
             ("cache_read", cache_read_tokens),
             ("cache_creation", cache_creation_tokens),
         ):
-            self.tokens[model, kind] += count
+            self.tokens.labels(model, kind).inc(count)
 
-    def render(self, gauges: dict[str, tuple[str, float]]) -> str:
-        """The whole exposition: `gauges` (name: (help, value)) and this meter's series."""
-        lines: list[str] = []
+    def count_tool_call(self, tool: str, failed: bool) -> None:
+        self.tool_calls.labels(tool, "error" if failed else "ok").inc()
 
-        def family(name: str, kind: str, help_text: str, samples: list[str]) -> None:
-            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples])
+    def observe_flush(self, seconds: float) -> None:
+        """One group commit, taken or not, and how long it took."""
+        self.db_flushes.inc()
+        self.db_flush.observe(seconds)
 
-        for name, (help_text, value) in gauges.items():
-            family(f"chatapp_{name}", "gauge", help_text, [f"chatapp_{name} {value:g}"])
-        family(
-            "chatapp_db_flushes_total",
-            "counter",
-            "Group commits of streamed text.",
-            [f"chatapp_db_flushes_total {sum(self.db_flush.counts)}"],
-        )
-        family(
-            "chatapp_db_flush_failures_total",
-            "counter",
-            "Group commits that failed (the database did not answer); their text is kept and "
-            "written by a later one.",
-            [f"chatapp_db_flush_failures_total {self.db_flush_failures}"],
-        )
-        family(
-            "chatapp_final_write_failures_total",
-            "counter",
-            "Tries to store an answer's end that failed; each is tried again.",
-            [f"chatapp_final_write_failures_total {self.final_write_failures}"],
-        )
-        family(
-            "chatapp_frames_total",
-            "counter",
-            "Frames sent to listeners.",
-            [f"chatapp_frames_total {self.frames}"],
-        )
-        family(
-            "chatapp_characters_total",
-            "counter",
-            "Answer characters received from the API.",
-            [f"chatapp_characters_total {self.characters}"],
-        )
-        family(
-            "chatapp_tokens_total",
-            "counter",
-            "Tokens billed by the API (answers and namings), by model and kind.",
-            [
-                f'chatapp_tokens_total{{model="{model}",kind="{kind}"}} {n}'
-                for (model, kind), n in sorted(self.tokens.items())
-            ],
-        )
-        family(
-            "chatapp_answers_total",
-            "counter",
-            "Answers ended, by status.",
-            [f'chatapp_answers_total{{status="{s}"}} {n}' for s, n in sorted(self.answers.items())],
-        )
-        family(
-            "chatapp_upstream_errors_total",
-            "counter",
-            "Answers that failed upstream, by kind.",
-            [
-                f'chatapp_upstream_errors_total{{kind="{k}"}} {n}'
-                for k, n in sorted(self.upstream_errors.items())
-            ],
-        )
-        family(
-            "chatapp_tool_calls_total",
-            "counter",
-            "Tool calls run for Claude, by tool and outcome.",
-            [
-                f'chatapp_tool_calls_total{{tool="{tool}",outcome="{outcome}"}} {n}'
-                for (tool, failed), n in sorted(self.tool_calls.items())
-                for outcome in ["error" if failed else "ok"]
-            ],
-        )
-        family(
-            "chatapp_first_token_seconds",
-            "histogram",
-            "Time from asking Claude to its first token.",
-            self.first_token.lines("chatapp_first_token_seconds"),
-        )
-        family(
-            "chatapp_db_flush_seconds",
-            "histogram",
-            "Duration of each group commit.",
-            self.db_flush.lines("chatapp_db_flush_seconds"),
-        )
-        return "\n".join(lines) + "\n"
+    def set_gauges(self, values: dict[str, float]) -> None:
+        """This worker's part of each gauge, now."""
+        for name, value in values.items():
+            self._gauges[name].set(value)
+
+    def exposition(self) -> bytes:
+        """Every metric in Prometheus' text format: the whole service's, when it shares them."""
+        if not multiprocess():
+            return generate_latest(self._registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+
+
+def counted(counter: Counter) -> float:
+    """A counter's value in this process (for checks and logs; a scrape has the service's)."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

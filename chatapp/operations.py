@@ -25,19 +25,6 @@ from .streaming.views import STREAM_HEADERS
 
 bp = Blueprint("operations", __name__)
 
-# Gauges: name -> help. Values are this worker's; each gunicorn worker answers for itself.
-_GAUGES = {
-    "answers_live": "Answers this worker is writing now.",
-    "streams_open": "Server-sent event responses this worker is writing now.",
-    "answer_subscriptions": "Listeners subscribed to live answers.",
-    "conversation_subscriptions": "Open pages subscribed to their conversation.",
-    "db_connections_in_use": "Database connections checked out of the pool.",
-    "answers_unstored": "Answers with streamed text the database does not have yet.",
-    "answer_ends_waiting": "Answers that ended and wait for the database to store their end.",
-    "database_reachable": "1 if the database answered this worker's last try, else 0.",
-    "redis_reachable": "1 if Redis answered this worker's last try (or is not used), else 0.",
-}
-
 
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, str | int], int]:
@@ -74,7 +61,8 @@ def healthz() -> tuple[dict[str, str | int], int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """This worker's gauges, counters and histograms in Prometheus' text format.
+    """The service's gauges, counters and histograms in Prometheus' text format: of every
+    worker (chatapp.metrics), whichever answers.
 
     Only for the addresses in CHATAPP_METRICS_ALLOW (loopback by default): to anyone else it
     does not exist (404), like anything that is not theirs.
@@ -82,13 +70,8 @@ def metrics() -> Response:
     if not clients.listed(request.remote_addr, current_app.config["METRICS_ALLOW"]):
         abort(404)
     hub = streams()
-    values = dict(hub.counts())
-    values["db_connections_in_use"] = int(getattr(db.engine.pool, "checkedout", lambda: 0)())
-    values["database_reachable"] = int(not hub.database.down)
-    values["redis_reachable"] = int(hub.relay is None or not hub.relay.outage.down)
-    gauges = {name: (help_text, float(values[name])) for name, help_text in _GAUGES.items()}
-    body = hub.meter.render(gauges)
-    return Response(body, mimetype="text/plain; version=0.0.4")
+    hub.meter.set_gauges(hub.gauges())
+    return Response(hub.meter.exposition(), mimetype="text/plain; version=0.0.4")
 
 
 @bp.get("/connection-check")

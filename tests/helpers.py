@@ -26,6 +26,16 @@ TRICKY = (
 )
 
 
+def metric_values(body: str) -> dict[str, float]:
+    """The samples of a /metrics body: `name{labels}` -> value."""
+    values = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
 def answer_id(fragment) -> int:  # type: ignore[no-untyped-def]
     """The id of the answer in a send's (or a page's) fragment."""
     return anchors.message_of(fragment.select_one('article[data-role="assistant"]')["id"])

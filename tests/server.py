@@ -53,6 +53,7 @@ _INHERITED_SETTINGS = (
     "HOST",
     "PORT",
     "WEB_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
     "FLASK_APP",
     "GUNICORN_CMD_ARGS",
 )
@@ -234,6 +235,9 @@ def _environment(
         CHATAPP_TRUSTED_PROXIES=HOST,
         # No title requests: they would take the fake upstream's scenarios (and be counted).
         CHATAPP_TITLE_MODEL="",
+        # One worker unless the test asks for more: with REDIS_URL gunicorn would start one
+        # per core.
+        WEB_CONCURRENCY="1",
     )
     if upstream is not None:
         if not upstream.url:

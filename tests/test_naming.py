@@ -14,7 +14,7 @@ from chatapp.llm.demo import FakeUpstream, Scenario
 from chatapp.models import Conversation, Naming, User, utcnow
 
 from .conftest import Configure, html, parse_events, send, user_id
-from .helpers import answer_id, stored, wait_finished
+from .helpers import answer_id, metric_values, stored, wait_finished
 
 
 def test_a_small_model_names_the_conversation_after_its_first_answer(
@@ -80,11 +80,9 @@ def test_naming_a_conversation_costs_what_it_used(
         gevent.sleep(0.05)
     assert naming.model == "claude-haiku-4-5"
     assert naming.input_tokens and naming.input_tokens > 0 and naming.output_tokens
-    metrics = client.get("/metrics").data.decode()
-    assert (
-        f'chatapp_tokens_total{{model="claude-haiku-4-5",kind="output"}} {naming.output_tokens}\n'
-        in metrics
-    )
+    metrics = metric_values(client.get("/metrics").data.decode())
+    output = metrics['chatapp_tokens_total{kind="output",model="claude-haiku-4-5"}']
+    assert output == naming.output_tokens
     prices = app.config["PRICES"]
     # Billed like an answer: in the conversation's total...
     total = costs.cost(answer, prices) + costs.cost(naming, prices)

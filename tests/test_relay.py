@@ -21,6 +21,7 @@ from chatapp.streaming import streams
 from chatapp.tools.record import calls
 
 from .conftest import (
+    REDIS_URL,
     html,
     parse_events,
     read_events,
@@ -241,3 +242,62 @@ def test_sign_in_limits_hold_across_workers(workers: tuple[Flask, Flask]) -> Non
     assert sign_in(b, "bob", "correct horse battery") == 429
     assert sign_in(a, "bob", "correct horse battery") == 429
     assert sign_in(b, "carol", "correct horse battery") == 302  # another account is not held up
+
+
+def test_a_frame_is_one_append_and_one_publish_and_lost_text_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer's frames cost Redis little: the new text and the publish (the keys' TTL is
+    renewed now and then, not every frame); a key that lost its text gets all of it again."""
+    from chatapp.streaming import relay as relay_module
+    from chatapp.streaming.frames import AnswerView
+
+    prefix = f"chatapp-test-{time.monotonic_ns()}"
+    writer = relay_module.Relay(
+        REDIS_URL, prefix, 10, on_stop=lambda _id: None, load_state=lambda _id: None
+    )
+    sent: list[list[str]] = []
+    pipeline = writer.redis.pipeline
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def executed():  # type: ignore[no-untyped-def]
+            sent.append([str(command[0][0]) for command in pipe.command_stack])
+            return execute()
+
+        pipe.execute = executed
+        return pipe
+
+    monkeypatch.setattr(writer.redis, "pipeline", counted)
+    view = AnswerView(1)
+    said = ""
+
+    def frame(text: str) -> None:
+        nonlocal said
+        said += text
+        writer.frame(1, view.add(text), lambda: ("", said))
+
+    try:
+        writer.begin(1)
+        frame("Hello, ")
+        frame("world.")
+        assert sent[-2:] == [["APPEND", "PUBLISH"], ["APPEND", "PUBLISH"]]
+        text_key = writer._text_key(1)
+        assert writer.redis.get(text_key) == b"Hello, world."
+        assert 0 < writer.redis.ttl(text_key) <= relay_module.TEXT_TTL
+
+        writer.redis.delete(text_key)  # Redis lost it
+        frame(" Again.")
+        assert writer.redis.get(text_key) == b"Hello, world. Again."
+
+        monkeypatch.setattr(relay_module, "TTL_RENEWAL", 0.0)  # renewal due at every frame
+        writer.begin(2)
+        writer.frame(2, AnswerView(2).add("Renewed."), lambda: ("", "Renewed."))
+        assert sent[-1] == ["APPEND", "EXPIRE", "APPEND", "EXPIRE", "PUBLISH"]
+        assert writer.redis.ttl(writer._text_key(2)) > 0
+    finally:
+        for answer in (1, 2):
+            writer.redis.delete(writer._text_key(answer), writer._thinking_key(answer))
+        writer.redis.close()

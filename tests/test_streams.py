@@ -171,3 +171,29 @@ def test_by_default_an_answer_nobody_watches_still_finishes(
     upstream.push(Scenario(text="Finished in the background."))
     fragment = send(client, "Leave right away")
     assert wait_finished(app, answer_id(fragment)).status == "complete"
+
+
+def test_every_listener_of_an_answer_gets_one_done_made_once(
+    app: Flask, client: FlaskClient, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three tabs follow one answer: its end (the message, the conversation's total) is
+    rendered and its usage read once for all of them, and each is shown the same."""
+    from chatapp.conversations import store
+
+    reads = []
+    usage = store.conversation_usage
+
+    def counted_usage(conversation_id: int):  # type: ignore[no-untyped-def]
+        reads.append(conversation_id)
+        gevent.sleep(0.05)  # the others ask meanwhile
+        return usage(conversation_id)
+
+    monkeypatch.setattr(store, "conversation_usage", counted_usage)
+    upstream.push(Scenario(text="Shown to every tab alike.", pace=Pace(first_token_seconds=0.3)))
+    url = stream_url(send(client, "Three tabs"))
+    tabs = [gevent.spawn(read_events, client, url) for _ in range(3)]
+    gevent.joinall(tabs, raise_error=True)
+    dones = [[e for e in tab.value if e.get("event") == "done"] for tab in tabs]
+    assert all(len(done) == 1 for done in dones)
+    assert dones[0] == dones[1] == dones[2]
+    assert "conversation-cost" in dones[0][0]["data"] and len(reads) == 1

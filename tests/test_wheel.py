@@ -40,6 +40,7 @@ LEFT_BEHIND = {
     "HOST",
     "PORT",
     "WEB_CONCURRENCY",
+    "PROMETHEUS_MULTIPROC_DIR",
     "PATH",
 }
 PASSWORD = "a long enough password, typed once"

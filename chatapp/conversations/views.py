@@ -30,7 +30,7 @@ from ..projects import pins
 from ..projects import store as projects
 from ..projects.sidebar import sidebar_context
 from ..render import is_kept, render_answer
-from ..streaming import live_view, streams
+from ..streaming import Question, live_view, streams
 from . import context, export, forms, quotas, store
 
 bp = Blueprint("conversations", __name__)
@@ -102,6 +102,7 @@ def send() -> ResponseReturnValue:
         files = _files_from_form(model, limits)
     except FileRefused as exc:
         return _composer_error(str(exc), conversation, project=project)
+    first = conversation is None
     if conversation is None:
         assert settings is not None
         in_project = _context(project)
@@ -114,7 +115,8 @@ def send() -> ResponseReturnValue:
     elif refusal := _cannot_ask(conversation, prompt, files):
         return _composer_error(refusal, conversation)
     question, answer = store.add_exchange(conversation, prompt, files)
-    streams().start(answer.id, conversation.id)
+    asked = Question.first(conversation, question) if first else None  # nothing to read back
+    streams().start(answer.id, conversation.id, asked)
     _announce(conversation.id, "exchange", question.id, answer.id)
 
     page_url = url_for(".show", conversation_id=conversation.id)

@@ -6,9 +6,10 @@ from dataclasses import replace
 
 from ..models import MessageState
 from .hub import Streams, streams
+from .persistence import Question
 from .views import bp
 
-__all__ = ["Streams", "bp", "live_view", "streams"]
+__all__ = ["Question", "Streams", "bp", "live_view", "streams"]
 
 
 def live_view(state: MessageState) -> MessageState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import redis
@@ -86,7 +87,9 @@ def follow(
                 log.warning("listener of answer %s is out of step; ending its stream", state.id)
                 return
             if frame.final is not None:
-                yield _final_event(frame.final, frame.payload, render_final)
+                done = partial(_final_event, frame.final, frame.payload, render_final)
+                # One `done` for all the answer's listeners in this worker, made by the first.
+                yield done() if frame.done is None else frame.done.get(done)
                 return
             if frame.payload:
                 yield frame.payload

@@ -11,8 +11,10 @@ the view's frames in order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from gevent.lock import Semaphore
 
 from ..render import anchors, render_text
 from ..render.live import LiveMarkdown, oob, render_answer
@@ -30,7 +32,8 @@ class Frame:
     `start` and `end` are positions in the answer (characters of thinking, then of text): the
     frame turns what a listener showing `start` sees into what it shows at `end`. `payload` is
     the SSE event ("" when nothing visible changed); for the last frame it is the swaps that
-    finish the content, and `final` is the stored end of the answer.
+    finish the content, and `final` is the stored end of the answer; every listener of the
+    worker is sent the same `done` event for it, made once (`done`).
     """
 
     start: int
@@ -39,6 +42,21 @@ class Frame:
     thinking: str = ""
     payload: str = ""
     final: MessageState | None = None
+    done: Once | None = field(default=None, compare=False, repr=False)
+
+
+class Once:
+    """A value made on first demand, once, however many greenlets ask for it meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = Semaphore()
+        self._value: str | None = None
+
+    def get(self, make: Callable[[], str]) -> str:
+        with self._lock:  # making it may switch greenlets (a query): the others wait for it
+            if self._value is None:
+                self._value = make()
+            return self._value
 
 
 class AnswerView:
@@ -91,7 +109,9 @@ class AnswerView:
         )
         if self._thinking_now:
             swaps += self._thinking_section()
-        return Frame(start, self.position, payload=swaps + self._live.finish(), final=state)
+        return Frame(
+            start, self.position, payload=swaps + self._live.finish(), final=state, done=Once()
+        )
 
     def reset(self) -> str:
         """The event that makes a (re)connecting listener show what this view shows now."""

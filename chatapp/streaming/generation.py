@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anthropic
@@ -51,14 +53,47 @@ class StopRequested(GreenletExit):
     """Raised inside a generation's greenlet when someone pressed Stop."""
 
 
+@dataclass(frozen=True)
+class AnswerSettings:
+    """What every answer of a worker is written with, read from the app's config once."""
+
+    listener_capacity: int  # frames a listener may fall behind before it is let go
+    idle_timeout: float  # seconds the API may be silent mid-answer
+    max_tokens: int
+    adaptive_thinking_tokens: int
+    max_tool_rounds: int
+    abandon_after: float  # stop an answer nobody watched this long (0: never)
+    title_model: str | None  # names conversations (None: the newest Haiku; "": nobody)
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> AnswerSettings:
+        return cls(
+            listener_capacity=int(config["LISTENER_QUEUE_FRAMES"]),
+            idle_timeout=float(config["UPSTREAM_IDLE_TIMEOUT"]),
+            max_tokens=int(config["MAX_TOKENS"]),
+            adaptive_thinking_tokens=int(config["ADAPTIVE_THINKING_TOKENS"]),
+            max_tool_rounds=int(config["MAX_TOOL_ROUNDS"]),
+            abandon_after=float(config["ABANDON_AFTER"]),
+            title_model=config.get("TITLE_MODEL"),
+        )
+
+
 class Generation:
     """One answer in progress in this worker."""
 
-    def __init__(self, streams: Streams, message_id: int, conversation_id: int) -> None:
+    def __init__(
+        self,
+        streams: Streams,
+        message_id: int,
+        conversation_id: int,
+        question: persistence.Question | None = None,
+    ) -> None:
         self.streams = streams
+        self.settings = streams.settings
+        self._question = question
         self.message_id = message_id
         self.conversation_id = conversation_id
-        self.channel: Channel[Frame] = Channel(streams.listener_capacity)
+        self.channel: Channel[Frame] = Channel(self.settings.listener_capacity)
         self.reply = Reply()
         self.view = AnswerView(message_id)  # what listeners are shown
         self.final: MessageState | None = None
@@ -80,8 +115,8 @@ class Generation:
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._run)
-        if self.streams.abandon_after > 0:
-            gevent.spawn(self._stop_when_abandoned, self.streams.abandon_after)
+        if self.settings.abandon_after > 0:
+            gevent.spawn(self._stop_when_abandoned, self.settings.abandon_after)
 
     def _stop_when_abandoned(self, after: float) -> None:
         """Stop the answer once nobody has watched it for `after` seconds.
@@ -177,7 +212,9 @@ class Generation:
     def _run(self) -> None:
         status, error = Status.FAILED, None
         try:
-            question = persistence.load_question(self.streams.app, self.message_id)
+            question = self._question or persistence.load_question(
+                self.streams.app, self.message_id
+            )
             self._model = question.model
             history = question.history
             self._first_question = history[0].content if len(history) == 1 else None
@@ -199,8 +236,8 @@ class Generation:
         except GreenletExit:
             status, error = Status.INTERRUPTED, INTERRUPTED
         except (anthropic.APIError, httpx2.HTTPError) as exc:
-            error = errors.describe(exc, idle_timeout=self.streams.idle_timeout)
-            self.streams.meter.upstream_errors[errors.kind(exc)] += 1
+            error = errors.describe(exc, idle_timeout=self.settings.idle_timeout)
+            self.streams.meter.upstream_errors.labels(errors.kind(exc)).inc()
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
         except Exception as exc:
             if unreachable(exc):  # reading the question (or a tool's query)
@@ -234,8 +271,8 @@ class Generation:
             options=model_options(
                 question.thinking,
                 model,
-                max_tokens=self.streams.max_tokens,
-                adaptive_tokens=self.streams.adaptive_thinking_tokens,
+                max_tokens=self.settings.max_tokens,
+                adaptive_tokens=self.settings.adaptive_thinking_tokens,
             ),
             tools=tools.definitions(question.tools),
             files=blocks,
@@ -253,7 +290,7 @@ class Generation:
         long turn of its server tools, `pause_turn`: the paused turn is sent back and goes on
         in the same answer); how it ended."""
         context = tools.ToolContext(self.streams.app, question.user_id, self.conversation_id)
-        most = self.streams.max_tool_rounds
+        most = self.settings.max_tool_rounds
         asking = request
         while True:
             with self.streams.claude.client.messages.create(stream=True, **asking) as stream:
@@ -265,7 +302,7 @@ class Generation:
                     if use is not None:
                         self._receive(self._use_tool(use, question.tools, context))
             if not self.reply.finished:
-                self.streams.meter.upstream_errors["cut_off"] += 1
+                self.streams.meter.upstream_errors.labels("cut_off").inc()
                 return Status.FAILED, errors.cut_off()
             if self.reply.stop_reason == "refusal":
                 return Status.REFUSED, errors.refused(self.reply.refusal)
@@ -278,17 +315,17 @@ class Generation:
 
     def _use_tool(self, use: ToolUse, allowed: list[str], context: tools.ToolContext) -> Piece:
         """Run a tool Claude called (in this greenlet, so Stop ends it) and record its result."""
-        if self.reply.rounds >= self.streams.max_tool_rounds:
+        if self.reply.rounds >= self.settings.max_tool_rounds:
             result = tools.Outcome(NOT_RUN, True, 0)
         elif use.name not in allowed:
             result = tools.Outcome(f"The tool {use.name} is not switched on here.", True, 0)
         else:
             result = tools.run(use.name, use.input, context)
-        self.streams.meter.tool_calls[use.name, result.is_error] += 1
+        self.streams.meter.count_tool_call(use.name, result.is_error)
         return self.reply.tool_result(use, result.result, is_error=result.is_error, ms=result.ms)
 
     def _receive(self, piece: Piece) -> None:
-        self.streams.meter.characters += len(piece.thinking) + len(piece.text)
+        self.streams.meter.characters.inc(len(piece.thinking) + len(piece.text))
         if piece.thinking:
             self._pending_thinking.append(piece.thinking)
             self._unstored_thinking.append(piece.thinking)
@@ -323,7 +360,7 @@ class Generation:
             # Redis is away this does nothing; listeners here get the frame all the same.
             self.streams.relay.frame(self.message_id, frame, self._published)
         self.channel.publish(frame)
-        self.streams.meter.frames += 1
+        self.streams.meter.frames.inc()
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
@@ -378,7 +415,7 @@ class Generation:
             )
             return
         self.final = state
-        self.streams.meter.answers[state.status] += 1
+        self.streams.meter.answers.labels(state.status).inc()
         if started:
             self.streams.meter.count_tokens(
                 state.model or "",
@@ -411,7 +448,7 @@ class Generation:
                     if not waiting and not unreachable(exc):
                         log.exception("could not store the end of answer %s", self.message_id)
                     streams.database.failed(exc)
-                    streams.meter.final_write_failures += 1
+                    streams.meter.final_write_failures.inc()
                     if not waiting:
                         waiting = True
                         streams.ends_waiting += 1
@@ -429,7 +466,7 @@ class Generation:
     def _name_conversation(self, question: str, answer: str) -> None:
         """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);
         open pages show the new title. A failure leaves the title as it was."""
-        model = self.streams.app.config.get("TITLE_MODEL")
+        model = self.settings.title_model
         if model is None:  # the newest Haiku offered, else the default model
             models = self.streams.catalogue
             model = models.newest("haiku") or models.default()

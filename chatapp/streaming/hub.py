@@ -11,20 +11,23 @@ import redis
 from flask import Flask, current_app
 from gevent.event import Event
 
+from ..extensions import db
 from ..llm import catalogue
 from ..llm.client import Claude
 from ..llm.files import Files
-from ..metrics import Meter
+from ..metrics import Meter, multiprocess
 from ..outage import Outage
 from .channel import Announcement, Channel, Subscription
-from .generation import Generation
-from .persistence import Flusher, load_state
+from .generation import AnswerSettings, Generation
+from .persistence import Flusher, Question, load_state
 from .relay import Relay
 from .sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "chatapp.streams"
+# With several workers, each writes its gauges this often for a scrape any worker answers.
+GAUGE_SECONDS = 1.0
 
 
 class Streams:
@@ -46,22 +49,18 @@ class Streams:
         self.ends_waiting = 0  # answers that ended and wait for the database to store it
         self._frame_interval = float(config["FRAME_INTERVAL"])
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
-        self.listener_capacity = int(config["LISTENER_QUEUE_FRAMES"])
-        self.idle_timeout = float(config["UPSTREAM_IDLE_TIMEOUT"])
-        self.max_tokens = int(config["MAX_TOKENS"])
-        self.adaptive_thinking_tokens = int(config["ADAPTIVE_THINKING_TOKENS"])
-        self.max_tool_rounds = int(config["MAX_TOOL_ROUNDS"])
-        self.abandon_after = float(config["ABANDON_AFTER"])
+        self.settings = AnswerSettings.of(config)
         self.live: dict[int, Generation] = {}
         self._conversations: dict[int, Channel[Announcement]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
         self.open_streams = 0  # SSE responses being written by this worker
         self.relay: Relay | None = None
+        self._gauges: gevent.Greenlet | None = None
         if config.get("REDIS_URL"):
             self.relay = Relay(
                 config["REDIS_URL"],
                 config["REDIS_PREFIX"],
-                self.listener_capacity,
+                self.settings.listener_capacity,
                 on_stop=self._stop_here,
                 load_state=lambda message_id: load_state(app, message_id),
             )
@@ -91,10 +90,21 @@ class Streams:
         self.catalogue.ensure_running()
         if self.relay is not None:
             self.relay.start()  # listen for Stop pressed on other workers
+        if self._gauges is None and multiprocess():
+            self._gauges = gevent.spawn(self._publish_gauges)
 
-    def start(self, message_id: int, conversation_id: int) -> Generation:
-        """Start writing the answer `message_id` (stored with status `streaming`)."""
-        generation = Generation(self, message_id, conversation_id)
+    def _publish_gauges(self) -> None:
+        """Keep this worker's part of the service's gauges current (chatapp.metrics)."""
+        while True:
+            self.meter.set_gauges(self.gauges())
+            gevent.sleep(GAUGE_SECONDS)
+
+    def start(
+        self, message_id: int, conversation_id: int, question: Question | None = None
+    ) -> Generation:
+        """Start writing the answer `message_id` (stored with status `streaming`), to
+        `question` if the caller has it, else to what is stored before it."""
+        generation = Generation(self, message_id, conversation_id, question)
         if self.relay is not None:
             self.relay.begin(message_id)
         self.live[message_id] = generation
@@ -146,7 +156,9 @@ class Streams:
                 return self.relay.watch(conversation_id)
             except redis.RedisError:
                 pass  # Redis is away: this page hears this worker's news only
-        channel = self._conversations.setdefault(conversation_id, Channel(self.listener_capacity))
+        channel = self._conversations.setdefault(
+            conversation_id, Channel(self.settings.listener_capacity)
+        )
         subscription = channel.subscribe()
 
         def release() -> None:
@@ -180,6 +192,17 @@ class Streams:
             + (self.relay.listeners("conversation") if self.relay else 0),
             "answers_unstored": self.flusher.waiting,
             "answer_ends_waiting": self.ends_waiting,
+        }
+
+    def gauges(self) -> dict[str, float]:
+        """This worker's gauges for /metrics: what it holds, and how its last tries went."""
+        with self.app.app_context():
+            pool = db.engine.pool
+        return {
+            **self.counts(),
+            "db_connections_in_use": int(getattr(pool, "checkedout", lambda: 0)()),
+            "database_reachable": int(not self.database.down),
+            "redis_reachable": int(self.relay is None or not self.relay.outage.down),
         }
 
     def _close_watchers(self) -> None:
@@ -217,6 +240,8 @@ class Streams:
         """Interrupt every live answer, store what it has, and release the client."""
         self.stopping.set()
         self._close_watchers()
+        if self._gauges is not None:
+            self._gauges.kill()
         for generation in list(self.live.values()):
             generation.interrupt()
         for generation in list(self.live.values()):

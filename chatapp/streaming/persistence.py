@@ -183,12 +183,12 @@ class Flusher:
             if not unreachable(exc):
                 log.exception("could not store the streamed text of %d answers", len(rows))
             self._database.failed(exc)
-            self._meter.db_flush_failures += 1
+            self._meter.db_flush_failures.inc()
             for progress, _new in part:
                 self._dirty.setdefault(progress.message_id, progress)
             return False
         finally:
-            self._meter.db_flush.observe(time.monotonic() - started)
+            self._meter.observe_flush(time.monotonic() - started)
         self._database.succeeded()
         self.writes += 1
         for progress, new in part:
@@ -308,6 +308,21 @@ class Question:
     thinking: Thinking  # as the person chose it; the request keeps what the model takes
     history: list[MessageState]  # earlier answers with their transcripts
     project: projects.ProjectContext | None = None  # the instructions and files of its project
+
+    @classmethod
+    def first(cls, conversation: Conversation, question: Message) -> Question:
+        """The first question of a conversation the send has just stored: what the answer is
+        asked with, without reading back what the send has in hand."""
+        return cls(
+            user_id=conversation.user_id,
+            model=conversation.model,
+            system_prompt=conversation.system_prompt,
+            tools=conversation.tools.split(),
+            server_tools=conversation.server_tools.split(),
+            thinking=thinking_of(conversation),
+            history=[MessageState.of(question)],  # a question has no transcript
+            project=projects.context_of(conversation),  # None (no query) outside a project
+        )
 
 
 def load_question(app: Flask, message_id: int) -> Question:

@@ -42,6 +42,9 @@ from .frames import AnswerView, Frame
 log = logging.getLogger(__name__)
 
 TEXT_TTL = 3600  # seconds a live answer's text stays in Redis without a new frame
+# A frame renews its answer's keys' TTL only this long after the last renewal: a frame is then
+# two commands (the append and the publish), not six.
+TTL_RENEWAL = TEXT_TTL / 4
 ACK_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 2.0  # seconds a command (or connecting) may take before Redis counts as away
 RETRY_EVERY = 1.0  # seconds between tries to reach Redis while it is away
@@ -98,6 +101,7 @@ class Relay:
         # The writer's side: bytes of (thinking, text) Redis holds of each answer written here,
         # when they are known to be all of it; an answer missing here gets its whole text next.
         self._lengths: dict[int, tuple[int, int]] = {}
+        self._renew_at: dict[int, float] = {}  # when each answer's keys' TTL is due again
         self._unsent_finals: set[int] = set()  # answers whose end is still to be announced
         self._unsent_stops: dict[int, float] = {}  # Stops to pass on -> when to give up
         self._mender: gevent.Greenlet | None = None
@@ -136,6 +140,7 @@ class Relay:
             self._away(exc)
             return
         self._lengths[message_id] = (0, 0)
+        self._renew_at[message_id] = time.monotonic() + TTL_RENEWAL
         self.outage.succeeded()
 
     def frame(self, message_id: int, frame: Frame, whole: Callable[[], tuple[str, str]]) -> None:
@@ -156,19 +161,28 @@ class Relay:
                 return
             thinking, text = frame.thinking.encode(), frame.text.encode()
             expected = (held[0] + len(thinking), held[1] + len(text))
+            renew = time.monotonic() >= self._renew_at.get(message_id, 0.0)
             pipe = self.redis.pipeline(transaction=True)
-            for key, added in (
-                (self._thinking_key(message_id), thinking),
-                (self._text_key(message_id), text),
+            checks: list[tuple[int, int]] = []  # (reply's place, the length it must say)
+            for key, added, length in (
+                (self._thinking_key(message_id), thinking, expected[0]),
+                (self._text_key(message_id), text, expected[1]),
             ):
-                pipe.append(key, added)  # the key's new length in bytes
-                pipe.expire(key, TEXT_TTL)
+                if added or renew:
+                    checks.append((len(pipe), length))
+                    pipe.append(key, added)  # the key's new length in bytes
+                if renew:
+                    pipe.expire(key, TEXT_TTL)
             pipe.publish(self._answer(message_id), _frame_message(frame))
-            thinking_held, _, text_held, _, _ = pipe.execute()
-            if (thinking_held, text_held) != expected:
-                self._put_whole(message_id, frame, whole())  # Redis lost some of it
+            replies = pipe.execute()
+            # A key that lost its text (Redis restarted empty) says a shorter length when
+            # next appended to: the whole text goes back.
+            if any(replies[place] != length for place, length in checks):
+                self._put_whole(message_id, frame, whole())
                 return
             self._lengths[message_id] = expected
+            if renew:
+                self._renew_at[message_id] = time.monotonic() + TTL_RENEWAL
         except redis.RedisError as exc:
             self._lengths.pop(message_id, None)
             self._away(exc)
@@ -185,12 +199,14 @@ class Relay:
         pipe.publish(self._answer(message_id), _frame_message(frame))
         pipe.execute()
         self._lengths[message_id] = (len(thinking), len(text))
+        self._renew_at[message_id] = time.monotonic() + TTL_RENEWAL
         self.outage.succeeded()
 
     def final(self, message_id: int) -> None:
         """The answer has ended and its final state is stored: tell the other workers, now or
         as soon as Redis is back."""
         self._lengths.pop(message_id, None)
+        self._renew_at.pop(message_id, None)
         if not self.outage.down:
             try:
                 self._send_final(message_id)
