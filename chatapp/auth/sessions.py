@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import User
+from ..outage import describe
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,21 @@ class SessionWatch:
         return release
 
     def _run(self) -> None:
+        failing = False
         while self._open:
             gevent.sleep(self._interval)
             try:
                 self.check()
-            except SQLAlchemyError:
-                # The database is away for a moment: the streams go on until the next check.
-                log.warning("could not check open streams' sessions", exc_info=True)
+            except SQLAlchemyError as exc:
+                # The database is away for a moment: the streams go on until a check works.
+                # Said once, in a line (an outage is not a bug, and comes with no traceback).
+                if not failing:
+                    log.warning("could not check open streams' sessions (%s)", describe(exc))
+                failing = True
+            else:
+                if failing:
+                    log.info("open streams' sessions are checked again")
+                failing = False
 
     def check(self) -> int:
         """End the streams whose session no longer holds; return how many."""
