@@ -22,7 +22,7 @@ from gevent.lock import Semaphore
 
 from .. import tools
 from ..database import unreachable
-from ..llm import errors, server_tools, titles
+from ..llm import errors, server_tools
 from ..llm.files import lost_file
 from ..llm.reply import Piece, Reply, ToolUse
 from ..llm.request import build_request, next_round
@@ -30,7 +30,7 @@ from ..llm.thinking import options as model_options
 from ..llm.tokens import estimate_tokens
 from ..models import MessageState, Status
 from ..tools.record import plain_text
-from . import persistence
+from . import naming, persistence
 from .channel import Channel, Subscription
 from .frames import AnswerView, Frame
 from .sweeper import INTERRUPTED
@@ -432,7 +432,14 @@ class Generation:
             self.streams.relay.final(self.message_id)  # now, or once Redis is back
         log.info("generation finished", extra={"fields": _log_fields(state)})
         if status is Status.COMPLETE and self._first_question is not None:
-            gevent.spawn(self._name_conversation, self._first_question, plain_text(state.content))
+            gevent.spawn(
+                naming.name_conversation,
+                self.streams,
+                self.conversation_id,
+                self.settings.title_model,
+                self._first_question,
+                plain_text(state.content),
+            )
 
     def _store_end(self, state: MessageState) -> bool:
         """Store the answer's end, trying again until the database takes it or the worker
@@ -462,39 +469,6 @@ class Generation:
         finally:
             if waiting:
                 streams.ends_waiting -= 1
-
-    def _name_conversation(self, question: str, answer: str) -> None:
-        """After the first answer, a small model names the conversation (CHATAPP_TITLE_MODEL);
-        open pages show the new title. A failure leaves the title as it was."""
-        model = self.settings.title_model
-        if model is None:  # the newest Haiku offered, else the default model
-            models = self.streams.catalogue
-            model = models.newest("haiku") or models.default()
-        if not model:
-            return
-        try:
-            title, usage = titles.suggest(self.streams.claude.client, model, question, answer)
-        except (anthropic.APIError, httpx2.HTTPError) as exc:
-            log.info("no title for conversation %s: %r", self.conversation_id, exc)
-            return
-        self.streams.meter.count_tokens(
-            model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
-        )
-        try:
-            persistence.store_naming(self.streams.app, self.conversation_id, model, usage)
-            renamed = title and persistence.retitle(
-                self.streams.app, self.conversation_id, question, title
-            )
-        except Exception as exc:
-            if not unreachable(exc):
-                raise
-            self.streams.database.failed(exc)
-            log.info(
-                "conversation %s keeps its title: the database did not answer", self.conversation_id
-            )
-            return
-        if renamed:
-            self.streams.announce(self.conversation_id, "title", (), None, title)
 
 
 def _log_fields(state: MessageState) -> dict[str, Any]:

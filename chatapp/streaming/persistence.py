@@ -21,14 +21,14 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from flask import Flask
-from sqlalchemy import CursorResult, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import selectinload, undefer
 
-from ..conversations.store import thinking_of, title_from
+from ..conversations.store import thinking_of
 from ..cooperate import let_streams_run
 from ..database import background_lock_waits, unreachable
 from ..extensions import db
@@ -242,39 +242,6 @@ def store_final(app: Flask, state: MessageState) -> None:
                 update(table).where(table.c.id == state.id).values(**values, updated_at=utcnow())
             )
             connection.commit()
-
-
-def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:
-    """Add what a request to name the conversation used (its `usage` from the API). A first
-    answer written again asks again, and each request is billed."""
-    table = Conversation.__table__
-    with app.app_context():
-        db.session.execute(
-            update(table)
-            .where(table.c.id == conversation_id)
-            .values(
-                naming_model=model,
-                naming_input_tokens=func.coalesce(table.c.naming_input_tokens, 0)
-                + usage.input_tokens,
-                naming_output_tokens=func.coalesce(table.c.naming_output_tokens, 0)
-                + usage.output_tokens,
-                named_at=utcnow(),
-            )
-        )
-        db.session.commit()
-
-
-def retitle(app: Flask, conversation_id: int, question: str, title: str) -> bool:
-    """Give the conversation `title`, unless someone renamed it meanwhile."""
-    with app.app_context():
-        done: CursorResult[Any] = db.session.execute(  # type: ignore[assignment]
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .where(Conversation.title == title_from(question))
-            .values(title=title)
-        )
-        db.session.commit()
-        return bool(done.rowcount)
 
 
 def load_state(app: Flask, message_id: int) -> MessageState | None:
