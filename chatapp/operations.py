@@ -31,31 +31,35 @@ def healthz() -> tuple[dict[str, str | int], int]:
     """200 when the database (and Redis, if configured) answer; 503 naming what does not, with
     what it said, otherwise ("writes failing" when the database reads but this worker's last
     write failed). Answers whose text waits for the database are counted."""
-    hub = streams()
+    registry = streams()
     report: dict[str, str | int] = {"status": "ok", "database": "ok"}
     try:
         db.session.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means unhealthy
         report.update(status="unhealthy", database=type(exc).__name__, database_error=describe(exc))
-        hub.database.failed(exc)
+        registry.database.failed(exc)
     else:
-        if hub.database.down:
+        if registry.database.down:
             # It reads, but this worker's last write failed (SQLite locked or its disk full,
             # say): streamed text is piling up in memory.
             report.update(
-                status="unhealthy", database="writes failing", database_error=hub.database.error
+                status="unhealthy",
+                database="writes failing",
+                database_error=registry.database.error,
             )
     finally:
         db.session.close()
-    relay = hub.relay
+    relay = registry.relay
     if relay is not None:
         try:
             relay.ping()
             report["redis"] = "ok"
         except Exception as exc:  # any failure to reach Redis means unhealthy
             report.update(status="unhealthy", redis=type(exc).__name__, redis_error=describe(exc))
-    if hub.flusher.waiting or hub.ends_waiting:
-        report.update(answers_unstored=hub.flusher.waiting, answer_ends_waiting=hub.ends_waiting)
+    if registry.flusher.waiting or registry.ends_waiting:
+        report.update(
+            answers_unstored=registry.flusher.waiting, answer_ends_waiting=registry.ends_waiting
+        )
     return report, 200 if report["status"] == "ok" else 503
 
 
@@ -69,9 +73,9 @@ def metrics() -> Response:
     """
     if not clients.listed(request.remote_addr, current_app.config["METRICS_ALLOW"]):
         abort(404)
-    hub = streams()
-    hub.meter.set_gauges(hub.gauges())
-    return Response(hub.meter.exposition(), mimetype="text/plain; version=0.0.4")
+    registry = streams()
+    registry.meter.set_gauges(registry.gauges())
+    return Response(registry.meter.exposition(), mimetype="text/plain; version=0.0.4")
 
 
 @bp.get("/connection-check")

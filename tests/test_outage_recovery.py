@@ -123,7 +123,7 @@ def test_text_and_an_end_the_database_refuses_are_kept_and_stored_when_it_takes_
     message_id = answer_id(fragment)
     reader = gevent.spawn(read_events, client, stream_url(fragment))
     gevent.sleep(0.5)
-    hub = streams(app)
+    registry = streams(app)
 
     def failures(name: str) -> float:
         return metric_values(client.get("/metrics").data.decode())[name]
@@ -131,13 +131,13 @@ def test_text_and_an_end_the_database_refuses_are_kept_and_stored_when_it_takes_
     with listening("chatapp.outage") as said:
         with writes_refused(app):
             deadline = time.monotonic() + 10
-            while not (hub.ends_waiting and failures("chatapp_db_flush_failures_total")):
+            while not (registry.ends_waiting and failures("chatapp_db_flush_failures_total")):
                 # Until Claude has written it all, and a group commit and the end have failed.
                 assert time.monotonic() < deadline, "no write failed"
                 gevent.sleep(0.05)
             gevent.sleep(0.5)
             # Written, shown, and waiting: the end is not shown before it is stored.
-            assert hub.ends_waiting == 1 and message_id in hub.live
+            assert registry.ends_waiting == 1 and message_id in registry.live
             assert not reader.dead and failures("chatapp_final_write_failures_total") > 0
             assert client.get("/healthz").json["answer_ends_waiting"] == 1
         events = reader.get(timeout=15)

@@ -117,7 +117,7 @@ def send() -> ResponseReturnValue:
     question, answer = store.add_exchange(conversation, prompt, files)
     asked = Question.first(conversation, question) if first else None  # nothing to read back
     streams().start(answer.id, conversation.id, asked)
-    _announce(conversation.id, "exchange", question.id, answer.id)
+    _send_news(conversation.id, "exchange", question.id, answer.id)
 
     page_url = url_for(".show", conversation_id=conversation.id)
     if not htmx.is_htmx(request):
@@ -151,7 +151,7 @@ def retry(message_id: int) -> ResponseReturnValue:
     except store.ActionError as exc:
         return _composer_error(str(exc), message.conversation, status=409)
     streams().start(message.id, message.conversation_id)
-    _announce(message.conversation_id, "restart", message.id)
+    _send_news(message.conversation_id, "restart", message.id)
     body = render_template("_message.html", message=live_view(MessageState.of(message)), last=True)
     return make_response(body) if htmx.is_htmx(request) else _back_to(message)
 
@@ -184,7 +184,7 @@ def edit(message_id: int) -> ResponseReturnValue:
         body = render_template("_edit_question.html", message=shown, draft=typed, error=exc)
         return make_response(body, 422)
     streams().start(answer.id, answer.conversation_id)
-    _announce(answer.conversation_id, "restart", question.id, answer.id)
+    _send_news(answer.conversation_id, "restart", question.id, answer.id)
     if not htmx.is_htmx(request):
         return _back_to(answer)
     return render_template(
@@ -207,7 +207,7 @@ def continue_(message_id: int) -> ResponseReturnValue:
     except store.ActionError as exc:
         return _composer_error(str(exc), message.conversation, status=409)
     streams().start(answer.id, answer.conversation_id)
-    _announce(answer.conversation_id, "exchange", question.id, answer.id)
+    _send_news(answer.conversation_id, "exchange", question.id, answer.id)
     if not htmx.is_htmx(request):
         return _back_to(message)
     body = render_template(
@@ -381,11 +381,11 @@ def delete_all() -> ResponseReturnValue:
     return redirect(url_for(".index"), code=303)
 
 
-def _announce(conversation_id: int, kind: str, *message_ids: int) -> None:
+def _send_news(conversation_id: int, kind: str, *message_ids: int) -> None:
     """Show the change on the conversation's other open pages (not on the one that made it)."""
     tab = request.headers.get("X-Chat-Tab")
     origin = tab if tab and len(tab) <= 64 else None  # app.js sends a UUID; longer is not ours
-    streams().announce(conversation_id, kind, message_ids, origin=origin)
+    streams().send_news(conversation_id, kind, message_ids, origin=origin)
 
 
 def _back_to(message: Message) -> ResponseReturnValue:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..models import MessageState
-from .hub import Streams, streams
 from .persistence import Question
+from .registry import Streams, streams
 from .views import bp
 
 __all__ = ["Question", "Streams", "bp", "live_view", "streams"]

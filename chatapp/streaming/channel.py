@@ -9,7 +9,7 @@ from gevent.queue import Empty, Full, Queue
 
 
 @dataclass(frozen=True)
-class Announcement:
+class News:
     """News for everyone who has a conversation open: messages appeared or were restarted."""
 
     kind: str  # "exchange": new messages to append; "restart": a message to replace; "title"

@@ -18,9 +18,9 @@ from gevent.event import Event
 
 from ..models import MessageState
 from . import persistence, sse
-from .channel import Announcement, Ended, Subscription
+from .channel import Ended, News, Subscription
 from .frames import AnswerView, finished_content
-from .hub import Streams
+from .registry import Streams
 from .relay import RemoteAnswer
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def watch_conversation(
     conversation_id: int,
     after: int,
     tab: str | None,
-    render: Callable[[Announcement, list[MessageState]], str],
+    render: Callable[[News, list[MessageState]], str],
     *,
     heartbeat: float,
     retry_ms: int,
@@ -196,7 +196,7 @@ def watch_conversation(
         missed = persistence.load_newer(streams.app, conversation_id, after)
         if missed:
             after = missed[-1].id
-            catch_up = Announcement("exchange", tuple(m.id for m in missed))
+            catch_up = News("exchange", tuple(m.id for m in missed))
             yield sse.event(render(catch_up, missed), name="exchange", id=str(after))
         while True:
             try:

@@ -36,7 +36,7 @@ from .frames import AnswerView, Frame
 from .sweeper import INTERRUPTED
 
 if TYPE_CHECKING:
-    from .hub import Streams
+    from .registry import Streams
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from ..llm import titles
 from ..models import Conversation, utcnow
 
 if TYPE_CHECKING:
-    from .hub import Streams
+    from .registry import Streams
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def name_conversation(
         log.info("conversation %s keeps its title: the database did not answer", conversation_id)
         return
     if renamed:
-        streams.announce(conversation_id, "title", (), None, title)
+        streams.send_news(conversation_id, "title", (), None, title)
 
 
 def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:

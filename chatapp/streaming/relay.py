@@ -36,7 +36,7 @@ from redis.retry import Retry
 
 from ..models import MessageState
 from ..outage import Outage
-from .channel import Announcement, Channel, Subscription
+from .channel import Channel, News, Subscription
 from .frames import AnswerView, Frame
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class Relay:
         self._mend()
         return False
 
-    def announce(self, conversation_id: int, news: Announcement) -> None:
+    def send_news(self, conversation_id: int, news: News) -> None:
         message = json.dumps(
             {
                 "kind": news.kind,
@@ -361,7 +361,7 @@ class Relay:
             release=lambda: self._release(name, channel, subscription),
         )
 
-    def watch(self, conversation_id: int) -> tuple[Subscription[Announcement], Callable[[], None]]:
+    def watch(self, conversation_id: int) -> tuple[Subscription[News], Callable[[], None]]:
         """Subscribe to a conversation's news from every worker, this one included."""
         name = self._conversation(conversation_id)
         channel, subscription = self._subscribe(name)
@@ -560,9 +560,7 @@ class Relay:
         body = json.loads(data)
         if name.startswith(f"{self._prefix}:conversation:"):
             channel.publish(
-                Announcement(
-                    body["kind"], tuple(body["message_ids"]), body["origin"], body.get("title")
-                )
+                News(body["kind"], tuple(body["message_ids"]), body["origin"], body.get("title"))
             )
             return
         message_id = int(name.rsplit(":", 1)[1])

@@ -26,10 +26,10 @@ from ..extensions import db
 from ..llm.catalogue import catalogue
 from ..models import MessageState
 from . import sse
-from .channel import Announcement
+from .channel import News
 from .connection import Connection
 from .feed import follow, watch_conversation
-from .hub import streams
+from .registry import streams
 
 bp = Blueprint("streaming", __name__)
 
@@ -101,18 +101,18 @@ def _event_stream(body: Iterator[str], connection: Connection) -> Response:
 
 
 def _counted(body: Iterator[str], session: tuple[int, int], gone: Event) -> Iterator[str]:
-    hub = streams()
-    hub.open_streams += 1
+    registry = streams()
+    registry.open_streams += 1
     release = session_watch().watch(*session, gone)
     try:
         yield from body
     except UNREACHABLE as exc:
         # The database went away while this stream needed it: end the stream. The browser
         # reconnects with its last event id, and catches up once the database answers.
-        hub.database.failed(exc)
+        registry.database.failed(exc)
     finally:
         release()
-        hub.open_streams -= 1
+        registry.open_streams -= 1
 
 
 def _connection() -> Connection:
@@ -174,7 +174,7 @@ def _position(value: str, name: str) -> int:
     return number
 
 
-def _render_news(conversation_id: int, news: Announcement, messages: list[MessageState]) -> str:
+def _render_news(conversation_id: int, news: News, messages: list[MessageState]) -> str:
     body = render_template("_news.html", news=news, messages=messages)
     if news.kind != "title":
         return body

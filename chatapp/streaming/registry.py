@@ -17,7 +17,7 @@ from ..llm.client import Claude
 from ..llm.files import Files
 from ..metrics import Meter, multiprocess
 from ..outage import Outage
-from .channel import Announcement, Channel, Subscription
+from .channel import Channel, News, Subscription
 from .generation import AnswerSettings, Generation
 from .persistence import Flusher, Question, load_state
 from .relay import Relay
@@ -51,7 +51,7 @@ class Streams:
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
         self.settings = AnswerSettings.of(config)
         self.live: dict[int, Generation] = {}
-        self._conversations: dict[int, Channel[Announcement]] = {}
+        self._conversations: dict[int, Channel[News]] = {}
         self.closing = False  # the worker is stopping: streams that would wait end instead
         self.open_streams = 0  # SSE responses being written by this worker
         self.relay: Relay | None = None
@@ -128,7 +128,7 @@ class Streams:
         generation.stop()
         return True
 
-    def announce(
+    def send_news(
         self,
         conversation_id: int,
         kind: str,
@@ -138,10 +138,10 @@ class Streams:
     ) -> None:
         """Tell every open page of the conversation that messages appeared or restarted, or
         that it has a new title."""
-        news = Announcement(kind, message_ids, origin, title)
+        news = News(kind, message_ids, origin, title)
         if self.relay is not None:
             try:
-                self.relay.announce(conversation_id, news)  # comes back to this worker's pages too
+                self.relay.send_news(conversation_id, news)  # comes back to this worker's pages too
                 return
             except redis.RedisError:
                 pass  # pages elsewhere see the news when they reconnect or reload
@@ -149,8 +149,8 @@ class Streams:
         if channel is not None:
             channel.publish(news)
 
-    def watch(self, conversation_id: int) -> tuple[Subscription[Announcement], Callable[[], None]]:
-        """Subscribe to a conversation's announcements; call the second value when done."""
+    def watch(self, conversation_id: int) -> tuple[Subscription[News], Callable[[], None]]:
+        """Subscribe to a conversation's news; call the second value when done."""
         if self.relay is not None:
             try:
                 return self.relay.watch(conversation_id)
