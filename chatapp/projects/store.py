@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import selectinload
 
 from .. import audit
+from ..attachments import store as stored_files
 from ..attachments.kinds import FileRefused, Inspected
 from ..attachments.store import clean_name
 from ..extensions import db
@@ -173,19 +174,8 @@ def delete_projects(project_ids: Sequence[int], *, by: User | None) -> None:
 def add_file(project: Project, name: str, data: bytes, inspected: Inspected) -> Attachment:
     """Store a checked file as one of the project's; committed. It belongs to the project's
     owner, whoever added it."""
-    attachment = Attachment(
-        user_id=project.user_id,
-        project_id=project.id,
-        name=clean_name(name),
-        kind=inspected.kind,
-        media_type=inspected.media_type,
-        size=len(data),
-        width=inspected.width,
-        height=inspected.height,
-        pages=inspected.pages,
-        data=data,
-    )
-    db.session.add(attachment)
+    attachment = stored_files.add(project.owner, name, data, inspected)
+    attachment.project_id = project.id
     project.updated_at = utcnow()
     db.session.commit()
     return attachment

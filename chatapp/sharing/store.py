@@ -17,6 +17,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import selectinload, undefer
 
 from .. import audit
+from ..conversations import forms
 from ..conversations import store as conversations
 from ..extensions import db
 from ..models import (
@@ -222,7 +223,7 @@ def copy_for(shared: Share, viewer: User, model: str) -> Conversation:
     An answer still being written when shared is copied as it stood, `interrupted`, so the
     viewer can retry or continue it. Usage is not copied: the viewer's copy cost them nothing.
     """
-    conversation = conversations.create_conversation(viewer, conversations.Settings(model))
+    conversation = conversations.create_conversation(viewer, forms.Settings(model))
     conversation.title = shared.title
     messages = db.session.scalars(
         select(SharedMessage)

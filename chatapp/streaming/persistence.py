@@ -277,9 +277,8 @@ class Question:
     project: projects.ProjectContext | None = None  # the instructions and files of its project
 
     @classmethod
-    def first(cls, conversation: Conversation, question: Message) -> Question:
-        """The first question of a conversation the send has just stored: what the answer is
-        asked with, without reading back what the send has in hand."""
+    def of(cls, conversation: Conversation, history: list[MessageState]) -> Question:
+        """The conversation's settings and project (no query outside one), with `history`."""
         return cls(
             user_id=conversation.user_id,
             model=conversation.model,
@@ -287,9 +286,15 @@ class Question:
             tools=conversation.tools.split(),
             server_tools=conversation.server_tools.split(),
             thinking=thinking_of(conversation),
-            history=[MessageState.of(question)],  # a question has no transcript
-            project=projects.context_of(conversation),  # None (no query) outside a project
+            history=history,
+            project=projects.context_of(conversation),
         )
+
+    @classmethod
+    def first(cls, conversation: Conversation, question: Message) -> Question:
+        """The first question of a conversation the send has just stored: what the answer is
+        asked with, without reading back what the send has in hand."""
+        return cls.of(conversation, [MessageState.of(question)])  # a question has no transcript
 
 
 def load_question(app: Flask, message_id: int) -> Question:
@@ -306,13 +311,4 @@ def load_question(app: Flask, message_id: int) -> Question:
             .order_by(Message.id)
             .options(undefer(Message.transcript), selectinload(Message.attachments))
         )
-        return Question(
-            user_id=conversation.user_id,
-            model=conversation.model,
-            system_prompt=conversation.system_prompt,
-            tools=conversation.tools.split(),
-            server_tools=conversation.server_tools.split(),
-            thinking=thinking_of(conversation),
-            history=[MessageState.of(m, transcript=True) for m in earlier],
-            project=projects.context_of(conversation),
-        )
+        return Question.of(conversation, [MessageState.of(m, transcript=True) for m in earlier])
