@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,16 @@ from .frames import AnswerView, Frame
 from .sweeper import INTERRUPTED
 
 if TYPE_CHECKING:
-    from .registry import Streams
+    from flask import Flask
+    from gevent.event import Event
+
+    from ..llm.catalogue import Catalogue
+    from ..llm.client import Claude
+    from ..llm.files import Files
+    from ..metrics import Meter
+    from ..outage import Outage
+    from .persistence import Flusher
+    from .relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +87,41 @@ class AnswerSettings:
         )
 
 
+@dataclass
+class AnswerServices:
+    """What a generation calls on: the worker's client, catalogue, files, meter, flusher and
+    relay, and the few things its registry (Streams) answers. The registry makes one per
+    worker; a generation needs nothing else of it, so either can change alone."""
+
+    app: Flask
+    claude: Claude
+    catalogue: Catalogue
+    files: Files
+    meter: Meter
+    flusher: Flusher
+    database: Outage
+    stopping: Event  # the worker is going away: waiting writes give up
+    relay: Relay | None
+    watchers: Callable[[int], int]  # how many follow an answer (here, or workers following it)
+    frame_interval: Callable[[], float]  # the least time between two frames, under this load
+    forget: Callable[[Generation], None]  # the answer is over in this worker
+    send_news: Callable[..., None]  # tell a conversation's open pages (its new title)
+    ends_waiting: int = 0  # answers that ended and wait for the database to store their end
+
+
 class Generation:
     """One answer in progress in this worker."""
 
     def __init__(
         self,
-        streams: Streams,
+        services: AnswerServices,
+        settings: AnswerSettings,
         message_id: int,
         conversation_id: int,
         question: persistence.Question | None = None,
     ) -> None:
-        self.streams = streams
-        self.settings = streams.settings
+        self.services = services
+        self.settings = settings
         self._question = question
         self.message_id = message_id
         self.conversation_id = conversation_id
@@ -127,7 +159,7 @@ class Generation:
         unwatched = 0.0
         while not self.done:
             gevent.sleep(step)
-            unwatched = unwatched + step if self.streams.watchers(self.message_id) == 0 else 0.0
+            unwatched = unwatched + step if self.services.watchers(self.message_id) == 0 else 0.0
             if unwatched >= after:
                 log.info(
                     "answer %s: nobody watched it for %gs; stopping it", self.message_id, after
@@ -213,7 +245,7 @@ class Generation:
         status, error = Status.FAILED, None
         try:
             question = self._question or persistence.load_question(
-                self.streams.app, self.message_id
+                self.services.app, self.message_id
             )
             self._model = question.model
             history = question.history
@@ -237,12 +269,12 @@ class Generation:
             status, error = Status.INTERRUPTED, INTERRUPTED
         except (anthropic.APIError, httpx2.HTTPError) as exc:
             error = errors.describe(exc, idle_timeout=self.settings.idle_timeout)
-            self.streams.meter.upstream_errors.labels(errors.kind(exc)).inc()
+            self.services.meter.upstream_errors.labels(errors.kind(exc)).inc()
             log.warning("answer %s failed: %s (%r)", self.message_id, error, exc)
         except Exception as exc:
             if unreachable(exc):  # reading the question (or a tool's query)
                 error = DATABASE_AWAY
-                self.streams.database.failed(exc)
+                self.services.database.failed(exc)
             else:
                 error = errors.describe(exc)
                 log.exception("answer %s failed unexpectedly", self.message_id)
@@ -256,9 +288,9 @@ class Generation:
         self, question: persistence.Question, *, upload_again: bool = False
     ) -> dict[str, Any]:
         """The first request of the answer, its files uploaded (or uploaded again)."""
-        model = self.streams.catalogue.get(question.model)
+        model = self.services.catalogue.get(question.model)
         project = question.project
-        blocks = self.streams.files.blocks(
+        blocks = self.services.files.blocks(
             question.history,
             upload_again=upload_again,
             citations=model is not None and model.citations,
@@ -277,7 +309,7 @@ class Generation:
             tools=tools.definitions(question.tools),
             files=blocks,
             server_tools=server_tools.definitions(
-                question.server_tools, model, self.streams.app.config
+                question.server_tools, model, self.services.app.config
             ),
             project_instructions=project.instructions if project is not None else "",
             project_files=[blocks[f.id] for f in project.files] if project is not None else None,
@@ -289,11 +321,11 @@ class Generation:
         """Stream the answer, round after round while Claude calls tools (or the API pauses a
         long turn of its server tools, `pause_turn`: the paused turn is sent back and goes on
         in the same answer); how it ended."""
-        context = tools.ToolContext(self.streams.app, question.user_id, self.conversation_id)
+        context = tools.ToolContext(self.services.app, question.user_id, self.conversation_id)
         most = self.settings.max_tool_rounds
         asking = request
         while True:
-            with self.streams.claude.client.messages.create(stream=True, **asking) as stream:
+            with self.services.claude.client.messages.create(stream=True, **asking) as stream:
                 for event in stream:
                     piece = self.reply.apply(event)
                     if piece:
@@ -302,7 +334,7 @@ class Generation:
                     if use is not None:
                         self._receive(self._use_tool(use, question.tools, context))
             if not self.reply.finished:
-                self.streams.meter.upstream_errors.labels("cut_off").inc()
+                self.services.meter.upstream_errors.labels("cut_off").inc()
                 return Status.FAILED, errors.cut_off()
             if self.reply.stop_reason == "refusal":
                 return Status.REFUSED, errors.refused(self.reply.refusal)
@@ -321,19 +353,19 @@ class Generation:
             result = tools.Outcome(f"The tool {use.name} is not switched on here.", True, 0)
         else:
             result = tools.run(use.name, use.input, context)
-        self.streams.meter.count_tool_call(use.name, result.is_error)
+        self.services.meter.count_tool_call(use.name, result.is_error)
         return self.reply.tool_result(use, result.result, is_error=result.is_error, ms=result.ms)
 
     def _receive(self, piece: Piece) -> None:
-        self.streams.meter.characters.inc(len(piece.thinking) + len(piece.text))
+        self.services.meter.characters.inc(len(piece.thinking) + len(piece.text))
         if piece.thinking:
             self._pending_thinking.append(piece.thinking)
             self._unstored_thinking.append(piece.thinking)
         if piece.text:
             self._pending_text.append(piece.text)
             self._unstored_text.append(piece.text)
-        self.streams.flusher.mark(self)
-        wait = self._last_frame_at + self.streams.frame_interval - time.monotonic()
+        self.services.flusher.mark(self)
+        wait = self._last_frame_at + self.services.frame_interval() - time.monotonic()
         if wait <= 0:
             self._publish_pending()
         elif self._frame_timer is None:
@@ -354,13 +386,13 @@ class Generation:
         self._pending_text.clear()
         frame = self.view.add(text, thinking)
         self._last_frame_at = time.monotonic()
-        if self.streams.relay is not None:
+        if self.services.relay is not None:
             # Into Redis first: what any reader has seen is then in Redis, should this worker
             # die before the next group commit (the sweeper recovers it from there). While
             # Redis is away this does nothing; listeners here get the frame all the same.
-            self.streams.relay.frame(self.message_id, frame, self._published)
+            self.services.relay.frame(self.message_id, frame, self._published)
         self.channel.publish(frame)
-        self.streams.meter.frames.inc()
+        self.services.meter.frames.inc()
 
     def _finish(self, status: Status, error: str | None) -> None:
         self._finishing = True
@@ -376,7 +408,7 @@ class Generation:
                 reply.count_output(estimate_tokens(unreported))
             else:
                 model = reply.model or self._model or ""
-                reply.count_output(self.streams.claude.counter.count(model, unreported))
+                reply.count_output(self.services.claude.counter.count(model, unreported))
         usage = reply.usage
         started = reply.model is not None
         state = MessageState(
@@ -399,13 +431,13 @@ class Generation:
             duration_ms=round((time.monotonic() - reply.started) * 1000),
             transcript=reply.transcript if reply.beyond_text else None,
         )
-        self.streams.flusher.forget(self.message_id)
+        self.services.flusher.forget(self.message_id)
         if not self._store_end(state):
             # The worker is stopping and the database still does not answer. The row stays
             # `streaming`, with what group commits stored, for a sweeper to end as interrupted
             # (with the text Redis holds, if any). Its listeners are let go, to reconnect; none
             # is shown an end the database may never have.
-            self.streams.forget(self)
+            self.services.forget(self)
             self.channel.close_all()
             log.warning(
                 "answer %s ended (%s), but the database took nothing before the worker "
@@ -415,9 +447,9 @@ class Generation:
             )
             return
         self.final = state
-        self.streams.meter.answers.labels(state.status).inc()
+        self.services.meter.answers.labels(state.status).inc()
         if started:
-            self.streams.meter.count_tokens(
+            self.services.meter.count_tokens(
                 state.model or "",
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -425,16 +457,16 @@ class Generation:
                 cache_creation_tokens=usage.cache_creation_tokens,
             )
         if state.ttft_ms is not None:
-            self.streams.meter.first_token.observe(state.ttft_ms / 1000)
-        self.streams.forget(self)
+            self.services.meter.first_token.observe(state.ttft_ms / 1000)
+        self.services.forget(self)
         self.channel.publish(self.view.finish(state))
-        if self.streams.relay is not None:
-            self.streams.relay.final(self.message_id)  # now, or once Redis is back
+        if self.services.relay is not None:
+            self.services.relay.final(self.message_id)  # now, or once Redis is back
         log.info("generation finished", extra={"fields": _log_fields(state)})
         if status is Status.COMPLETE and self._first_question is not None:
             gevent.spawn(
                 naming.name_conversation,
-                self.streams,
+                self.services,
                 self.conversation_id,
                 self.settings.title_model,
                 self._first_question,
@@ -445,30 +477,30 @@ class Generation:
         """Store the answer's end, trying again until the database takes it or the worker
         stops (then one last try). Meanwhile the answer stays live here: its listeners have
         all its text, but not yet an end that might never be stored. False if it never was."""
-        streams = self.streams
+        services = self.services
         pause, waiting = FIRST_RETRY, False
         try:
             while True:
                 try:
-                    persistence.store_final(streams.app, state)
+                    persistence.store_final(services.app, state)
                 except Exception as exc:
                     if not waiting and not unreachable(exc):
                         log.exception("could not store the end of answer %s", self.message_id)
-                    streams.database.failed(exc)
-                    streams.meter.final_write_failures.inc()
+                    services.database.failed(exc)
+                    services.meter.final_write_failures.inc()
                     if not waiting:
                         waiting = True
-                        streams.ends_waiting += 1
+                        services.ends_waiting += 1
                 else:
-                    streams.database.succeeded()
+                    services.database.succeeded()
                     return True
-                if streams.stopping.is_set():
+                if services.stopping.is_set():
                     return False
-                streams.stopping.wait(pause)
+                services.stopping.wait(pause)
                 pause = min(pause * 2, persistence.MAX_BACKOFF)
         finally:
             if waiting:
-                streams.ends_waiting -= 1
+                services.ends_waiting -= 1
 
 
 def _log_fields(state: MessageState) -> dict[str, Any]:

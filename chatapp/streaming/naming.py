@@ -19,40 +19,40 @@ from ..llm import titles
 from ..models import Conversation, utcnow
 
 if TYPE_CHECKING:
-    from .registry import Streams
+    from .generation import AnswerServices
 
 log = logging.getLogger(__name__)
 
 
 def name_conversation(
-    streams: Streams, conversation_id: int, model: str | None, question: str, answer: str
+    services: AnswerServices, conversation_id: int, model: str | None, question: str, answer: str
 ) -> None:
     """Ask `model` (None: the newest Haiku offered, else the default model; "": nobody) for a
     title of the conversation that began with `question` and `answer`, store it and what it
     used, and tell open pages."""
     if model is None:
-        model = streams.catalogue.newest("haiku") or streams.catalogue.default()
+        model = services.catalogue.newest("haiku") or services.catalogue.default()
     if not model:
         return
     try:
-        title, usage = titles.suggest(streams.claude.client, model, question, answer)
+        title, usage = titles.suggest(services.claude.client, model, question, answer)
     except (anthropic.APIError, httpx2.HTTPError) as exc:
         log.info("no title for conversation %s: %r", conversation_id, exc)
         return
-    streams.meter.count_tokens(
+    services.meter.count_tokens(
         model, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
     )
     try:
-        store_naming(streams.app, conversation_id, model, usage)
-        renamed = title and retitle(streams.app, conversation_id, question, title)
+        store_naming(services.app, conversation_id, model, usage)
+        renamed = title and retitle(services.app, conversation_id, question, title)
     except Exception as exc:
         if not unreachable(exc):
             raise
-        streams.database.failed(exc)
+        services.database.failed(exc)
         log.info("conversation %s keeps its title: the database did not answer", conversation_id)
         return
     if renamed:
-        streams.send_news(conversation_id, "title", (), None, title)
+        services.send_news(conversation_id, "title", (), None, title)
 
 
 def store_naming(app: Flask, conversation_id: int, model: str, usage: Any) -> None:

@@ -18,7 +18,7 @@ from ..llm.files import Files
 from ..metrics import Meter, multiprocess
 from ..outage import Outage
 from .channel import Channel, News, Subscription
-from .generation import AnswerSettings, Generation
+from .generation import AnswerServices, AnswerSettings, Generation
 from .persistence import Flusher, Question, load_state
 from .relay import Relay
 from .sweeper import Sweeper
@@ -46,7 +46,6 @@ class Streams:
         )
         self.flusher = Flusher(app, float(config["FLUSH_INTERVAL"]), self.meter, self.database)
         self.stopping = Event()  # the worker is going away: waiting writes give up
-        self.ends_waiting = 0  # answers that ended and wait for the database to store it
         self._frame_interval = float(config["FRAME_INTERVAL"])
         self._frames_per_second = float(config["WORKER_FRAMES_PER_SECOND"])
         self.settings = AnswerSettings.of(config)
@@ -64,6 +63,21 @@ class Streams:
                 on_stop=self._stop_here,
                 load_state=lambda message_id: load_state(app, message_id),
             )
+        self.services = AnswerServices(
+            app=app,
+            claude=self.claude,
+            catalogue=self.catalogue,
+            files=self.files,
+            meter=self.meter,
+            flusher=self.flusher,
+            database=self.database,
+            stopping=self.stopping,
+            relay=self.relay,
+            watchers=self.watchers,
+            frame_interval=lambda: self.frame_interval,
+            forget=self.forget,
+            send_news=self.send_news,
+        )
         self.sweeper = Sweeper(
             app,
             lambda: tuple(self.live),
@@ -74,6 +88,11 @@ class Streams:
         )
         app.extensions[EXTENSION_KEY] = self
         app.before_request(self._ensure_running)
+
+    @property
+    def ends_waiting(self) -> int:
+        """Answers that ended and wait for the database to store their end."""
+        return self.services.ends_waiting
 
     @property
     def frame_interval(self) -> float:
@@ -104,7 +123,7 @@ class Streams:
     ) -> Generation:
         """Start writing the answer `message_id` (stored with status `streaming`), to
         `question` if the caller has it, else to what is stored before it."""
-        generation = Generation(self, message_id, conversation_id, question)
+        generation = Generation(self.services, self.settings, message_id, conversation_id, question)
         if self.relay is not None:
             self.relay.begin(message_id)
         self.live[message_id] = generation
