@@ -105,6 +105,7 @@ class Relay:
         self._unsent_finals: set[int] = set()  # answers whose end is still to be announced
         self._unsent_stops: dict[int, float] = {}  # Stops to pass on -> when to give up
         self._mender: gevent.Greenlet | None = None
+        self._stopping = Event()  # the worker is stopping: greenlets end at their next wait
 
     # -- names ------------------------------------------------------------------------------
 
@@ -292,7 +293,8 @@ class Relay:
         """Try Redis every RETRY_EVERY seconds while it is away; once it answers, send the
         answers' ends and the Stops that waited for it."""
         while self.outage.down or self._unsent_finals or self._unsent_stops:
-            gevent.sleep(RETRY_EVERY)
+            if self._stopping.wait(RETRY_EVERY):
+                return
             if self.outage.down:
                 try:
                     self.redis.ping()
@@ -373,10 +375,18 @@ class Relay:
             channel.close_all()
 
     def stop(self) -> None:
+        # A greenlet killed while redis-py connects leaks the socket it was connecting (only
+        # an OSError closes it there): each is let end at its next wait, which a connect
+        # reaches within COMMAND_TIMEOUT; a dispatcher reading its subscriptions is killed at
+        # once (its socket is the pub/sub connection's, closed below).
+        self._stopping.set()
         if self._mender is not None:
+            self._mender.join(timeout=COMMAND_TIMEOUT + 1)
             self._mender.kill(block=True, timeout=2)
             self._mender = None
         if self._dispatcher is not None:
+            if not self._listening:
+                self._dispatcher.join(timeout=COMMAND_TIMEOUT + 1)
             self._dispatcher.kill(block=True, timeout=2)  # before its connection is closed
             self._dispatcher = None
         if self._pubsub is not None:
@@ -417,6 +427,7 @@ class Relay:
         with self._lock:
             if self._dispatcher is not None and not self._dispatcher.dead:
                 return
+            self._stopping.clear()
             # The pub/sub connection's own reads wait as long as no message comes: redis-py
             # lifts the socket timeout for them.
             self._pubsub = self.redis.pubsub()
@@ -498,7 +509,8 @@ class Relay:
                     lost_at = time.monotonic()
                 subscribed = self._listening = False
                 self._away(exc)
-                gevent.sleep(RETRY_EVERY)
+                if self._stopping.wait(RETRY_EVERY):
+                    return
 
     def _catch_up(self) -> None:
         """After the pub/sub connection came back: show each followed answer's listeners what
