@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from flask import Flask
+from gevent.event import Event
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import selectinload, undefer
 
@@ -82,6 +83,7 @@ BATCH_ROWS = 500
 # While the database does not answer, tries come further and further apart, up to this many
 # seconds.
 MAX_BACKOFF = 5.0
+STOP_WAIT = 2.0  # seconds a stop lets the ticker finish a write (more: the database is away)
 
 
 class Flusher:
@@ -97,6 +99,7 @@ class Flusher:
         self._database = database or Outage("the database")
         self._dirty: dict[int, Progress] = {}
         self._ticker: Greenlet | None = None
+        self._stopping = Event()  # the ticker ends at its next wait
         self.writes = 0  # statements executed, for metrics and benchmarks
 
     @property
@@ -108,6 +111,7 @@ class Flusher:
         """Note that `progress` has text the database does not have yet."""
         self._dirty[progress.message_id] = progress
         if self._ticker is None or self._ticker.dead:
+            self._stopping.clear()
             self._ticker = gevent.spawn(self._run)
 
     def forget(self, message_id: int) -> None:
@@ -196,16 +200,21 @@ class Flusher:
         return True
 
     def stop(self) -> None:
-        """Write what is pending and end the ticker."""
-        if self._ticker is not None:
-            self._ticker.kill()
-            self._ticker = None
+        """End the ticker, then write what is pending. The ticker is let finish a write it is
+        in (a kill inside psycopg's pipeline leaves its generator to a later garbage
+        collection, which then talks to the server from wherever it runs)."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            self._stopping.set()
+            ticker.join(timeout=STOP_WAIT)
+            ticker.kill()
         self.flush()
 
     def _run(self) -> None:
         pause = self._interval
         while self._dirty:
-            gevent.sleep(pause)
+            if self._stopping.wait(pause):
+                return
             pause = self._interval if self.flush() else min(pause * 2, MAX_BACKOFF)
 
 
